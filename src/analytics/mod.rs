@@ -1,0 +1,479 @@
+//! Analytics: what Google Analytics shows, computed from the event stream.
+//!
+//! Two kinds of figures, because a fleet of pods must add up to the truth:
+//!
+//! - **Volume figures** — events by type, revenue, purchases, order values,
+//!   page views, product interactions, countries, cities, devices, browsers,
+//!   operating systems, revenue by hour, closed sessions — are monotonic
+//!   counters of the events *this process* processed live ([`AnalyticsTotals`]).
+//!   They are never dropped when a partition moves away, so summing them over
+//!   pods (which Prometheus does) counts every event once. A rebuild replays
+//!   events in warm-up mode, which does not touch them.
+//! - **Distinct-user figures** — the conversion funnel (users per stage),
+//!   active users, events per user, top users, open sessions — are kept per
+//!   partition over an event-time window (`ANALYTICS_WINDOW`, default 1 h)
+//!   ([`AnalyticsPartition`]). Events are keyed by user_id, so a user lives in
+//!   exactly one partition, and partitions are owned by exactly one pod: the
+//!   sum over pods of distinct users is the exact distinct count. When a
+//!   partition moves, the new owner rebuilds its window by replay.
+//!
+//! Memory is bounded: label sets are capped ([`bounded`]); each partition
+//! tracks at most `ANALYTICS_MAX_USERS_PER_PARTITION` users exactly (about
+//! 60 bytes each) and counts any further users with HyperLogLog sketches
+//! ([`hll`], 120 KiB per partition, ~1.6 % error), flagging the report as
+//! approximate.
+
+pub mod bounded;
+pub mod hll;
+pub mod report;
+
+use std::hash::BuildHasher;
+
+use bounded::BoundedCounts;
+use hll::HyperLogLog;
+
+use crate::config::AnalyticsConfig;
+use crate::event::{Event, EventType, page_path};
+use crate::eventtime::hour_of_day;
+use crate::fraud::state::PrehashedMap;
+use crate::processor::{Mode, Processor};
+
+pub use report::AnalyticsReport;
+
+/// Distinct keys kept per label set before values are counted as `other`.
+pub const MAX_PAGES: usize = 500;
+pub const MAX_PRODUCTS: usize = 500;
+pub const MAX_COUNTRIES: usize = 300;
+pub const MAX_CITIES: usize = 1_000;
+pub const MAX_DEVICE_LABELS: usize = 50;
+/// Candidates kept per partition for "top users".
+const TOP_USER_CANDIDATES: usize = 16;
+
+/// Upper bounds (dollars) of the order-value histogram buckets.
+pub const ORDER_VALUE_BUCKETS: [f64; 9] = [10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+/// Upper bounds (seconds) of the session-duration histogram buckets.
+pub const SESSION_DURATION_BUCKETS: [f64; 9] = [10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0];
+
+/// A histogram of observations with fixed bucket bounds (`counts[i]` counts
+/// observations ≤ `bounds[i]` and above the previous bound; the last slot
+/// counts those above every bound).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    pub bounds: &'static [f64],
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, v: f64) {
+        let i = self.bounds.partition_point(|&b| b < v);
+        self.counts[i] += 1;
+        self.sum += v;
+        self.count += 1;
+    }
+}
+
+/// Monotonic figures of everything this process processed live.
+#[derive(Clone, Debug)]
+pub struct AnalyticsTotals {
+    pub total_events: u64,
+    pub event_types: [u64; 5],
+    /// Revenue in cents: integer, so sums over pods are exact.
+    pub revenue_cents: u64,
+    pub purchases: u64,
+    pub order_values: Histogram,
+    pub revenue_by_hour_cents: [u64; 24],
+    pub page_views: BoundedCounts,
+    pub product_interactions: BoundedCounts,
+    pub product_revenue_cents: BoundedCounts,
+    /// product_id → product_name, for the products in `product_interactions`.
+    pub product_names: std::collections::HashMap<String, String>,
+    pub countries: BoundedCounts,
+    pub cities: BoundedCounts,
+    pub device_types: BoundedCounts,
+    pub browsers: BoundedCounts,
+    pub operating_systems: BoundedCounts,
+    pub session_durations: Histogram,
+}
+
+impl Default for AnalyticsTotals {
+    fn default() -> Self {
+        AnalyticsTotals {
+            total_events: 0,
+            event_types: [0; 5],
+            revenue_cents: 0,
+            purchases: 0,
+            order_values: Histogram::new(&ORDER_VALUE_BUCKETS),
+            revenue_by_hour_cents: [0; 24],
+            page_views: BoundedCounts::new(MAX_PAGES),
+            product_interactions: BoundedCounts::new(MAX_PRODUCTS),
+            product_revenue_cents: BoundedCounts::new(MAX_PRODUCTS),
+            product_names: std::collections::HashMap::new(),
+            countries: BoundedCounts::new(MAX_COUNTRIES),
+            cities: BoundedCounts::new(MAX_CITIES),
+            device_types: BoundedCounts::new(MAX_DEVICE_LABELS),
+            browsers: BoundedCounts::new(MAX_DEVICE_LABELS),
+            operating_systems: BoundedCounts::new(MAX_DEVICE_LABELS),
+            session_durations: Histogram::new(&SESSION_DURATION_BUCKETS),
+        }
+    }
+}
+
+/// One user's recent activity. Times are seconds since the epoch; 0 = never.
+#[derive(Clone, Copy, Debug, Default)]
+struct UserActivity {
+    last_seen: u32,
+    stage_seen: [u32; 5],
+    events: u32,
+    session_key: u32,
+    session_start: u32,
+    session_last: u32,
+}
+
+/// Distinct users beyond the exact cap, in time buckets of a quarter window,
+/// so that old buckets can be dropped as the window slides.
+#[derive(Default)]
+struct OverflowSketch {
+    /// (bucket number, [all users, users per stage]).
+    buckets: Vec<(u32, Box<[HyperLogLog; 6]>)>,
+}
+
+const OVERFLOW_BUCKETS: usize = 5;
+
+impl OverflowSketch {
+    fn insert(&mut self, bucket: u32, user_hash: u64, stage: usize) {
+        let position = match self.buckets.iter().position(|(b, _)| *b == bucket) {
+            Some(p) => p,
+            None => {
+                self.buckets.push((bucket, Box::default()));
+                self.buckets.sort_by_key(|(b, _)| *b);
+                if self.buckets.len() > OVERFLOW_BUCKETS {
+                    self.buckets.remove(0);
+                }
+                match self.buckets.iter().position(|(b, _)| *b == bucket) {
+                    Some(p) => p,
+                    None => return, // older than every kept bucket
+                }
+            }
+        };
+        let sketches = &mut self.buckets[position].1;
+        sketches[0].insert_hash(user_hash);
+        sketches[1 + stage].insert_hash(user_hash);
+    }
+
+    /// Estimated distinct users (index 0) and per stage (1..=5) in buckets
+    /// from `first_bucket` on.
+    fn estimates(&self, first_bucket: u32) -> [u64; 6] {
+        let mut union: [HyperLogLog; 6] = Default::default();
+        for (b, sketches) in &self.buckets {
+            if *b >= first_bucket {
+                for (u, s) in union.iter_mut().zip(sketches.iter()) {
+                    u.merge(s);
+                }
+            }
+        }
+        let mut out = [0; 6];
+        for (o, u) in out.iter_mut().zip(union.iter()) {
+            *o = u.estimate();
+        }
+        out
+    }
+}
+
+/// The windowed distinct-user state of one partition.
+pub struct AnalyticsPartition {
+    users: PrehashedMap<UserActivity>,
+    watermark_s: u32,
+    last_sweep_s: u32,
+    overflow: Option<Box<OverflowSketch>>,
+    /// (user hash, user id) of the busiest users seen recently.
+    top_candidates: Vec<(u64, Box<str>)>,
+    /// No candidate has fewer events than this.
+    top_floor: u32,
+}
+
+impl AnalyticsPartition {
+    pub fn tracked_users(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Approximate heap bytes of the partition's state.
+    pub fn heap_bytes(&self) -> usize {
+        let map = self.users.capacity() * (std::mem::size_of::<(u64, UserActivity)>() + 1);
+        let sketches = self.overflow.as_ref().map_or(0, |o| o.buckets.len() * 6 * 4096);
+        map + sketches
+    }
+}
+
+/// The windowed figures of one partition, ready to be summed over partitions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WindowFigures {
+    pub active_users: u64,
+    pub funnel_users: [u64; 5],
+    pub events_in_window: u64,
+    pub open_sessions: u64,
+    pub open_session_seconds: u64,
+    pub top_users: Vec<(String, u64)>,
+    pub exact: bool,
+}
+
+/// The analytics processor.
+pub struct AnalyticsProcessor {
+    config: AnalyticsConfig,
+    totals: AnalyticsTotals,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl AnalyticsProcessor {
+    pub fn new(config: AnalyticsConfig) -> AnalyticsProcessor {
+        AnalyticsProcessor {
+            config,
+            totals: AnalyticsTotals::default(),
+            hasher: foldhash::fast::FixedState::with_seed(0xa11a_17c5),
+        }
+    }
+
+    pub fn totals(&self) -> &AnalyticsTotals {
+        &self.totals
+    }
+
+    pub fn config(&self) -> &AnalyticsConfig {
+        &self.config
+    }
+
+    fn window_s(&self) -> u32 {
+        self.config.window.as_secs() as u32
+    }
+
+    /// The windowed figures of one partition, as of its watermark.
+    pub fn window_figures(&self, state: &AnalyticsPartition) -> WindowFigures {
+        let from = state.watermark_s.saturating_sub(self.window_s());
+        let mut f = WindowFigures {
+            exact: state.overflow.is_none(),
+            ..WindowFigures::default()
+        };
+        for user in state.users.values() {
+            if user.last_seen < from || user.last_seen == 0 {
+                continue;
+            }
+            f.active_users += 1;
+            f.events_in_window += u64::from(user.events);
+            for (stage, &seen) in user.stage_seen.iter().enumerate() {
+                if seen >= from && seen != 0 {
+                    f.funnel_users[stage] += 1;
+                }
+            }
+            if user.session_start != 0 {
+                f.open_sessions += 1;
+                f.open_session_seconds += u64::from(user.session_last - user.session_start);
+            }
+        }
+        if let Some(overflow) = &state.overflow {
+            let quarter = (self.window_s() / 4).max(1);
+            let estimates = overflow.estimates(from / quarter);
+            f.active_users += estimates[0];
+            for stage in 0..5 {
+                f.funnel_users[stage] += estimates[1 + stage];
+            }
+        }
+        let mut top: Vec<(String, u64)> = state
+            .top_candidates
+            .iter()
+            .filter_map(|(key, name)| {
+                let user = state.users.get(key)?;
+                (user.last_seen >= from).then(|| (name.to_string(), u64::from(user.events)))
+            })
+            .collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(5);
+        f.top_users = top;
+        f
+    }
+
+    /// Builds the report of this process: its totals plus the windowed
+    /// figures of the partitions it owns.
+    pub fn report<'a>(&self, partitions: impl Iterator<Item = &'a AnalyticsPartition>) -> AnalyticsReport {
+        let figures: Vec<WindowFigures> = partitions.map(|p| self.window_figures(p)).collect();
+        AnalyticsReport::build(&self.totals, &figures, self.config.window)
+    }
+
+    fn sweep(&mut self, state: &mut AnalyticsPartition, mode: Mode) {
+        let window = self.window_s();
+        if state.watermark_s.saturating_sub(state.last_sweep_s) < (window / 8).max(1) {
+            return;
+        }
+        state.last_sweep_s = state.watermark_s;
+        let cutoff = state.watermark_s.saturating_sub(window);
+        let session_cutoff = state.watermark_s.saturating_sub(self.config.session_timeout.as_secs() as u32);
+        let totals = &mut self.totals;
+        state.users.retain(|_, user| {
+            if user.session_start != 0 && user.session_last < session_cutoff {
+                if mode == Mode::Live {
+                    totals.session_durations.observe(f64::from(user.session_last - user.session_start));
+                }
+                user.session_start = 0;
+                user.session_last = 0;
+                user.session_key = 0;
+            }
+            user.last_seen >= cutoff
+        });
+        let users = &state.users;
+        state.top_candidates.retain(|(key, _)| users.contains_key(key));
+        state.top_floor = 0;
+    }
+
+    fn count_live(&mut self, event: &Event<'_>) {
+        let t = &mut self.totals;
+        t.total_events += 1;
+        t.event_types[event.event_type.index()] += 1;
+        if event.event_type == EventType::PageView
+            && let Some(url) = &event.page_url
+        {
+            t.page_views.add(page_path(url), 1);
+        }
+        if let Some(product) = &event.properties.product_id {
+            t.product_interactions.add(product, 1);
+            if t.product_names.len() < MAX_PRODUCTS
+                && let Some(name) = &event.properties.product_name
+                && !t.product_names.contains_key(product.as_ref())
+            {
+                t.product_names.insert(product.to_string(), name.to_string());
+            }
+        }
+        t.countries.add(event.location.country.as_deref().unwrap_or("unknown"), 1);
+        t.cities.add(event.location.city.as_deref().unwrap_or("unknown"), 1);
+        t.device_types.add(event.device.device_type.as_deref().unwrap_or("unknown"), 1);
+        t.browsers.add(event.device.browser.as_deref().unwrap_or("unknown"), 1);
+        t.operating_systems.add(event.device.os.as_deref().unwrap_or("unknown"), 1);
+        if event.event_type == EventType::Purchase {
+            let amount = event.amount();
+            let cents = (amount * 100.0).round() as u64;
+            t.purchases += 1;
+            t.revenue_cents += cents;
+            t.order_values.observe(amount);
+            t.revenue_by_hour_cents[usize::from(hour_of_day(event.timestamp_ms))] += cents;
+            if let Some(product) = &event.properties.product_id {
+                let item = event.properties.price.unwrap_or(amount);
+                t.product_revenue_cents.add(product, (item * 100.0).round() as u64);
+            }
+        }
+    }
+}
+
+impl Processor for AnalyticsProcessor {
+    type State = AnalyticsPartition;
+    type Output = std::convert::Infallible;
+
+    fn new_state(&self) -> AnalyticsPartition {
+        AnalyticsPartition {
+            users: PrehashedMap::default(),
+            watermark_s: 0,
+            last_sweep_s: 0,
+            overflow: None,
+            top_candidates: Vec::new(),
+            top_floor: 0,
+        }
+    }
+
+    /// The distinct-user window: replaying it rebuilds the funnel, active
+    /// users and top users exactly. Volume counters need no rebuild.
+    fn rebuild_window_ms(&self) -> i64 {
+        self.config.window.as_millis() as i64
+    }
+
+    fn process(&mut self, state: &mut AnalyticsPartition, event: &Event<'_>, mode: Mode, _out: &mut Vec<Self::Output>) {
+        if mode == Mode::Live {
+            self.count_live(event);
+        }
+        let ts = (event.timestamp_ms.max(1000) / 1000).min(i64::from(u32::MAX)) as u32;
+        if ts > state.watermark_s {
+            state.watermark_s = ts;
+            self.sweep(state, mode);
+        }
+        let key = self.hasher.hash_one(event.user_id.as_bytes());
+        let stage = event.event_type.index();
+        let cap = self.config.max_users_per_partition;
+        let tracked = state.users.len();
+        let user = match state.users.get_mut(&key) {
+            Some(user) => user,
+            None if tracked < cap => state.users.entry(key).or_default(),
+            None => {
+                let quarter = (self.window_s() / 4).max(1);
+                state
+                    .overflow
+                    .get_or_insert_with(Box::default)
+                    .insert(ts / quarter, key, stage);
+                return;
+            }
+        };
+        user.last_seen = user.last_seen.max(ts);
+        user.stage_seen[stage] = user.stage_seen[stage].max(ts);
+        user.events += 1;
+        let events = user.events;
+
+        let session_key = event
+            .session_id
+            .as_deref()
+            .map(|s| (self.hasher.hash_one(s.as_bytes()) as u32).max(1));
+        let timeout = self.config.session_timeout.as_secs() as u32;
+        if let Some(session_key) = session_key {
+            let same = user.session_key == session_key && ts.saturating_sub(user.session_last) <= timeout;
+            if !same {
+                if user.session_start != 0 && mode == Mode::Live {
+                    self.totals
+                        .session_durations
+                        .observe(f64::from(user.session_last - user.session_start));
+                }
+                user.session_key = session_key;
+                user.session_start = ts;
+            }
+            user.session_last = user.session_last.max(ts);
+        }
+
+        // Keep the busiest recent users as candidates for "top users". The
+        // floor is a lower bound of the weakest candidate's count (counts
+        // only grow), so most events skip the rescan.
+        if events <= state.top_floor || state.top_candidates.iter().any(|(k, _)| *k == key) {
+            return;
+        }
+        if state.top_candidates.len() < TOP_USER_CANDIDATES {
+            state.top_candidates.push((key, event.user_id.as_ref().into()));
+            return;
+        }
+        let users = &state.users;
+        let count = |k: &u64| users.get(k).map_or(0, |u| u.events);
+        if let Some((weakest, weakest_events)) = state
+            .top_candidates
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (i, count(k)))
+            .min_by_key(|&(_, e)| e)
+        {
+            if events > weakest_events {
+                state.top_candidates[weakest] = (key, event.user_id.as_ref().into());
+                let users = &state.users;
+                state.top_floor = state
+                    .top_candidates
+                    .iter()
+                    .map(|(k, _)| users.get(k).map_or(0, |u| u.events))
+                    .min()
+                    .unwrap_or(0);
+            } else {
+                state.top_floor = weakest_events;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,331 @@
+//! The analytics report: one structure, two renderings — the seed's console
+//! report and the JSON of `GET /report`.
+//!
+//! JSON keys are a stable interface (documented in the README): at least
+//! `total_events`, `event_types`, `revenue_total`, `purchase_count`,
+//! `funnel_users`, `countries`, `device_types`, `active_users`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{AnalyticsTotals, WindowFigures};
+use crate::event::EventType;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PageCount {
+    pub page: String,
+    pub views: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProductFigure {
+    pub product_id: String,
+    pub name: String,
+    pub value: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct UserCount {
+    pub user_id: String,
+    pub events: u64,
+}
+
+/// Everything the analytics consumer reports. Volume figures are this
+/// process's totals; distinct-user figures are over `window_seconds` of event
+/// time for the partitions this process owns (see the module docs of
+/// [`crate::analytics`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AnalyticsReport {
+    pub total_events: u64,
+    pub event_types: BTreeMap<String, u64>,
+    pub revenue_total: f64,
+    pub purchase_count: u64,
+    pub average_order_value: f64,
+    pub revenue_by_hour: BTreeMap<String, f64>,
+    pub top_pages: Vec<PageCount>,
+    pub top_products_by_revenue: Vec<ProductFigure>,
+    pub top_products_by_interactions: Vec<ProductFigure>,
+    pub countries: BTreeMap<String, u64>,
+    pub cities: BTreeMap<String, u64>,
+    pub device_types: BTreeMap<String, u64>,
+    pub browsers: BTreeMap<String, u64>,
+    pub operating_systems: BTreeMap<String, u64>,
+    pub window_seconds: u64,
+    pub funnel_users: BTreeMap<String, u64>,
+    pub active_users: u64,
+    pub avg_events_per_user: f64,
+    pub top_users: Vec<UserCount>,
+    pub sessions_closed: u64,
+    pub avg_session_duration_seconds: f64,
+    /// False when a partition tracks more users than its exact cap and
+    /// distinct counts include HyperLogLog estimates.
+    pub distinct_counts_exact: bool,
+}
+
+impl AnalyticsReport {
+    pub fn build(totals: &AnalyticsTotals, partitions: &[WindowFigures], window: Duration) -> AnalyticsReport {
+        let mut funnel = [0u64; 5];
+        let mut active = 0;
+        let mut window_events = 0;
+        let mut open_sessions = 0;
+        let mut open_seconds = 0;
+        let mut users: Vec<UserCount> = Vec::new();
+        let mut exact = true;
+        for p in partitions {
+            for (f, v) in funnel.iter_mut().zip(p.funnel_users) {
+                *f += v;
+            }
+            active += p.active_users;
+            window_events += p.events_in_window;
+            open_sessions += p.open_sessions;
+            open_seconds += p.open_session_seconds;
+            exact &= p.exact;
+            users.extend(p.top_users.iter().map(|(u, e)| UserCount {
+                user_id: u.clone(),
+                events: *e,
+            }));
+        }
+        users.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.user_id.cmp(&b.user_id)));
+        users.truncate(5);
+
+        let name_of = |id: &str| totals.product_names.get(id).cloned().unwrap_or_else(|| id.to_string());
+        let sessions = totals.session_durations.count + open_sessions;
+        let session_seconds = totals.session_durations.sum + open_seconds as f64;
+        let revenue = totals.revenue_cents as f64 / 100.0;
+        AnalyticsReport {
+            total_events: totals.total_events,
+            event_types: EventType::ALL
+                .iter()
+                .map(|t| (t.as_str().to_string(), totals.event_types[t.index()]))
+                .collect(),
+            revenue_total: revenue,
+            purchase_count: totals.purchases,
+            average_order_value: if totals.purchases > 0 {
+                round2(revenue / totals.purchases as f64)
+            } else {
+                0.0
+            },
+            revenue_by_hour: totals
+                .revenue_by_hour_cents
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(h, c)| (format!("{h:02}"), *c as f64 / 100.0))
+                .collect(),
+            top_pages: totals
+                .page_views
+                .top(10)
+                .into_iter()
+                .map(|(page, views)| PageCount { page, views })
+                .collect(),
+            top_products_by_revenue: totals
+                .product_revenue_cents
+                .top(5)
+                .into_iter()
+                .map(|(id, cents)| ProductFigure {
+                    name: name_of(&id),
+                    product_id: id,
+                    value: cents as f64 / 100.0,
+                })
+                .collect(),
+            top_products_by_interactions: totals
+                .product_interactions
+                .top(5)
+                .into_iter()
+                .map(|(id, n)| ProductFigure {
+                    name: name_of(&id),
+                    product_id: id,
+                    value: n as f64,
+                })
+                .collect(),
+            countries: totals.countries.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            cities: totals.cities.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            device_types: totals.device_types.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            browsers: totals.browsers.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            operating_systems: totals.operating_systems.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            window_seconds: window.as_secs(),
+            funnel_users: EventType::ALL
+                .iter()
+                .map(|t| (t.as_str().to_string(), funnel[t.index()]))
+                .collect(),
+            active_users: active,
+            avg_events_per_user: if active > 0 {
+                round2(window_events as f64 / active as f64)
+            } else {
+                0.0
+            },
+            top_users: users,
+            sessions_closed: totals.session_durations.count,
+            avg_session_duration_seconds: if sessions > 0 {
+                round2(session_seconds / sessions as f64)
+            } else {
+                0.0
+            },
+            distinct_counts_exact: exact,
+        }
+    }
+
+    /// The seed's console report. `header` carries the consumer's own line
+    /// (events processed, partitions owned).
+    pub fn render(&self, header: &str) -> String {
+        let mut s = String::with_capacity(4096);
+        let total = self.total_events.max(1) as f64;
+        let _ = writeln!(s, "\n📊 ANALYTICS AGGREGATION REPORT");
+        let _ = writeln!(s, "==========================================");
+        let _ = writeln!(s, "{header}");
+        let _ = writeln!(s, "📈 Event Type Distribution:");
+        for t in EventType::ALL {
+            let n = self.event_types.get(t.as_str()).copied().unwrap_or(0);
+            let _ = writeln!(s, "  {:<16}: {:>6} ({:.1}%)", t.as_str(), n, n as f64 * 100.0 / total);
+        }
+        let _ = writeln!(s, "\n📄 Top Pages:");
+        for p in &self.top_pages {
+            let _ = writeln!(s, "  {:<36}: {:>6}", p.page, p.views);
+        }
+
+        let window = format_duration(self.window_seconds as f64);
+        let approx = if self.distinct_counts_exact { "" } else { " ≈" };
+        let _ = writeln!(s, "\n🎯 Conversion Funnel (distinct users, last {window}{approx}):");
+        let pv = self.funnel_users.get("page_view").copied().unwrap_or(0);
+        let labels = [
+            ("page_view", "Page Views"),
+            ("click", "Clicks"),
+            ("search", "Searches"),
+            ("add_to_cart", "Add to Cart"),
+            ("purchase", "Purchases"),
+        ];
+        for (key, label) in labels {
+            let n = self.funnel_users.get(key).copied().unwrap_or(0);
+            if key == "page_view" {
+                let _ = writeln!(s, "  {label:<18}: {n:>6} users");
+            } else {
+                let _ = writeln!(s, "  {label:<18}: {n:>6} users ({} of page-view users)", percent(n, pv));
+            }
+        }
+        let carts = self.funnel_users.get("add_to_cart").copied().unwrap_or(0);
+        let buyers = self.funnel_users.get("purchase").copied().unwrap_or(0);
+        let _ = writeln!(s, "  {:<18}: {}", "Cart → Purchase", percent(buyers, carts));
+
+        let _ = writeln!(s, "\n💰 Revenue Analytics:");
+        let _ = writeln!(s, "  Total Revenue     : ${}", money(self.revenue_total));
+        let _ = writeln!(s, "  Purchases         : {}", self.purchase_count);
+        let _ = writeln!(s, "  Avg Order Value   : ${}", money(self.average_order_value));
+        if !self.top_products_by_revenue.is_empty() {
+            let _ = writeln!(s, "  Top Products by Revenue:");
+            for p in &self.top_products_by_revenue {
+                let _ = writeln!(s, "    {:<32} ${}", p.name, money(p.value));
+            }
+        }
+        if !self.revenue_by_hour.is_empty() {
+            let hours: Vec<String> = self
+                .revenue_by_hour
+                .iter()
+                .map(|(h, v)| format!("{h}:00 ${}", money(*v)))
+                .collect();
+            let _ = writeln!(s, "  Revenue by Hour (UTC): {}", hours.join(" | "));
+        }
+
+        let _ = writeln!(s, "\n🛍️  Top Products (interactions):");
+        for p in &self.top_products_by_interactions {
+            let _ = writeln!(s, "  {:<32}: {:>6}", p.name, p.value as u64);
+        }
+
+        let _ = writeln!(s, "\n🌍 Geography:");
+        let _ = writeln!(s, "  Top Countries: {}", top_line(&self.countries, 5, total));
+        let _ = writeln!(s, "  Top Cities   : {}", top_line(&self.cities, 5, total));
+
+        let _ = writeln!(s, "\n📱 Devices:");
+        let _ = writeln!(s, "  Types   : {}", top_line(&self.device_types, 5, total));
+        let _ = writeln!(s, "  Browsers: {}", top_line(&self.browsers, 5, total));
+        let _ = writeln!(s, "  OS      : {}", top_line(&self.operating_systems, 6, total));
+
+        let _ = writeln!(s, "\n👥 User Activity (last {window}{approx}):");
+        let _ = writeln!(s, "  Active Users      : {}", self.active_users);
+        let _ = writeln!(s, "  Avg Events / User : {:.1}", self.avg_events_per_user);
+        let top: Vec<String> = self
+            .top_users
+            .iter()
+            .map(|u| format!("{} ({})", u.user_id, u.events))
+            .collect();
+        let _ = writeln!(s, "  Top Users         : {}", top.join(", "));
+        let _ = writeln!(
+            s,
+            "  Avg Session       : {}",
+            format_duration(self.avg_session_duration_seconds)
+        );
+        s
+    }
+}
+
+fn top_line(map: &BTreeMap<String, u64>, n: usize, total: f64) -> String {
+    let mut v: Vec<(&String, &u64)> = map.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    v.into_iter()
+        .take(n)
+        .map(|(k, c)| format!("{k} {} ({:.1}%)", c, *c as f64 * 100.0 / total))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "n/a".to_string()
+    } else {
+        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// `1234567.891` → `1,234,567.89`.
+pub fn money(v: f64) -> String {
+    let cents = (v * 100.0).round() as i64;
+    let (sign, cents) = if cents < 0 { ("-", -cents) } else { ("", cents) };
+    let whole = (cents / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}{grouped}.{:02}", cents % 100)
+}
+
+/// `5400` → `1h 30m`, `75` → `1m 15s`.
+pub fn format_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_groups_thousands() {
+        assert_eq!(money(9999.9), "9,999.90");
+        assert_eq!(money(999.99), "999.99");
+        assert_eq!(money(1_234_567.891), "1,234,567.89");
+        assert_eq!(money(0.0), "0.00");
+        assert_eq!(money(-12.5), "-12.50");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration(3600.0), "1h");
+        assert_eq!(format_duration(5400.0), "1h 30m");
+        assert_eq!(format_duration(75.0), "1m 15s");
+        assert_eq!(format_duration(9.4), "9s");
+    }
+}

@@ -1,0 +1,275 @@
+//! Analytics checked against a hand-computed stream.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use super::*;
+use crate::config::AnalyticsConfig;
+use crate::event::{Device, Event, EventType, Location, Properties};
+
+const T0: i64 = 1_705_312_800_000; // 2024-01-15T10:00:00Z
+
+use EventType::{AddToCart as Cart, Click, PageView as View, Purchase as Buy, Search};
+
+struct Spec {
+    user: &'static str,
+    session: &'static str,
+    at_s: i64,
+    kind: EventType,
+    page: &'static str,
+    product: Option<(&'static str, &'static str, f64)>,
+    cart_value: Option<f64>,
+    country: &'static str,
+    device: &'static str,
+}
+
+fn spec(user: &'static str, at_s: i64, kind: EventType) -> Spec {
+    Spec {
+        user,
+        session: "s",
+        at_s,
+        kind,
+        page: "https://shop.example.com/",
+        product: None,
+        cart_value: None,
+        country: "US",
+        device: "desktop",
+    }
+}
+
+impl Spec {
+    fn page(mut self, p: &'static str) -> Spec {
+        self.page = p;
+        self
+    }
+    fn product(mut self, id: &'static str, name: &'static str, price: f64) -> Spec {
+        self.product = Some((id, name, price));
+        self
+    }
+    fn cart(mut self, v: f64) -> Spec {
+        self.cart_value = Some(v);
+        self
+    }
+    fn from(mut self, country: &'static str, device: &'static str) -> Spec {
+        self.country = country;
+        self.device = device;
+        self
+    }
+    fn session(mut self, s: &'static str) -> Spec {
+        self.session = s;
+        self
+    }
+    fn event(&self, n: usize) -> Event<'static> {
+        Event {
+            event_id: Cow::Owned(format!("e{n}")),
+            timestamp_ms: T0 + self.at_s * 1000,
+            user_id: Cow::Borrowed(self.user),
+            session_id: Some(Cow::Borrowed(self.session)),
+            event_type: self.kind,
+            page_url: Some(Cow::Borrowed(self.page)),
+            referrer: None,
+            user_agent: None,
+            ip_address: None,
+            properties: Properties {
+                product_id: self.product.map(|p| Cow::Borrowed(p.0)),
+                product_name: self.product.map(|p| Cow::Borrowed(p.1)),
+                price: self.product.map(|p| p.2),
+                cart_value: self.cart_value,
+                ..Properties::default()
+            },
+            device: Device {
+                device_type: Some(Cow::Borrowed(self.device)),
+                os: Some(Cow::Borrowed("Linux")),
+                browser: Some(Cow::Borrowed("Firefox")),
+            },
+            location: Location {
+                country: Some(Cow::Borrowed(self.country)),
+                city: Some(Cow::Borrowed("Somewhere")),
+                timezone: None,
+            },
+        }
+    }
+}
+
+/// The hand-computed stream: three users; a buys, b abandons a cart, c browses.
+fn stream() -> Vec<Spec> {
+    vec![
+        spec("a", 0, View).page("https://shop.example.com/products/lamp?ref=ad"),
+        spec("a", 10, Click).product("p1", "Lamp", 30.0),
+        spec("a", 20, Cart).product("p1", "Lamp", 30.0).cart(30.0),
+        spec("a", 30, Cart).product("p2", "Chair", 300.0).cart(330.0),
+        spec("a", 40, Buy).product("p2", "Chair", 300.0).cart(330.0).page("https://shop.example.com/checkout"),
+        spec("b", 5, View).from("DE", "mobile"),
+        spec("b", 15, Search).from("DE", "mobile"),
+        spec("b", 25, Cart).product("p1", "Lamp", 30.0).cart(30.0).from("DE", "mobile"),
+        spec("c", 50, View).page("/products/lamp").from("GB", "tablet"),
+        spec("c", 55, View).from("GB", "tablet"),
+        spec("a", 3000, Buy).product("p1", "Lamp", 30.0).cart(45.5).session("s2"),
+    ]
+}
+
+fn run(processor: &mut AnalyticsProcessor, state: &mut AnalyticsPartition, specs: &[Spec], mode: Mode) {
+    let mut out = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        processor.process(state, &s.event(i), mode, &mut out);
+    }
+}
+
+fn fresh() -> (AnalyticsProcessor, AnalyticsPartition) {
+    let p = AnalyticsProcessor::new(AnalyticsConfig::default());
+    let s = p.new_state();
+    (p, s)
+}
+
+#[test]
+fn totals_match_the_hand_computed_stream() {
+    let (mut p, mut state) = fresh();
+    run(&mut p, &mut state, &stream(), Mode::Live);
+    let r = p.report(std::iter::once(&state));
+    assert_eq!(r.total_events, 11);
+    assert_eq!(r.event_types["page_view"], 4);
+    assert_eq!(r.event_types["click"], 1);
+    assert_eq!(r.event_types["search"], 1);
+    assert_eq!(r.event_types["add_to_cart"], 3);
+    assert_eq!(r.event_types["purchase"], 2);
+    assert_eq!(r.purchase_count, 2);
+    assert_eq!(r.revenue_total, 375.5, "330.00 + 45.50");
+    assert_eq!(r.average_order_value, 187.75);
+    assert_eq!(r.countries["US"], 6);
+    assert_eq!(r.countries["DE"], 3);
+    assert_eq!(r.countries["GB"], 2);
+    assert_eq!(r.device_types["desktop"], 6);
+    assert_eq!(r.device_types["mobile"], 3);
+    assert_eq!(r.device_types["tablet"], 2);
+    // Page views by path: query strings and origins are not separate pages.
+    let pages: Vec<(&str, u64)> = r.top_pages.iter().map(|p| (p.page.as_str(), p.views)).collect();
+    assert_eq!(pages, vec![("/", 2), ("/products/lamp", 2)], "ties in key order");
+    // Product revenue attributes the item price; interactions count events.
+    assert_eq!(r.top_products_by_revenue[0].product_id, "p2");
+    assert_eq!(r.top_products_by_revenue[0].value, 300.0);
+    assert_eq!(r.top_products_by_revenue[1].value, 30.0);
+    assert_eq!(r.top_products_by_interactions[0].name, "Lamp");
+    assert_eq!(r.top_products_by_interactions[0].value, 4.0);
+    assert_eq!(r.revenue_by_hour["10"], 375.5);
+}
+
+#[test]
+fn funnel_and_users_are_distinct_counts() {
+    let (mut p, mut state) = fresh();
+    run(&mut p, &mut state, &stream(), Mode::Live);
+    let r = p.report(std::iter::once(&state));
+    assert_eq!(r.funnel_users["page_view"], 3, "a, b, c");
+    assert_eq!(r.funnel_users["click"], 1);
+    assert_eq!(r.funnel_users["search"], 1);
+    assert_eq!(r.funnel_users["add_to_cart"], 2, "a twice and b count once each");
+    assert_eq!(r.funnel_users["purchase"], 1, "a bought twice, one user");
+    assert_eq!(r.active_users, 3);
+    assert_eq!(r.avg_events_per_user, 3.67);
+    assert_eq!(r.top_users[0].user_id, "a");
+    assert_eq!(r.top_users[0].events, 6);
+    assert!(r.distinct_counts_exact);
+    // By t=3000 s every earlier session has been idle for more than the
+    // 30-minute session timeout: a (40 s), b (20 s) and c (5 s) are closed;
+    // a's new session s2 is open (0 s so far).
+    assert_eq!(r.sessions_closed, 3);
+    assert_eq!(r.avg_session_duration_seconds, (40.0 + 0.0 + 20.0 + 5.0) / 4.0);
+    let text = r.render("header");
+    for section in ["Event Type Distribution", "Top Pages", "Conversion Funnel", "Revenue Analytics", "Top Products", "Geography", "Devices", "User Activity", "Avg Session"] {
+        assert!(text.contains(section), "{section} missing");
+    }
+}
+
+#[test]
+fn the_window_slides_on_event_time() {
+    let (mut p, mut state) = fresh();
+    run(&mut p, &mut state, &stream(), Mode::Live);
+    // Two hours later only the new user is in the window; totals remain.
+    run(&mut p, &mut state, &[spec("z", 7200, View)], Mode::Live);
+    let r = p.report(std::iter::once(&state));
+    assert_eq!(r.active_users, 1);
+    assert_eq!(r.funnel_users["page_view"], 1);
+    assert_eq!(r.funnel_users["purchase"], 0);
+    assert_eq!(r.total_events, 12);
+    assert!(state.tracked_users() <= 2, "old users evicted: {}", state.tracked_users());
+}
+
+#[test]
+fn warm_up_rebuilds_the_window_without_counting() {
+    let (mut p, mut state) = fresh();
+    run(&mut p, &mut state, &stream(), Mode::Warmup);
+    let r = p.report(std::iter::once(&state));
+    assert_eq!(r.total_events, 0, "already counted by whoever processed them live");
+    assert_eq!(r.revenue_total, 0.0);
+    assert_eq!(r.funnel_users["page_view"], 3, "but the window is rebuilt");
+    assert_eq!(r.funnel_users["purchase"], 1);
+    assert_eq!(r.sessions_closed, 0);
+}
+
+#[test]
+fn users_split_across_partitions_add_up_exactly() {
+    let specs = stream();
+    let (mut whole, mut whole_state) = fresh();
+    run(&mut whole, &mut whole_state, &specs, Mode::Live);
+    let single = whole.report(std::iter::once(&whole_state));
+
+    // The same events, each user in "its" partition, one processor per pod.
+    let mut pods: Vec<(AnalyticsProcessor, AnalyticsPartition)> = (0..3).map(|_| fresh()).collect();
+    for (i, s) in specs.iter().enumerate() {
+        let pod = match s.user {
+            "a" => 0,
+            "b" => 1,
+            _ => 2,
+        };
+        let (p, st) = &mut pods[pod];
+        p.process(st, &s.event(i), Mode::Live, &mut Vec::new());
+    }
+    let reports: Vec<AnalyticsReport> = pods.iter().map(|(p, st)| p.report(std::iter::once(st))).collect();
+    let sum = |f: &dyn Fn(&AnalyticsReport) -> u64| reports.iter().map(f).sum::<u64>();
+    assert_eq!(sum(&|r| r.total_events), single.total_events);
+    assert_eq!(sum(&|r| r.purchase_count), single.purchase_count);
+    assert_eq!(sum(&|r| r.active_users), single.active_users);
+    for stage in ["page_view", "click", "search", "add_to_cart", "purchase"] {
+        assert_eq!(sum(&|r| r.funnel_users[stage]), single.funnel_users[stage], "{stage}");
+    }
+    let revenue: f64 = reports.iter().map(|r| r.revenue_total).sum();
+    assert_eq!(revenue, single.revenue_total);
+}
+
+#[test]
+fn users_beyond_the_cap_are_estimated_and_memory_stays_bounded() {
+    let config = AnalyticsConfig {
+        max_users_per_partition: 1_000,
+        window: Duration::from_secs(3600),
+        ..AnalyticsConfig::default()
+    };
+    let mut p = AnalyticsProcessor::new(config);
+    let mut state = p.new_state();
+    let names: Vec<String> = (0..20_000).map(|i| format!("user-{i}")).collect();
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let mut e = spec("x", (i / 10) as i64, View).event(i);
+        e.user_id = Cow::Borrowed(name.as_str());
+        p.process(&mut state, &e, Mode::Live, &mut out);
+    }
+    assert_eq!(state.tracked_users(), 1_000);
+    let r = p.report(std::iter::once(&state));
+    assert!(!r.distinct_counts_exact);
+    let error = (r.active_users as f64 - 20_000.0).abs() / 20_000.0;
+    assert!(error < 0.05, "estimated {} active users", r.active_users);
+    assert!(state.heap_bytes() < 1_000_000, "{} bytes", state.heap_bytes());
+    assert_eq!(r.total_events, 20_000, "totals stay exact");
+}
+
+#[test]
+fn label_sets_are_bounded() {
+    let (mut p, mut state) = fresh();
+    let urls: Vec<String> = (0..(MAX_PAGES + 100)).map(|i| format!("/junk/{i}")).collect();
+    let mut out = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let mut e = spec("a", i as i64, View).event(i);
+        e.page_url = Some(Cow::Borrowed(url.as_str()));
+        p.process(&mut state, &e, Mode::Live, &mut out);
+    }
+    assert_eq!(p.totals().page_views.len(), MAX_PAGES);
+    assert_eq!(p.totals().page_views.get(bounded::OTHER), 100);
+}

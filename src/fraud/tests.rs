@@ -1,0 +1,361 @@
+//! Rule-by-rule specifications: below, at and above each threshold, on event
+//! time, with the quiet-period cooldown.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use super::*;
+use crate::config::{FraudConfig, IpPrivacy};
+use crate::event::{Device, Event, EventType, Location, Properties};
+
+const T0: i64 = 1_705_312_800_000; // 2024-01-15T10:00:00Z
+
+struct E {
+    user: &'static str,
+    at_s: f64,
+    kind: EventType,
+    ip: &'static str,
+    place: (&'static str, &'static str),
+    amount: Option<f64>,
+}
+
+fn e(user: &'static str, at_s: f64, kind: EventType) -> E {
+    E {
+        user,
+        at_s,
+        kind,
+        ip: "10.0.0.1",
+        place: ("US", "New York"),
+        amount: None,
+    }
+}
+
+impl E {
+    fn ip(mut self, ip: &'static str) -> E {
+        self.ip = ip;
+        self
+    }
+    fn place(mut self, country: &'static str, city: &'static str) -> E {
+        self.place = (country, city);
+        self
+    }
+    fn amount(mut self, v: f64) -> E {
+        self.amount = Some(v);
+        self
+    }
+    fn event(&self, n: usize) -> Event<'static> {
+        Event {
+            event_id: Cow::Owned(format!("evt-{n}")),
+            timestamp_ms: T0 + (self.at_s * 1000.0) as i64,
+            user_id: Cow::Borrowed(self.user),
+            session_id: Some(Cow::Borrowed("s-1")),
+            event_type: self.kind,
+            page_url: None,
+            referrer: None,
+            user_agent: None,
+            ip_address: (!self.ip.is_empty()).then_some(Cow::Borrowed(self.ip)),
+            properties: Properties {
+                cart_value: self.amount,
+                price: self.amount.map(|a| a / 2.0),
+                ..Properties::default()
+            },
+            device: Device::default(),
+            location: if self.place.0.is_empty() {
+                Location::default()
+            } else {
+                Location {
+                    country: Some(Cow::Borrowed(self.place.0)),
+                    city: Some(Cow::Borrowed(self.place.1)),
+                    timezone: None,
+                }
+            },
+        }
+    }
+}
+
+fn detector(config: FraudConfig) -> FraudDetector {
+    FraudDetector::new(FraudRules::from_config(&config), IpRenderer::new(IpPrivacy::None))
+}
+
+/// Runs the events (live) and returns (event index, rule) of every alert.
+fn run_with(config: FraudConfig, events: &[E]) -> Vec<(usize, Rule)> {
+    let mut d = detector(config);
+    let mut state = d.new_state();
+    let mut out = Vec::new();
+    let mut fired = Vec::new();
+    for (i, ev) in events.iter().enumerate() {
+        d.process(&mut state, &ev.event(i), Mode::Live, &mut out);
+        fired.extend(out.drain(..).map(|a| (i, a.rule)));
+    }
+    fired
+}
+
+fn run(events: &[E]) -> Vec<(usize, Rule)> {
+    run_with(FraudConfig::default(), events)
+}
+
+fn only(fired: &[(usize, Rule)], rule: Rule) -> Vec<usize> {
+    fired.iter().filter(|(_, r)| *r == rule).map(|(i, _)| *i).collect()
+}
+
+use EventType::{AddToCart as Cart, Click, PageView as View, Purchase as Buy};
+
+#[test]
+fn high_velocity_below_at_and_above_the_threshold() {
+    let four: Vec<E> = (0..4).map(|i| e("u", f64::from(i) * 10.0, Cart)).collect();
+    assert!(only(&run(&four), Rule::HighVelocity).is_empty(), "4 < 5");
+
+    let five: Vec<E> = (0..5).map(|i| e("u", f64::from(i) * 10.0, Cart)).collect();
+    assert_eq!(only(&run(&five), Rule::HighVelocity), vec![4], "fires at the 5th");
+
+    let eight: Vec<E> = (0..8).map(|i| e("u", f64::from(i) * 5.0, Cart)).collect();
+    assert_eq!(only(&run(&eight), Rule::HighVelocity), vec![4], "one incident, one alert");
+}
+
+#[test]
+fn high_velocity_window_is_sixty_seconds_of_event_time() {
+    // The 1st and 5th are exactly 60 s apart: the 1st has left the window.
+    let edge: Vec<E> = [0.0, 15.0, 30.0, 45.0, 60.0].iter().map(|&t| e("u", t, Cart)).collect();
+    assert!(only(&run(&edge), Rule::HighVelocity).is_empty());
+    let inside: Vec<E> = [0.0, 15.0, 30.0, 45.0, 59.999].iter().map(|&t| e("u", t, Cart)).collect();
+    assert_eq!(only(&run(&inside), Rule::HighVelocity), vec![4]);
+}
+
+#[test]
+fn only_transactional_events_count_for_velocity() {
+    let mut events: Vec<E> = (0..20).map(|i| e("u", f64::from(i), View)).collect();
+    events.extend((0..4).map(|i| e("u", 20.0 + f64::from(i), Cart)));
+    events.push(e("u", 30.0, Click));
+    assert!(only(&run(&events), Rule::HighVelocity).is_empty());
+    events.push(e("u", 31.0, Buy).amount(10.0));
+    assert_eq!(only(&run(&events), Rule::HighVelocity), vec![25]);
+}
+
+#[test]
+fn users_are_independent() {
+    let events: Vec<E> = (0..8)
+        .map(|i| e(if i % 2 == 0 { "a" } else { "b" }, f64::from(i), Cart))
+        .collect();
+    assert!(only(&run(&events), Rule::HighVelocity).is_empty(), "8 together, but 4 each");
+}
+
+#[test]
+fn cooldown_is_a_quiet_period() {
+    // A burst, then continuous activity that keeps the condition true: no
+    // second alert. Then quiet for more than the cooldown: a new incident.
+    let mut events: Vec<E> = (0..5).map(|i| e("u", f64::from(i), Cart)).collect();
+    events.extend((0..30).map(|i| e("u", 5.0 + f64::from(i) * 5.0, Cart)));
+    let quiet_end = 5.0 + 29.0 * 5.0 + 61.0;
+    events.extend((0..5).map(|i| e("u", quiet_end + f64::from(i), Cart)));
+    assert_eq!(only(&run(&events), Rule::HighVelocity), vec![4, 39]);
+
+    // A configured cooldown longer than the quiet gap suppresses the second.
+    let config = FraudConfig {
+        cooldown: Some(Duration::from_secs(600)),
+        ..FraudConfig::default()
+    };
+    assert_eq!(only(&run_with(config, &events), Rule::HighVelocity), vec![4]);
+}
+
+#[test]
+fn multiple_ips_counts_distinct_addresses_in_the_last_hour() {
+    let two = [e("u", 0.0, View).ip("1.1.1.1"), e("u", 10.0, View).ip("2.2.2.2"), e("u", 20.0, View).ip("1.1.1.1")];
+    assert!(only(&run(&two), Rule::MultipleIps).is_empty());
+    let three = [e("u", 0.0, View).ip("1.1.1.1"), e("u", 10.0, View).ip("2.2.2.2"), e("u", 20.0, Click).ip("3.3.3.3")];
+    assert_eq!(only(&run(&three), Rule::MultipleIps), vec![2]);
+    let spread = [e("u", 0.0, View).ip("1.1.1.1"), e("u", 1800.0, View).ip("2.2.2.2"), e("u", 3600.0, View).ip("3.3.3.3")];
+    assert!(only(&run(&spread), Rule::MultipleIps).is_empty(), "the first left the hour");
+    let unparseable = [e("u", 0.0, View).ip("1.1.1.1"), e("u", 1.0, View).ip("unknown"), e("u", 2.0, View).ip("")];
+    assert!(only(&run(&unparseable), Rule::MultipleIps).is_empty());
+}
+
+#[test]
+fn multiple_ips_threshold_is_configurable_and_evidence_lists_addresses() {
+    let config = FraudConfig {
+        multiple_ip_threshold: 2,
+        ..FraudConfig::default()
+    };
+    let events = [e("u", 0.0, View).ip("1.1.1.1"), e("u", 10.0, View).ip("2.2.2.2")];
+    assert_eq!(only(&run_with(config.clone(), &events), Rule::MultipleIps), vec![1]);
+    let mut d = detector(config);
+    let mut state = d.new_state();
+    let mut out = Vec::new();
+    for (i, ev) in events.iter().enumerate() {
+        d.process(&mut state, &ev.event(i), Mode::Live, &mut out);
+    }
+    assert_eq!(out[0].evidence["ips"], serde_json::json!(["2.2.2.2", "1.1.1.1"]));
+}
+
+#[test]
+fn rapid_location_change_compares_with_the_previous_event() {
+    let near = [e("u", 0.0, View), e("u", 540.0, View).place("RU", "Moscow")];
+    assert_eq!(only(&run(&near), Rule::RapidLocationChange), vec![1]);
+    let city = [e("u", 0.0, View), e("u", 60.0, View).place("US", "Chicago")];
+    assert_eq!(only(&run(&city), Rule::RapidLocationChange), vec![1], "a city change counts");
+    let late = [e("u", 0.0, View), e("u", 600.0, View).place("RU", "Moscow")];
+    assert!(only(&run(&late), Rule::RapidLocationChange).is_empty(), "10 minutes is not less than 10");
+    let same: Vec<E> = (0..10).map(|i| e("u", f64::from(i), View)).collect();
+    assert!(only(&run(&same), Rule::RapidLocationChange).is_empty());
+    let gap = [e("u", 0.0, View), e("u", 10.0, View).place("", ""), e("u", 20.0, View).place("DE", "Berlin")];
+    assert_eq!(only(&run(&gap), Rule::RapidLocationChange), vec![2], "events without a location are skipped");
+}
+
+#[test]
+fn rapid_location_change_evidence_names_both_places() {
+    let mut d = detector(FraudConfig::default());
+    let mut state = d.new_state();
+    let mut out = Vec::new();
+    for (i, ev) in [e("u", 0.0, View), e("u", 240.0, View).place("RU", "Moscow")].iter().enumerate() {
+        d.process(&mut state, &ev.event(i), Mode::Live, &mut out);
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].evidence["from"]["city"], "New York");
+    assert_eq!(out[0].evidence["to"]["country"], "RU");
+    assert_eq!(out[0].evidence["minutes_since_previous"], 4.0);
+    assert!(out[0].message.contains("US/New York to RU/Moscow"), "{}", out[0].message);
+}
+
+#[test]
+fn high_value_purchase_threshold_and_amount() {
+    let events = [
+        e("a", 0.0, Cart),
+        e("a", 1.0, Cart),
+        e("a", 2.0, Buy).amount(499.99),
+        e("b", 0.0, Cart),
+        e("b", 1.0, Cart),
+        e("b", 2.0, Buy).amount(500.0),
+        e("c", 0.0, Cart),
+        e("c", 1.0, Cart),
+        e("c", 2.0, Buy).amount(2500.0),
+        e("c", 400.0, Buy).amount(900.0),
+        e("d", 0.0, Cart).amount(9000.0),
+    ];
+    assert_eq!(only(&run(&events), Rule::HighValuePurchase), vec![5, 8, 9], "every qualifying purchase");
+}
+
+#[test]
+fn purchase_without_activity_needs_two_earlier_transactions_in_the_hour() {
+    let cold = [e("u", 0.0, View), e("u", 10.0, Buy).amount(20.0)];
+    assert_eq!(only(&run(&cold), Rule::PurchaseWithoutActivity), vec![1]);
+    let one = [e("u", 0.0, Cart), e("u", 10.0, Buy).amount(20.0)];
+    assert_eq!(only(&run(&one), Rule::PurchaseWithoutActivity), vec![1]);
+    let two = [e("u", 0.0, Cart), e("u", 5.0, Cart), e("u", 10.0, Buy).amount(20.0)];
+    assert!(only(&run(&two), Rule::PurchaseWithoutActivity).is_empty());
+    let stale = [e("u", 0.0, Cart), e("u", 5.0, Cart), e("u", 3605.0, Buy).amount(20.0)];
+    assert_eq!(only(&run(&stale), Rule::PurchaseWithoutActivity), vec![2], "carts older than an hour");
+}
+
+#[test]
+fn rapid_purchases_three_within_five_minutes() {
+    let two = [e("u", 0.0, Buy).amount(5.0), e("u", 60.0, Buy).amount(5.0)];
+    assert!(only(&run(&two), Rule::RapidPurchases).is_empty());
+    let three = [e("u", 0.0, Buy).amount(5.0), e("u", 60.0, Buy).amount(5.0), e("u", 299.0, Buy).amount(5.0)];
+    assert_eq!(only(&run(&three), Rule::RapidPurchases), vec![2]);
+    let spread = [e("u", 0.0, Buy).amount(5.0), e("u", 60.0, Buy).amount(5.0), e("u", 300.0, Buy).amount(5.0)];
+    assert!(only(&run(&spread), Rule::RapidPurchases).is_empty());
+}
+
+#[test]
+fn a_card_tester_trips_several_rules_once_each() {
+    let events: Vec<E> = (0..5).map(|i| e("u", f64::from(i) * 8.0, Buy).amount(25.0)).collect();
+    let fired = run(&events);
+    assert_eq!(only(&fired, Rule::PurchaseWithoutActivity), vec![0]);
+    assert_eq!(only(&fired, Rule::RapidPurchases), vec![2]);
+    assert_eq!(only(&fired, Rule::HighVelocity), vec![4]);
+}
+
+#[test]
+fn windows_run_on_event_time_not_arrival() {
+    // The same user activity shifted by five years fires at the same events.
+    let base: Vec<E> = (0..6).map(|i| e("u", f64::from(i) * 3.0, Cart)).collect();
+    let shifted: Vec<E> = (0..6).map(|i| e("u", 157_680_000.0 + f64::from(i) * 3.0, Cart)).collect();
+    assert_eq!(run(&base), run(&shifted));
+    // Two bursts an hour apart in event time are two incidents, however fast
+    // they are processed.
+    let mut two: Vec<E> = (0..5).map(|i| e("u", f64::from(i), Cart)).collect();
+    two.extend((0..5).map(|i| e("u", 3600.0 + f64::from(i), Cart)));
+    assert_eq!(only(&run(&two), Rule::HighVelocity), vec![4, 9]);
+}
+
+#[test]
+fn warm_up_builds_state_but_emits_and_counts_nothing() {
+    let mut d = detector(FraudConfig::default());
+    let mut state = d.new_state();
+    let mut out = Vec::new();
+    for i in 0..4 {
+        d.process(&mut state, &e("u", i as f64, Cart).event(i), Mode::Warmup, &mut out);
+    }
+    assert!(out.is_empty());
+    assert_eq!(d.totals().events, 0);
+    d.process(&mut state, &e("u", 4.0, Cart).event(4), Mode::Live, &mut out);
+    assert_eq!(out.len(), 1, "the live 5th event sees the replayed four");
+    assert_eq!(out[0].rule, Rule::HighVelocity);
+    assert_eq!(d.totals().alerts(), 1);
+
+    // An incident that started during warm-up is not re-raised live.
+    let mut d = detector(FraudConfig::default());
+    let mut state = d.new_state();
+    for i in 0..6 {
+        d.process(&mut state, &e("u", i as f64, Cart).event(i), Mode::Warmup, &mut out);
+    }
+    out.clear();
+    d.process(&mut state, &e("u", 6.0, Cart).event(6), Mode::Live, &mut out);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn replay_gives_the_same_alert_ids() {
+    let events: Vec<E> = (0..40)
+        .map(|i| {
+            let user = ["a", "b", "c"][i % 3];
+            let kind = [Cart, Buy, View, Cart][i % 4];
+            e(user, i as f64 * 4.0, kind).amount(300.0 * (i % 3) as f64).ip(["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"][i % 4])
+        })
+        .collect();
+    let ids = |events: &[E]| {
+        let mut d = detector(FraudConfig::default());
+        let mut state = d.new_state();
+        let mut out = Vec::new();
+        for (i, ev) in events.iter().enumerate() {
+            d.process(&mut state, &ev.event(i), Mode::Live, &mut out);
+        }
+        out.into_iter().map(|a| a.alert_id).collect::<Vec<_>>()
+    };
+    let first = ids(&events);
+    assert!(first.len() >= 5, "the stream raises alerts: {}", first.len());
+    assert_eq!(first, ids(&events));
+}
+
+#[test]
+fn eviction_forgets_only_what_can_no_longer_matter() {
+    let rules = FraudRules::from_config(&FraudConfig::default());
+    assert_eq!(rules.retention_ms(), 2 * 3_600_000, "an hour of window plus an hour of cooldown");
+    let mut d = detector(FraudConfig::default());
+    let mut state = d.new_state();
+    let mut out = Vec::new();
+    for i in 0..1000 {
+        let user: &'static str = Box::leak(format!("user-{i}").into_boxed_str());
+        d.process(&mut state, &e(user, f64::from(i), View).event(i as usize), Mode::Live, &mut out);
+    }
+    assert_eq!(state.tracked_users(), 1000);
+    d.process(&mut state, &e("late", 3.0 * 3600.0, View).event(1000), Mode::Live, &mut out);
+    assert_eq!(state.tracked_users(), 1, "everyone older than two hours is gone");
+}
+
+#[test]
+fn rules_have_the_seeds_names_and_severities() {
+    let names: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(
+        names,
+        ["HIGH_VELOCITY", "MULTIPLE_IPS", "RAPID_LOCATION_CHANGE", "HIGH_VALUE_PURCHASE", "PURCHASE_WITHOUT_ACTIVITY", "RAPID_PURCHASES"]
+    );
+    for r in Rule::ALL {
+        assert_eq!(Rule::parse(r.as_str()), Some(r));
+    }
+    assert_eq!(Rule::HighVelocity.severity(), Severity::High);
+    assert_eq!(Rule::MultipleIps.severity(), Severity::Medium);
+    assert_eq!(Rule::RapidLocationChange.severity(), Severity::High);
+    assert_eq!(Rule::HighValuePurchase.severity(), Severity::Medium);
+    assert_eq!(Rule::PurchaseWithoutActivity.severity(), Severity::Medium);
+    assert_eq!(Rule::RapidPurchases.severity(), Severity::High);
+}

@@ -1,0 +1,46 @@
+//! The contract between a pure processor and the consumer runtime.
+//!
+//! A processor (analytics, fraud) sees decoded events of one partition at a
+//! time together with that partition's state, and returns what happened. It
+//! never touches Kafka, files or the wall clock: time is the event's
+//! timestamp. That is what lets the runtime move a partition between pods by
+//! dropping its state on one and rebuilding it on another by replay — the
+//! replay produces the same state because the processor is a function of the
+//! events alone.
+//!
+//! The whole contract is four things: a fresh state for a newly owned
+//! partition, `process`, the event-time window a rebuild must replay, and the
+//! [`Mode`] flag that says whether effects are wanted (live) or only state
+//! (warm-up during a rebuild).
+
+use crate::event::Event;
+
+/// Whether the runtime wants effects from this event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Normal processing: update state, count, emit.
+    Live,
+    /// Rebuild by replay: update windowed state only. Nothing is emitted and
+    /// nothing is counted, because the event was already counted and acted
+    /// on when it was first processed (possibly by another pod).
+    Warmup,
+}
+
+/// A pure, per-partition stream processor.
+pub trait Processor: Send + 'static {
+    /// Everything the processor remembers about one partition.
+    type State: Send + 'static;
+    /// What the processor emits (alerts for fraud; nothing for analytics).
+    type Output: Send + 'static;
+
+    /// A state for a partition this process just started owning.
+    fn new_state(&self) -> Self::State;
+
+    /// How much event time before the committed position a rebuild must
+    /// replay so that the state afterwards equals the state of a process that
+    /// had owned the partition all along. Zero means nothing to rebuild.
+    fn rebuild_window_ms(&self) -> i64;
+
+    /// Processes one valid event of the partition whose state is `state`.
+    fn process(&mut self, state: &mut Self::State, event: &Event<'_>, mode: Mode, out: &mut Vec<Self::Output>);
+}

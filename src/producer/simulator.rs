@@ -1,0 +1,886 @@
+//! The traffic model: users, sessions and fraudulent actors.
+//!
+//! Realistic traffic rather than uniform noise, because both consumers are
+//! judged on it: the analytics funnel must look like a shop's, and the fraud
+//! detector must find the injected fraud without drowning in false alarms.
+//!
+//! - **Users** (`user-1000` …) have a stable home: one place, one IP address,
+//!   one device, derived from the seed and the user's number, so a user looks
+//!   the same in every session and ordinary users never trip the IP or
+//!   location rules.
+//! - **Sessions** walk page_view → click → search → add_to_cart → purchase.
+//!   Browsers look around and leave; buyers view products, put two or three
+//!   in the cart and check out. Carts accumulate and the purchase carries the
+//!   `cart_value`. Buyers add at least two items because the seed's
+//!   PURCHASE_WITHOUT_ACTIVITY rule flags any purchase with fewer than two
+//!   prior transactional events; the resulting mix is about
+//!   58/25/10/4.5/2 % (page_view/click/search/add_to_cart/purchase): the
+//!   seed's 60/25/10/3/2 with 1.5 points moved from page views to carts.
+//! - **Fraud** (`FRAUD_RATE` of new sessions, scenarios in rotation): bots
+//!   (bursts of cart additions), card testers (several small purchases in
+//!   minutes), account takeovers (a live user's account used from another
+//!   country, switching IPs) and high-value purchases. Each actor is reported
+//!   once through [`Simulator::take_new_actors`] with the rules expected to
+//!   catch it, so detection can be scored.
+//!
+//! The simulator is pure: the caller supplies the clock (`now_ms`), so the
+//! same seed and the same clock give the same events, byte for byte.
+//! Concurrency follows the rate: about `rate × mean think time` sessions are
+//! open at once (capped), and the session whose next step is due soonest
+//! speaks next, so each session's events are spaced like a person's (or a
+//! bot's) and the overall rate is exactly what the caller asks for.
+
+use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+use super::catalog::{self, DeviceProfile, Place};
+use crate::event::{Device, Event, EventType, Location, Properties};
+use crate::fraud::Rule;
+
+/// Share of normal sessions that end in a purchase (tuned so purchases are
+/// ~2 % of events, like the seed).
+const BUYER_SHARE: f64 = 0.075;
+/// Share of browsing sessions that put something in the cart and leave.
+const ABANDON_SHARE: f64 = 0.01;
+/// Mean gap between a person's events; sets concurrency for a given rate.
+const MEAN_THINK_MS: f64 = 4_500.0;
+/// Upper bound on open sessions, which bounds memory at any rate.
+const MAX_OPEN_SESSIONS: usize = 20_000;
+const MIN_OPEN_SESSIONS: usize = 8;
+
+/// The kinds of injected fraud.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    Bot,
+    CardTester,
+    AccountTakeover,
+    HighValue,
+}
+
+impl Scenario {
+    const ROTATION: [Scenario; 4] = [
+        Scenario::Bot,
+        Scenario::CardTester,
+        Scenario::AccountTakeover,
+        Scenario::HighValue,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Bot => "bot",
+            Scenario::CardTester => "card_tester",
+            Scenario::AccountTakeover => "account_takeover",
+            Scenario::HighValue => "high_value_purchase",
+        }
+    }
+
+    /// The rules any one of which should flag this actor.
+    pub fn expected_rules(self) -> &'static [Rule] {
+        match self {
+            Scenario::Bot => &[Rule::HighVelocity],
+            Scenario::CardTester => &[Rule::RapidPurchases, Rule::PurchaseWithoutActivity],
+            Scenario::AccountTakeover => &[Rule::RapidLocationChange, Rule::MultipleIps],
+            Scenario::HighValue => &[Rule::HighValuePurchase],
+        }
+    }
+}
+
+/// One injected fraudulent actor, for the `--truth-file`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct FraudActor {
+    pub user_id: String,
+    pub scenario: &'static str,
+    pub expected_rules: Vec<&'static str>,
+    pub session_id: String,
+    pub started_at: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimulatorConfig {
+    pub seed: u64,
+    pub users: u64,
+    pub fraud_rate: f64,
+    /// The intended events per second (0 = unknown/unlimited); sets how many
+    /// sessions are open at once.
+    pub events_per_second: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Page {
+    Static(usize),
+    Product(usize),
+    Category(usize),
+    Search(usize),
+    Checkout,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    View(Page),
+    Click(Page),
+    Search(usize),
+    AddToCart(usize),
+    /// Check out the cart.
+    Purchase,
+    /// Buy one item directly, without a cart (what card testers do).
+    BuyNow(usize),
+    /// Not an event: the actor switches to its next IP address.
+    SwitchIp,
+}
+
+struct Session {
+    user_id: String,
+    session_id: String,
+    ip: String,
+    /// A second address an account takeover switches to.
+    next_ip: Option<String>,
+    place: &'static Place,
+    device: &'static DeviceProfile,
+    referrer: Option<&'static str>,
+    steps: Vec<Step>,
+    next_step: usize,
+    think_ms: (u32, u32),
+    cart_value: f64,
+    last_product: Option<usize>,
+    previous_page: Option<Page>,
+    /// Population number for ordinary users (None for fresh fraud identities).
+    user_number: Option<u64>,
+    emitted: u32,
+    fraud: bool,
+}
+
+/// The traffic generator. See the module documentation.
+pub struct Simulator {
+    rng: Xoshiro256PlusPlus,
+    seed: u64,
+    users: u64,
+    fraud_rate: f64,
+    fraud_budget: f64,
+    next_scenario: usize,
+    fresh_identities: u64,
+    target_open: usize,
+    sessions: Vec<Option<Session>>,
+    free_slots: Vec<usize>,
+    due: BinaryHeap<Reverse<(i64, u64, usize)>>,
+    sequence: u64,
+    busy_users: HashSet<u64>,
+    new_actors: Vec<FraudActor>,
+    // Pre-rendered URLs, so events borrow instead of formatting per event.
+    static_urls: Vec<String>,
+    product_urls: Vec<String>,
+    category_urls: Vec<String>,
+    search_urls: Vec<String>,
+    checkout_url: String,
+    product_pick: Vec<u32>,
+    page_pick: Vec<u32>,
+    referrer_pick: Vec<u32>,
+    place_pick: Vec<u32>,
+    device_pick: Vec<u32>,
+    event_id: String,
+    emitted: u64,
+}
+
+impl Simulator {
+    pub fn new(config: &SimulatorConfig) -> Simulator {
+        let target_open = if config.events_per_second > 0.0 {
+            ((config.events_per_second * MEAN_THINK_MS / 1000.0) as usize).clamp(MIN_OPEN_SESSIONS, MAX_OPEN_SESSIONS)
+        } else {
+            MAX_OPEN_SESSIONS
+        };
+        let cumulative = |weights: &mut dyn Iterator<Item = u32>| -> Vec<u32> {
+            let mut total = 0;
+            weights
+                .map(|w| {
+                    total += w;
+                    total
+                })
+                .collect()
+        };
+        Simulator {
+            rng: Xoshiro256PlusPlus::seed_from_u64(config.seed),
+            seed: config.seed,
+            users: config.users,
+            fraud_rate: config.fraud_rate,
+            // Start half-way to the first fraudulent session so a short demo
+            // shows fraud early instead of after 1/FRAUD_RATE sessions.
+            fraud_budget: 0.5,
+            next_scenario: 0,
+            fresh_identities: 0,
+            target_open,
+            sessions: Vec::new(),
+            free_slots: Vec::new(),
+            due: BinaryHeap::new(),
+            sequence: 0,
+            busy_users: HashSet::new(),
+            new_actors: Vec::new(),
+            static_urls: catalog::PAGES.iter().map(|(p, _)| format!("{}{p}", catalog::ORIGIN)).collect(),
+            product_urls: catalog::PRODUCTS
+                .iter()
+                .map(|p| format!("{}/products/{}", catalog::ORIGIN, p.slug))
+                .collect(),
+            category_urls: catalog::CATEGORIES
+                .iter()
+                .map(|c| format!("{}/category/{c}", catalog::ORIGIN))
+                .collect(),
+            search_urls: catalog::SEARCH_QUERIES
+                .iter()
+                .map(|q| format!("{}/search?q={}", catalog::ORIGIN, q.replace(' ', "+")))
+                .collect(),
+            checkout_url: format!("{}/checkout", catalog::ORIGIN),
+            product_pick: cumulative(&mut catalog::PRODUCT_WEIGHTS.iter().copied()),
+            page_pick: cumulative(&mut catalog::PAGES.iter().map(|(_, w)| *w)),
+            referrer_pick: cumulative(&mut catalog::REFERRERS.iter().map(|(_, w)| *w)),
+            place_pick: cumulative(&mut catalog::PLACES.iter().map(|p| p.weight)),
+            device_pick: cumulative(&mut catalog::DEVICES.iter().map(|d| d.weight)),
+            event_id: String::with_capacity(36),
+            emitted: 0,
+        }
+    }
+
+    /// Sessions currently open.
+    pub fn active_sessions(&self) -> usize {
+        self.due.len()
+    }
+
+    /// Events generated so far.
+    pub fn emitted(&self) -> u64 {
+        self.emitted
+    }
+
+    /// Fraudulent actors that started since the last call.
+    pub fn take_new_actors(&mut self) -> Vec<FraudActor> {
+        std::mem::take(&mut self.new_actors)
+    }
+
+    /// The next event, stamped `now_ms`.
+    pub fn next_event(&mut self, now_ms: i64) -> Event<'_> {
+        while self.due.len() < self.target_open {
+            let stagger = self.rng.random_range(0..MEAN_THINK_MS as i64);
+            self.open_session(now_ms, now_ms + stagger);
+        }
+        let slot = loop {
+            let Reverse((_, _, slot)) = self.due.pop().expect("sessions were just opened");
+            let session = self.sessions[slot].as_mut().expect("scheduled sessions exist");
+            if let Some(Step::SwitchIp) = session.steps.get(session.next_step) {
+                if let Some(ip) = session.next_ip.take() {
+                    session.ip = ip;
+                }
+                session.next_step += 1;
+            }
+            if session.next_step < session.steps.len() {
+                break slot;
+            }
+            self.close_session(slot);
+            let stagger = self.rng.random_range(0..MEAN_THINK_MS as i64 / 4);
+            self.open_session(now_ms, now_ms + stagger);
+        };
+
+        let (think_lo, think_hi) = self.sessions[slot].as_ref().map(|s| s.think_ms).unwrap_or((1000, 2000));
+        let think = self.rng.random_range(think_lo..=think_hi);
+        write_uuid(&mut self.rng, &mut self.event_id);
+        let session = self.sessions[slot].as_mut().expect("slot is live");
+        let step = session.steps[session.next_step];
+        session.next_step += 1;
+        session.emitted += 1;
+        let finished = session.next_step >= session.steps.len();
+        self.sequence += 1;
+        if finished {
+            // Close after this event: schedule an immediate wake-up that
+            // finds no steps left and recycles the slot.
+            self.due.push(Reverse((now_ms, self.sequence, slot)));
+        } else {
+            self.due.push(Reverse((now_ms + i64::from(think), self.sequence, slot)));
+        }
+        self.emitted += 1;
+
+        let session = self.sessions[slot].as_mut().expect("slot is live");
+        let mut properties = Properties::default();
+        let (event_type, page) = match step {
+            Step::View(page) => {
+                if let Page::Product(i) = page {
+                    product_properties(&mut properties, i);
+                }
+                (EventType::PageView, page)
+            }
+            Step::Click(page) => {
+                if let Page::Product(i) = page {
+                    product_properties(&mut properties, i);
+                }
+                (EventType::Click, page)
+            }
+            Step::Search(q) => {
+                properties.search_query = Some(Cow::Borrowed(catalog::SEARCH_QUERIES[q]));
+                (EventType::Search, Page::Search(q))
+            }
+            Step::AddToCart(i) => {
+                session.cart_value = round_cents(session.cart_value + catalog::PRODUCTS[i].price);
+                session.last_product = Some(i);
+                product_properties(&mut properties, i);
+                properties.cart_value = Some(session.cart_value);
+                (EventType::AddToCart, Page::Product(i))
+            }
+            Step::Purchase => {
+                if let Some(i) = session.last_product {
+                    product_properties(&mut properties, i);
+                }
+                properties.cart_value = Some(session.cart_value);
+                session.cart_value = 0.0;
+                (EventType::Purchase, Page::Checkout)
+            }
+            Step::BuyNow(i) => {
+                product_properties(&mut properties, i);
+                properties.cart_value = properties.price;
+                (EventType::Purchase, Page::Checkout)
+            }
+            // Consumed above, before a step is chosen to emit.
+            Step::SwitchIp => (EventType::PageView, Page::Static(0)),
+        };
+        let referrer = match session.previous_page {
+            None => session.referrer.map(Cow::Borrowed),
+            Some(prev) => Some(Cow::Borrowed(url_of(
+                prev,
+                &self.static_urls,
+                &self.product_urls,
+                &self.category_urls,
+                &self.search_urls,
+                &self.checkout_url,
+            ))),
+        };
+        session.previous_page = Some(page);
+        let session = &*session;
+        Event {
+            event_id: Cow::Borrowed(self.event_id.as_str()),
+            timestamp_ms: now_ms,
+            user_id: Cow::Borrowed(session.user_id.as_str()),
+            session_id: Some(Cow::Borrowed(session.session_id.as_str())),
+            event_type,
+            page_url: Some(Cow::Borrowed(url_of(
+                page,
+                &self.static_urls,
+                &self.product_urls,
+                &self.category_urls,
+                &self.search_urls,
+                &self.checkout_url,
+            ))),
+            referrer,
+            user_agent: Some(Cow::Borrowed(session.device.user_agent)),
+            ip_address: Some(Cow::Borrowed(session.ip.as_str())),
+            properties,
+            device: Device {
+                device_type: Some(Cow::Borrowed(session.device.device_type)),
+                os: Some(Cow::Borrowed(session.device.os)),
+                browser: Some(Cow::Borrowed(session.device.browser)),
+            },
+            location: Location {
+                country: Some(Cow::Borrowed(session.place.country)),
+                city: Some(Cow::Borrowed(session.place.city)),
+                timezone: Some(Cow::Borrowed(session.place.timezone)),
+            },
+        }
+    }
+
+    fn open_session(&mut self, now_ms: i64, due_ms: i64) {
+        self.fraud_budget += self.fraud_rate;
+        let session = if self.fraud_budget >= 1.0 {
+            self.fraud_budget -= 1.0;
+            self.fraud_session(now_ms)
+        } else {
+            None
+        };
+        let session = match session {
+            Some(s) => s,
+            None => self.normal_session(),
+        };
+        if let Some(n) = session.user_number {
+            self.busy_users.insert(n);
+        }
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.sessions[slot] = Some(session);
+                slot
+            }
+            None => {
+                self.sessions.push(Some(session));
+                self.sessions.len() - 1
+            }
+        };
+        self.sequence += 1;
+        self.due.push(Reverse((due_ms, self.sequence, slot)));
+    }
+
+    fn close_session(&mut self, slot: usize) {
+        if let Some(session) = self.sessions[slot].take()
+            && let Some(n) = session.user_number
+        {
+            self.busy_users.remove(&n);
+        }
+        self.free_slots.push(slot);
+    }
+
+
+    fn normal_session(&mut self) -> Session {
+        // Prefer a user without an open session; a person browses in one tab.
+        let mut number = self.rng.random_range(0..self.users);
+        for _ in 0..4 {
+            if !self.busy_users.contains(&number) {
+                break;
+            }
+            number = self.rng.random_range(0..self.users);
+        }
+        let home = self.home_of(number);
+        let buyer = self.rng.random_bool(BUYER_SHARE);
+        let mut steps = Vec::with_capacity(12);
+        let landing = self.browse_page();
+        steps.push(Step::View(landing));
+        let browse = if buyer { self.geometric(4.0) } else { self.geometric(2.0) };
+        for _ in 0..browse {
+            let step = self.browse_step();
+            steps.push(step);
+        }
+        if buyer {
+            let items = if self.rng.random_bool(0.95) { 2 } else { 3 };
+            for _ in 0..items {
+                let product = self.pick_product();
+                let at = self.rng.random_range(1..=steps.len());
+                steps.insert(at, Step::AddToCart(product));
+                steps.insert(at, Step::View(Page::Product(product)));
+            }
+            steps.push(Step::Purchase);
+        } else if self.rng.random_bool(ABANDON_SHARE) {
+            let product = self.pick_product();
+            steps.push(Step::View(Page::Product(product)));
+            steps.push(Step::AddToCart(product));
+        }
+        let referrer_index = weighted(&mut self.rng, &self.referrer_pick);
+        Session {
+            user_id: user_id(number),
+            session_id: self.uuid(),
+            ip: home.ip,
+            next_ip: None,
+            place: home.place,
+            device: home.device,
+            referrer: catalog::REFERRERS[referrer_index].0,
+            steps,
+            next_step: 0,
+            think_ms: (1_000, 8_000),
+            cart_value: 0.0,
+            last_product: None,
+            previous_page: None,
+            user_number: Some(number),
+            emitted: 0,
+            fraud: false,
+        }
+    }
+
+    fn fraud_session(&mut self, now_ms: i64) -> Option<Session> {
+        for _ in 0..Scenario::ROTATION.len() {
+            let scenario = Scenario::ROTATION[self.next_scenario % Scenario::ROTATION.len()];
+            self.next_scenario += 1;
+            if let Some(session) = self.build_fraud(scenario) {
+                self.new_actors.push(FraudActor {
+                    user_id: session.user_id.clone(),
+                    scenario: scenario.as_str(),
+                    expected_rules: scenario.expected_rules().iter().map(|r| r.as_str()).collect(),
+                    session_id: session.session_id.clone(),
+                    started_at: crate::eventtime::format_rfc3339_ms(now_ms),
+                });
+                return Some(session);
+            }
+        }
+        None
+    }
+
+    fn build_fraud(&mut self, scenario: Scenario) -> Option<Session> {
+        let mut steps = vec![Step::View(Page::Static(0))];
+        let hostile = &catalog::HOSTILE_PLACES[self.rng.random_range(0..catalog::HOSTILE_PLACES.len())];
+        let mut session = Session {
+            user_id: String::new(),
+            session_id: self.uuid(),
+            ip: String::new(),
+            next_ip: None,
+            place: hostile,
+            device: &catalog::DEVICES[0],
+            referrer: None,
+            steps: Vec::new(),
+            next_step: 0,
+            think_ms: (2_000, 8_000),
+            cart_value: 0.0,
+            last_product: None,
+            previous_page: None,
+            user_number: None,
+            emitted: 0,
+            fraud: true,
+        };
+        match scenario {
+            Scenario::Bot => {
+                session.device = &catalog::BOT_DEVICES[self.rng.random_range(0..catalog::BOT_DEVICES.len())];
+                session.think_ms = (500, 2_500);
+                for _ in 0..self.rng.random_range(6..=12) {
+                    let product = self.pick_product();
+                    steps.push(Step::AddToCart(product));
+                }
+                if self.rng.random_bool(0.5) {
+                    steps.push(Step::Purchase);
+                }
+            }
+            Scenario::CardTester => {
+                session.think_ms = (3_000, 10_000);
+                // Gift cards, a paperback, a bottle: cheap, instantly usable.
+                const CHEAP: [usize; 3] = [19, 15, 8];
+                for _ in 0..self.rng.random_range(3..=5) {
+                    steps.push(Step::BuyNow(CHEAP[self.rng.random_range(0..CHEAP.len())]));
+                }
+            }
+            Scenario::AccountTakeover => {
+                // The victim is someone active right now: their last event is
+                // seconds old, so the attacker's first event is a rapid
+                // location change, and the second address makes three IPs.
+                let victim = self
+                    .sessions
+                    .iter()
+                    .flatten()
+                    .filter(|s| !s.fraud && s.emitted > 0)
+                    .map(|s| s.user_id.clone())
+                    .nth(self.rng.random_range(0..8))?;
+                session.user_id = victim;
+                session.device = &catalog::DEVICES[weighted(&mut self.rng, &self.device_pick)];
+                session.think_ms = (2_000, 8_000);
+                let premium = catalog::PREMIUM_PRODUCTS[self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
+                steps = vec![
+                    Step::View(Page::Static(6)),
+                    Step::View(Page::Product(premium)),
+                    Step::SwitchIp,
+                    Step::AddToCart(premium),
+                    Step::AddToCart(self.pick_product()),
+                    Step::Purchase,
+                ];
+                session.next_ip = Some(self.random_ip(hostile.ip_octet));
+            }
+            Scenario::HighValue => {
+                let place = &catalog::PLACES[weighted(&mut self.rng, &self.place_pick)];
+                session.place = place;
+                session.device = &catalog::DEVICES[weighted(&mut self.rng, &self.device_pick)];
+                session.think_ms = (2_000, 6_000);
+                let a = catalog::PREMIUM_PRODUCTS[self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
+                let b = catalog::PREMIUM_PRODUCTS[self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
+                steps.extend([
+                    Step::View(Page::Product(a)),
+                    Step::AddToCart(a),
+                    Step::View(Page::Product(b)),
+                    Step::AddToCart(b),
+                    Step::Purchase,
+                ]);
+            }
+        }
+        if session.user_id.is_empty() {
+            self.fresh_identities += 1;
+            session.user_id = user_id(self.users + self.fresh_identities - 1);
+        }
+        session.ip = self.random_ip(session.place.ip_octet);
+        session.steps = steps;
+        Some(session)
+    }
+
+    fn browse_page(&mut self) -> Page {
+        match self.rng.random_range(0..10) {
+            0..=3 => Page::Product(self.pick_product()),
+            4 => Page::Category(self.rng.random_range(0..catalog::CATEGORIES.len())),
+            _ => Page::Static(weighted(&mut self.rng, &self.page_pick)),
+        }
+    }
+
+    fn browse_step(&mut self) -> Step {
+        // Weights chosen so that, landing pages included, page views, clicks
+        // and searches come out near the seed's 60/25/10.
+        match self.rng.random_range(0..1000) {
+            0..=419 => Step::View(self.browse_page()),
+            420..=829 => {
+                if self.rng.random_bool(0.7) {
+                    Step::Click(Page::Product(self.pick_product()))
+                } else {
+                    Step::Click(self.browse_page())
+                }
+            }
+            _ => Step::Search(self.rng.random_range(0..catalog::SEARCH_QUERIES.len())),
+        }
+    }
+
+    fn pick_product(&mut self) -> usize {
+        weighted(&mut self.rng, &self.product_pick)
+    }
+
+    /// Number of extra browse steps: geometric with the given mean.
+    fn geometric(&mut self, mean: f64) -> usize {
+        let p = 1.0 / (mean + 1.0);
+        let mut n = 0;
+        while n < 40 && !self.rng.random_bool(p) {
+            n += 1;
+        }
+        n
+    }
+
+    fn uuid(&mut self) -> String {
+        let mut s = String::with_capacity(36);
+        write_uuid(&mut self.rng, &mut s);
+        s
+    }
+
+    fn random_ip(&mut self, first_octet: u8) -> String {
+        let x: u32 = self.rng.random();
+        format!("{first_octet}.{}.{}.{}", (x >> 16) & 0xff, (x >> 8) & 0xff, (x & 0xfe).max(1))
+    }
+
+    /// A user's stable home, derived from the seed and the user's number
+    /// without storing anything, so populations of millions cost nothing.
+    fn home_of(&self, number: u64) -> Home {
+        let h = splitmix64(self.seed ^ splitmix64(number.wrapping_add(0x9e37_79b9)));
+        let pick = |cumulative: &[u32], x: u64| {
+            let total = u64::from(*cumulative.last().unwrap_or(&1));
+            let x = (x % total) as u32;
+            cumulative.partition_point(|&c| c <= x)
+        };
+        let place = &catalog::PLACES[pick(&self.place_pick, h)];
+        let device = &catalog::DEVICES[pick(&self.device_pick, h >> 20)];
+        let ip = format!(
+            "{}.{}.{}.{}",
+            place.ip_octet,
+            (h >> 40) & 0xff,
+            (h >> 48) & 0xff,
+            ((h >> 56) & 0xfe).max(1)
+        );
+        Home { place, device, ip }
+    }
+}
+
+struct Home {
+    place: &'static Place,
+    device: &'static DeviceProfile,
+    ip: String,
+}
+
+/// An index drawn with the weights whose running totals are `cumulative`.
+fn weighted(rng: &mut Xoshiro256PlusPlus, cumulative: &[u32]) -> usize {
+    let total = *cumulative.last().unwrap_or(&1);
+    let x = rng.random_range(0..total);
+    cumulative.partition_point(|&c| c <= x)
+}
+
+fn url_of<'a>(
+    page: Page,
+    statics: &'a [String],
+    products: &'a [String],
+    categories: &'a [String],
+    searches: &'a [String],
+    checkout: &'a str,
+) -> &'a str {
+    match page {
+        Page::Static(i) => &statics[i],
+        Page::Product(i) => &products[i],
+        Page::Category(i) => &categories[i],
+        Page::Search(i) => &searches[i],
+        Page::Checkout => checkout,
+    }
+}
+
+fn product_properties(properties: &mut Properties<'_>, index: usize) {
+    let p = &catalog::PRODUCTS[index];
+    properties.product_id = Some(Cow::Borrowed(p.id));
+    properties.product_name = Some(Cow::Borrowed(p.name));
+    properties.price = Some(p.price);
+    properties.category = Some(Cow::Borrowed(p.category));
+}
+
+fn round_cents(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// `user-1000`, `user-1001`, … like the seed's ids.
+pub fn user_id(number: u64) -> String {
+    format!("user-{}", 1000 + number)
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Writes a random (version 4) UUID in its 36-character text form.
+fn write_uuid(rng: &mut Xoshiro256PlusPlus, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hi: u64 = rng.random();
+    let lo: u64 = rng.random();
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&hi.to_be_bytes());
+    bytes[8..].copy_from_slice(&lo.to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let mut text = [0u8; 36];
+    let mut j = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text[j] = b'-';
+            j += 1;
+        }
+        text[j] = HEX[usize::from(b >> 4)];
+        text[j + 1] = HEX[usize::from(b & 0xf)];
+        j += 2;
+    }
+    out.clear();
+    // Only ASCII hex digits and dashes were written.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{DecodeLimits, decode};
+    use std::collections::HashMap;
+
+    fn simulator(seed: u64, fraud_rate: f64) -> Simulator {
+        Simulator::new(&SimulatorConfig {
+            seed,
+            users: 9_000,
+            fraud_rate,
+            events_per_second: 100.0,
+        })
+    }
+
+    const START: i64 = 1_705_312_800_000; // 2024-01-15T10:00:00Z
+
+    #[test]
+    fn same_seed_same_bytes() {
+        let mut a = simulator(7, 0.1);
+        let mut b = simulator(7, 0.1);
+        for i in 0..5_000 {
+            let t = START + i * 10;
+            assert_eq!(a.next_event(t).to_json(), b.next_event(t).to_json());
+        }
+        let mut c = simulator(8, 0.1);
+        assert_ne!(a.next_event(START).to_json(), c.next_event(START).to_json());
+    }
+
+    #[test]
+    fn events_are_valid_seed_format() {
+        let mut sim = simulator(1, 0.2);
+        for i in 0..20_000 {
+            let t = START + i * 10;
+            let json = sim.next_event(t).to_json();
+            let e = decode(&json, t, &DecodeLimits::default()).expect("simulated events are valid");
+            assert!(e.ip_address.is_some() && e.location.country.is_some());
+            if e.event_type == EventType::Purchase {
+                assert!(e.properties.cart_value.unwrap() > 0.0, "{}", String::from_utf8_lossy(&json));
+            }
+        }
+    }
+
+    #[test]
+    fn mix_is_close_to_the_seed() {
+        let mut sim = simulator(3, 0.0);
+        let mut counts = [0u64; 5];
+        let n = 200_000;
+        for i in 0..n {
+            counts[sim.next_event(START + i * 10).event_type.index()] += 1;
+        }
+        let share: Vec<f64> = counts.iter().map(|c| *c as f64 * 100.0 / n as f64).collect();
+        let target = [58.5, 25.0, 10.0, 4.5, 2.0];
+        for (i, (got, want)) in share.iter().zip(target).enumerate() {
+            assert!((got - want).abs() < 1.0, "{} is {got:.2}% (want ~{want}%): {share:?}", EventType::ALL[i]);
+        }
+    }
+
+    #[test]
+    fn carts_accumulate_and_buyers_add_at_least_two_items_first() {
+        let mut sim = simulator(5, 0.0);
+        let mut carts: HashMap<String, (u32, f64)> = HashMap::new();
+        for i in 0..50_000 {
+            let e = sim.next_event(START + i * 10);
+            let session = e.session_id.clone().unwrap().into_owned();
+            match e.event_type {
+                EventType::AddToCart => {
+                    let entry = carts.entry(session).or_default();
+                    entry.0 += 1;
+                    let expected = ((entry.1 + e.properties.price.unwrap()) * 100.0).round() / 100.0;
+                    assert_eq!(e.properties.cart_value, Some(expected));
+                    entry.1 = expected;
+                }
+                EventType::Purchase => {
+                    let (items, value) = carts.remove(&session).expect("a purchase follows cart additions");
+                    assert!(items >= 2);
+                    assert_eq!(e.properties.cart_value, Some(value));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn a_session_keeps_its_device_ip_and_location() {
+        let mut sim = simulator(9, 0.0);
+        let mut seen: HashMap<String, (String, String, String)> = HashMap::new();
+        for i in 0..30_000 {
+            let e = sim.next_event(START + i * 10);
+            let key = e.session_id.as_deref().unwrap().to_string();
+            let value = (
+                e.ip_address.as_deref().unwrap().to_string(),
+                e.location.city.as_deref().unwrap().to_string(),
+                e.device.browser.as_deref().unwrap().to_string(),
+            );
+            let prev = seen.entry(key).or_insert_with(|| value.clone());
+            assert_eq!(*prev, value);
+        }
+    }
+
+    #[test]
+    fn fraud_actors_rotate_through_every_scenario_and_are_reported_once() {
+        let mut sim = simulator(11, 0.1);
+        let mut actors = Vec::new();
+        for i in 0..20_000 {
+            sim.next_event(START + i * 10);
+            actors.extend(sim.take_new_actors());
+        }
+        let mut by_scenario: HashMap<&str, usize> = HashMap::new();
+        for a in &actors {
+            *by_scenario.entry(a.scenario).or_default() += 1;
+        }
+        for s in Scenario::ROTATION {
+            assert!(by_scenario.get(s.as_str()).copied().unwrap_or(0) >= 5, "{by_scenario:?}");
+        }
+        let ids: HashSet<_> = actors.iter().map(|a| &a.session_id).collect();
+        assert_eq!(ids.len(), actors.len());
+    }
+
+    #[test]
+    fn concurrency_follows_the_rate() {
+        let slow = Simulator::new(&SimulatorConfig {
+            seed: 1,
+            users: 100,
+            fraud_rate: 0.0,
+            events_per_second: 10.0,
+        });
+        assert_eq!(slow.target_open, 45);
+        let fast = Simulator::new(&SimulatorConfig {
+            seed: 1,
+            users: 100,
+            fraud_rate: 0.0,
+            events_per_second: 1e7,
+        });
+        assert_eq!(fast.target_open, MAX_OPEN_SESSIONS);
+    }
+
+    #[test]
+    fn uuids_are_version_4() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let mut s = String::new();
+        write_uuid(&mut rng, &mut s);
+        assert_eq!(s.len(), 36);
+        assert_eq!(&s[14..15], "4");
+        assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"));
+        assert_eq!(s.matches('-').count(), 4);
+    }
+}
