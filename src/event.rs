@@ -501,9 +501,7 @@ pub fn decode<'a>(
         }
         other => other,
     };
-    let event_type_text = wire
-        .event_type
-        .ok_or_else(|| missing("event_type"))?;
+    let event_type_text = wire.event_type.ok_or_else(|| missing("event_type"))?;
     let event_type = EventType::parse(&event_type_text).ok_or_else(|| {
         Rejection::new(
             RejectReason::UnknownEventType,
@@ -700,7 +698,10 @@ fn diagnose(text: &str, error: &serde_json::Error) -> Rejection {
                 ("cart_value", true),
             ],
         ),
-        ("device", &[("type", false), ("os", false), ("browser", false)]),
+        (
+            "device",
+            &[("type", false), ("os", false), ("browser", false)],
+        ),
         (
             "location",
             &[("country", false), ("city", false), ("timezone", false)],
@@ -716,7 +717,12 @@ fn diagnose(text: &str, error: &serde_json::Error) -> Rejection {
         };
         for &(field, numeric) in fields {
             let Some(fv) = inner.get(field) else { continue };
-            let ok = fv.is_null() || if numeric { fv.is_number() } else { fv.is_string() };
+            let ok = fv.is_null()
+                || if numeric {
+                    fv.is_number()
+                } else {
+                    fv.is_string()
+                };
             if !ok {
                 let path = format!("{name}.{field}");
                 return wrong_type(&path, if numeric { "a number" } else { "a string" }, fv);
@@ -816,12 +822,20 @@ mod tests {
         };
         let cases: Vec<(Vec<u8>, RejectReason)> = vec![
             (vec![b' '; 4096], RejectReason::TooLarge),
-            (b"{\"event_id\": \"\xff\xfe\"}".to_vec(), RejectReason::InvalidUtf8),
-            (SEED_EVENT[..200].as_bytes().to_vec(), RejectReason::MalformedJson),
+            (
+                b"{\"event_id\": \"\xff\xfe\"}".to_vec(),
+                RejectReason::InvalidUtf8,
+            ),
+            (
+                SEED_EVENT.as_bytes()[..200].to_vec(),
+                RejectReason::MalformedJson,
+            ),
             (b"".to_vec(), RejectReason::MalformedJson),
             (b"[1,2,3]".to_vec(), RejectReason::NotAnObject),
             (
-                SEED_EVENT.replace(r#""user_id": "user-1234", "#, "").into_bytes(),
+                SEED_EVENT
+                    .replace(r#""user_id": "user-1234", "#, "")
+                    .into_bytes(),
                 RejectReason::MissingField,
             ),
             (
@@ -829,7 +843,9 @@ mod tests {
                 RejectReason::WrongType,
             ),
             (
-                SEED_EVENT.replace(r#""price": 999.99"#, r#""price": "999.99""#).into_bytes(),
+                SEED_EVENT
+                    .replace(r#""price": 999.99"#, r#""price": "999.99""#)
+                    .into_bytes(),
                 RejectReason::WrongType,
             ),
             (
@@ -841,7 +857,9 @@ mod tests {
                 RejectReason::UnknownEventType,
             ),
             (
-                SEED_EVENT.replace("2024-01-15T10:30:45.123456+00:00", "15/01/2024").into_bytes(),
+                SEED_EVENT
+                    .replace("2024-01-15T10:30:45.123456+00:00", "15/01/2024")
+                    .into_bytes(),
                 RejectReason::InvalidTimestamp,
             ),
             (
@@ -853,11 +871,15 @@ mod tests {
                 RejectReason::TimestampOutOfRange,
             ),
             (
-                SEED_EVENT.replace(r#""price": 999.99"#, r#""price": -5"#).into_bytes(),
+                SEED_EVENT
+                    .replace(r#""price": 999.99"#, r#""price": -5"#)
+                    .into_bytes(),
                 RejectReason::InvalidAmount,
             ),
             (
-                SEED_EVENT.replace(r#""cart_value": 999.99"#, r#""cart_value": 1e12"#).into_bytes(),
+                SEED_EVENT
+                    .replace(r#""cart_value": 999.99"#, r#""cart_value": 1e12"#)
+                    .into_bytes(),
                 RejectReason::InvalidAmount,
             ),
         ];
@@ -876,7 +898,11 @@ mod tests {
         assert!(r.detail.contains("device.type"), "{}", r.detail);
         let text = SEED_EVENT.replace(r#""location": {"#, r#""location": 5, "x": {"#);
         let r = decode(text.as_bytes(), reference(), &DecodeLimits::default()).unwrap_err();
-        assert!(r.detail.contains("location must be an object"), "{}", r.detail);
+        assert!(
+            r.detail.contains("location must be an object"),
+            "{}",
+            r.detail
+        );
     }
 
     #[test]
@@ -894,7 +920,10 @@ mod tests {
     fn key_must_be_the_user_id() {
         let e = decode_ok(SEED_EVENT);
         assert!(check_key(Some(b"user-1234"), &e).is_ok());
-        assert_eq!(check_key(None, &e).unwrap_err().reason, RejectReason::MissingKey);
+        assert_eq!(
+            check_key(None, &e).unwrap_err().reason,
+            RejectReason::MissingKey
+        );
         assert_eq!(
             check_key(Some(b"user-9"), &e).unwrap_err().reason,
             RejectReason::KeyMismatch
@@ -915,7 +944,10 @@ mod tests {
 
     #[test]
     fn page_path_strips_origin_query_and_fragment() {
-        assert_eq!(page_path("https://shop.example.com/products/laptop?ref=x#top"), "/products/laptop");
+        assert_eq!(
+            page_path("https://shop.example.com/products/laptop?ref=x#top"),
+            "/products/laptop"
+        );
         assert_eq!(page_path("https://shop.example.com"), "/");
         assert_eq!(page_path("/cart?step=2"), "/cart");
         assert_eq!(page_path(""), "/");

@@ -236,7 +236,10 @@ mod tests {
         let z = parse_rfc3339_ms("2024-01-15T10:30:45.123Z").unwrap();
         assert_eq!(z, 1_705_314_645_123);
         assert_eq!(parse_rfc3339_ms("2024-01-15T10:30:45.123+00:00"), Some(z));
-        assert_eq!(parse_rfc3339_ms("2024-01-15T10:30:45.123456+00:00"), Some(z));
+        assert_eq!(
+            parse_rfc3339_ms("2024-01-15T10:30:45.123456+00:00"),
+            Some(z)
+        );
         assert_eq!(parse_rfc3339_ms("2024-01-15T10:30:45.123456"), Some(z));
         assert_eq!(parse_rfc3339_ms("2024-01-15 10:30:45.1234Z"), Some(z));
         assert_eq!(parse_rfc3339_ms("2024-01-15T12:30:45.123+02:00"), Some(z));
@@ -291,7 +294,10 @@ mod tests {
             let text = format_rfc3339_ms(ms);
             assert_eq!(parse_rfc3339_ms(&text), Some(ms), "{text}");
         }
-        assert_eq!(format_rfc3339_ms(1_705_314_645_123), "2024-01-15T10:30:45.123Z");
+        assert_eq!(
+            format_rfc3339_ms(1_705_314_645_123),
+            "2024-01-15T10:30:45.123Z"
+        );
         assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
     }
 
@@ -316,7 +322,13 @@ mod tests {
 
     #[test]
     fn hour_of_day_is_utc() {
-        assert_eq!(hour_of_day(parse_rfc3339_ms("2024-01-15T23:59:59Z").unwrap()), 23);
-        assert_eq!(hour_of_day(parse_rfc3339_ms("2024-01-15T00:30:00+01:00").unwrap()), 23);
+        assert_eq!(
+            hour_of_day(parse_rfc3339_ms("2024-01-15T23:59:59Z").unwrap()),
+            23
+        );
+        assert_eq!(
+            hour_of_day(parse_rfc3339_ms("2024-01-15T00:30:00+01:00").unwrap()),
+            23
+        );
     }
 }

@@ -33,7 +33,11 @@ pub fn ip_key(text: &str) -> Option<u64> {
                 let network = (u128::from(v6) >> 64) as u64;
                 // ffff:ffff::/32 is multicast, never a client; keep it apart
                 // from the IPv4 tag anyway.
-                Some(if network & V4_TAG == V4_TAG { network ^ 1 << 32 } else { network })
+                Some(if network & V4_TAG == V4_TAG {
+                    network ^ 1 << 32
+                } else {
+                    network
+                })
             }
         },
     }
@@ -92,7 +96,9 @@ impl IpRenderer {
             },
             IpPrivacy::Hash(key) => {
                 // HMAC accepts keys of any length; config guarantees >= 16 bytes.
-                let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose().as_bytes()) else {
+                let Ok(mut mac) =
+                    <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose().as_bytes())
+                else {
                     return "ip-unavailable".to_string();
                 };
                 mac.update(ip.to_string().as_bytes());
@@ -136,7 +142,10 @@ mod tests {
     fn rendering_follows_the_privacy_mode() {
         let plain = IpRenderer::new(IpPrivacy::None);
         assert_eq!(plain.render_text("10.1.2.3"), "10.1.2.3");
-        assert_eq!(plain.render_key(ip_key("2001:db8:1:2::9").unwrap()), "2001:db8:1:2::/64");
+        assert_eq!(
+            plain.render_key(ip_key("2001:db8:1:2::9").unwrap()),
+            "2001:db8:1:2::/64"
+        );
 
         let truncate = IpRenderer::new(IpPrivacy::Truncate);
         assert_eq!(truncate.render_text("10.1.2.3"), "10.1.2.0/24");

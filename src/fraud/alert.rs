@@ -31,7 +31,14 @@ pub struct Alert {
 }
 
 impl Alert {
-    pub fn new(rule: Rule, user_id: &str, event_id: &str, event_timestamp: i64, message: String, evidence: serde_json::Value) -> Alert {
+    pub fn new(
+        rule: Rule,
+        user_id: &str,
+        event_id: &str,
+        event_timestamp: i64,
+        message: String,
+        evidence: serde_json::Value,
+    ) -> Alert {
         Alert {
             alert_id: alert_id(rule, user_id, event_id),
             rule,
@@ -118,7 +125,10 @@ mod tests {
         assert_ne!(a, alert_id(Rule::HighVelocity, "user-2", "e-1"));
         assert_ne!(a, alert_id(Rule::HighVelocity, "user-1", "e-2"));
         // No ambiguity from concatenation.
-        assert_ne!(alert_id(Rule::HighVelocity, "ab", "c"), alert_id(Rule::HighVelocity, "a", "bc"));
+        assert_ne!(
+            alert_id(Rule::HighVelocity, "ab", "c"),
+            alert_id(Rule::HighVelocity, "a", "bc")
+        );
     }
 
     #[test]
@@ -133,12 +143,24 @@ mod tests {
         );
         alert.detected_at = Some(1_705_314_646_000);
         let v: serde_json::Value = serde_json::from_slice(&alert.to_json()).unwrap();
-        for key in ["alert_id", "rule", "severity", "user_id", "message", "event_id", "event_timestamp", "detected_at", "evidence"] {
+        for key in [
+            "alert_id",
+            "rule",
+            "severity",
+            "user_id",
+            "message",
+            "event_id",
+            "event_timestamp",
+            "detected_at",
+            "evidence",
+        ] {
             assert!(v.get(key).is_some(), "{key} missing in {v}");
         }
         assert_eq!(v["rule"], "HIGH_VALUE_PURCHASE");
         assert_eq!(v["severity"], "MEDIUM");
         assert_eq!(v["event_timestamp"], "2024-01-15T10:30:45.123Z");
-        assert!(alert.console().starts_with("🟡 FRAUD ALERT [HIGH_VALUE_PURCHASE] - MEDIUM SEVERITY\n   User ID: user-7"));
+        assert!(alert.console().starts_with(
+            "🟡 FRAUD ALERT [HIGH_VALUE_PURCHASE] - MEDIUM SEVERITY\n   User ID: user-7"
+        ));
     }
 }

@@ -236,14 +236,21 @@ impl FraudTotals {
             self.alerts_by_severity(Severity::Medium)
         ));
         for rule in Rule::ALL {
-            s.push_str(&format!("    {:<26}: {}\n", rule.as_str(), self.alerts_by_rule[rule.index()]));
+            s.push_str(&format!(
+                "    {:<26}: {}\n",
+                rule.as_str(),
+                self.alerts_by_rule[rule.index()]
+            ));
         }
         s.push_str(&format!(
             "  High-value purchases : {} (${})\n",
             self.high_value_purchases,
             crate::analytics::report::money(self.high_value_amount)
         ));
-        s.push_str(&format!("  Users with multiple IPs: {}", self.multiple_ip_users));
+        s.push_str(&format!(
+            "  Users with multiple IPs: {}",
+            self.multiple_ip_users
+        ));
         if !self.multiple_ip_sample.is_empty() {
             s.push_str(&format!(" (e.g. {})", self.multiple_ip_sample.join(", ")));
         }
@@ -320,7 +327,13 @@ impl Processor for FraudDetector {
         self.rules.retention_ms()
     }
 
-    fn process(&mut self, state: &mut FraudPartition, event: &Event<'_>, mode: Mode, out: &mut Vec<Alert>) {
+    fn process(
+        &mut self,
+        state: &mut FraudPartition,
+        event: &Event<'_>,
+        mode: Mode,
+        out: &mut Vec<Alert>,
+    ) {
         let live = mode == Mode::Live;
         if live {
             self.totals.events += 1;
@@ -337,7 +350,10 @@ impl Processor for FraudDetector {
                 let city = city.as_deref().unwrap_or("");
                 let h = (self.hasher.hash_one((country, city)) as u32).max(1);
                 if state.location_names.len() < LOCATION_NAMES_CAP {
-                    state.location_names.entry(h).or_insert_with(|| (country.into(), city.into()));
+                    state
+                        .location_names
+                        .entry(h)
+                        .or_insert_with(|| (country.into(), city.into()));
                 }
                 Some(h)
             }
@@ -357,7 +373,12 @@ impl Processor for FraudDetector {
 
         if let Some(h) = location {
             let (previous, age) = record.location();
-            if previous != 0 && previous != h && age != NEVER && i64::from(age) < rules.location_window_ms && hold(Rule::RapidLocationChange, &mut record) {
+            if previous != 0
+                && previous != h
+                && age != NEVER
+                && i64::from(age) < rules.location_window_ms
+                && hold(Rule::RapidLocationChange, &mut record)
+            {
                 let minutes = f64::from(age) / 60_000.0;
                 let from = Self::location_name(&state.location_names, previous);
                 let to = json!({
@@ -413,7 +434,9 @@ impl Processor for FraudDetector {
             }
             if event.event_type == EventType::Purchase {
                 let amount = event.amount();
-                if amount >= rules.high_value_threshold && hold(Rule::HighValuePurchase, &mut record) {
+                if amount >= rules.high_value_threshold
+                    && hold(Rule::HighValuePurchase, &mut record)
+                {
                     fired.push((
                         Rule::HighValuePurchase,
                         format!(
@@ -424,8 +447,11 @@ impl Processor for FraudDetector {
                         json!({"amount": amount, "threshold": rules.high_value_threshold}),
                     ));
                 }
-                let prior = record.transactions_within(window_age(PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS));
-                if prior < PURCHASE_WITHOUT_ACTIVITY_MIN_PRIOR && hold(Rule::PurchaseWithoutActivity, &mut record) {
+                let prior =
+                    record.transactions_within(window_age(PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS));
+                if prior < PURCHASE_WITHOUT_ACTIVITY_MIN_PRIOR
+                    && hold(Rule::PurchaseWithoutActivity, &mut record)
+                {
                     fired.push((
                         Rule::PurchaseWithoutActivity,
                         format!(
@@ -435,7 +461,8 @@ impl Processor for FraudDetector {
                     ));
                 }
                 let purchases = record.purchases_within(window_age(RAPID_PURCHASES_WINDOW_MS)) + 1;
-                if purchases >= RAPID_PURCHASES_THRESHOLD && hold(Rule::RapidPurchases, &mut record) {
+                if purchases >= RAPID_PURCHASES_THRESHOLD && hold(Rule::RapidPurchases, &mut record)
+                {
                     fired.push((
                         Rule::RapidPurchases,
                         format!("{purchases} purchases within 5 minutes (threshold {RAPID_PURCHASES_THRESHOLD})"),
@@ -460,12 +487,21 @@ impl Processor for FraudDetector {
                 Rule::MultipleIps => {
                     self.totals.multiple_ip_users += 1;
                     if self.totals.multiple_ip_sample.len() < 5 {
-                        self.totals.multiple_ip_sample.push(event.user_id.to_string());
+                        self.totals
+                            .multiple_ip_sample
+                            .push(event.user_id.to_string());
                     }
                 }
                 _ => {}
             }
-            out.push(Alert::new(rule, &event.user_id, &event.event_id, event.timestamp_ms, message, evidence));
+            out.push(Alert::new(
+                rule,
+                &event.user_id,
+                &event.event_id,
+                event.timestamp_ms,
+                message,
+                evidence,
+            ));
         }
     }
 }

@@ -161,7 +161,10 @@ impl UserTable {
         let chunks = &self.chunks;
         let free = &mut self.free;
         self.slots.retain(|_, slot| {
-            let (chunk, offset) = (*slot as usize / CHUNK_RECORDS, (*slot as usize % CHUNK_RECORDS) * stride);
+            let (chunk, offset) = (
+                *slot as usize / CHUNK_RECORDS,
+                (*slot as usize % CHUNK_RECORDS) * stride,
+            );
             let words = &chunks[chunk][offset..offset + stride];
             let last = read_i64(words, LAST);
             let keep = last >= cutoff_ms;
@@ -228,7 +231,11 @@ impl UserRecord<'_> {
         let ips = self.layout.ips;
         self.words[LOCATION_AGE..ips].iter_mut().for_each(shift);
         // In the ip slots every third word is an age.
-        self.words[ips..].iter_mut().skip(2).step_by(3).for_each(shift);
+        self.words[ips..]
+            .iter_mut()
+            .skip(2)
+            .step_by(3)
+            .for_each(shift);
         self.set_last_ms(time_ms);
         time_ms
     }
@@ -252,7 +259,10 @@ impl UserRecord<'_> {
 
     /// Number of remembered previous purchases younger than `window_ms`.
     pub fn purchases_within(&self, window_ms: u32) -> u32 {
-        count_within(&self.words[PURCHASES..PURCHASES + PURCHASE_SLOTS], window_ms)
+        count_within(
+            &self.words[PURCHASES..PURCHASES + PURCHASE_SLOTS],
+            window_ms,
+        )
     }
 
     pub fn push_purchase(&mut self) {
@@ -314,7 +324,9 @@ impl UserRecord<'_> {
 }
 
 fn count_within(ages: &[u32], window_ms: u32) -> u32 {
-    ages.iter().filter(|&&a| a != NEVER && a < window_ms).count() as u32
+    ages.iter()
+        .filter(|&&a| a != NEVER && a < window_ms)
+        .count() as u32
 }
 
 fn push_front(ages: &mut [u32], age: u32) {

@@ -74,7 +74,10 @@ impl E {
 }
 
 fn detector(config: FraudConfig) -> FraudDetector {
-    FraudDetector::new(FraudRules::from_config(&config), IpRenderer::new(IpPrivacy::None))
+    FraudDetector::new(
+        FraudRules::from_config(&config),
+        IpRenderer::new(IpPrivacy::None),
+    )
 }
 
 /// Runs the events (live) and returns (event index, rule) of every alert.
@@ -95,7 +98,11 @@ fn run(events: &[E]) -> Vec<(usize, Rule)> {
 }
 
 fn only(fired: &[(usize, Rule)], rule: Rule) -> Vec<usize> {
-    fired.iter().filter(|(_, r)| *r == rule).map(|(i, _)| *i).collect()
+    fired
+        .iter()
+        .filter(|(_, r)| *r == rule)
+        .map(|(i, _)| *i)
+        .collect()
 }
 
 use EventType::{AddToCart as Cart, Click, PageView as View, Purchase as Buy};
@@ -106,18 +113,32 @@ fn high_velocity_below_at_and_above_the_threshold() {
     assert!(only(&run(&four), Rule::HighVelocity).is_empty(), "4 < 5");
 
     let five: Vec<E> = (0..5).map(|i| e("u", f64::from(i) * 10.0, Cart)).collect();
-    assert_eq!(only(&run(&five), Rule::HighVelocity), vec![4], "fires at the 5th");
+    assert_eq!(
+        only(&run(&five), Rule::HighVelocity),
+        vec![4],
+        "fires at the 5th"
+    );
 
     let eight: Vec<E> = (0..8).map(|i| e("u", f64::from(i) * 5.0, Cart)).collect();
-    assert_eq!(only(&run(&eight), Rule::HighVelocity), vec![4], "one incident, one alert");
+    assert_eq!(
+        only(&run(&eight), Rule::HighVelocity),
+        vec![4],
+        "one incident, one alert"
+    );
 }
 
 #[test]
 fn high_velocity_window_is_sixty_seconds_of_event_time() {
     // The 1st and 5th are exactly 60 s apart: the 1st has left the window.
-    let edge: Vec<E> = [0.0, 15.0, 30.0, 45.0, 60.0].iter().map(|&t| e("u", t, Cart)).collect();
+    let edge: Vec<E> = [0.0, 15.0, 30.0, 45.0, 60.0]
+        .iter()
+        .map(|&t| e("u", t, Cart))
+        .collect();
     assert!(only(&run(&edge), Rule::HighVelocity).is_empty());
-    let inside: Vec<E> = [0.0, 15.0, 30.0, 45.0, 59.999].iter().map(|&t| e("u", t, Cart)).collect();
+    let inside: Vec<E> = [0.0, 15.0, 30.0, 45.0, 59.999]
+        .iter()
+        .map(|&t| e("u", t, Cart))
+        .collect();
     assert_eq!(only(&run(&inside), Rule::HighVelocity), vec![4]);
 }
 
@@ -136,7 +157,10 @@ fn users_are_independent() {
     let events: Vec<E> = (0..8)
         .map(|i| e(if i % 2 == 0 { "a" } else { "b" }, f64::from(i), Cart))
         .collect();
-    assert!(only(&run(&events), Rule::HighVelocity).is_empty(), "8 together, but 4 each");
+    assert!(
+        only(&run(&events), Rule::HighVelocity).is_empty(),
+        "8 together, but 4 each"
+    );
 }
 
 #[test]
@@ -154,18 +178,40 @@ fn cooldown_is_a_quiet_period() {
         cooldown: Some(Duration::from_secs(600)),
         ..FraudConfig::default()
     };
-    assert_eq!(only(&run_with(config, &events), Rule::HighVelocity), vec![4]);
+    assert_eq!(
+        only(&run_with(config, &events), Rule::HighVelocity),
+        vec![4]
+    );
 }
 
 #[test]
 fn multiple_ips_counts_distinct_addresses_in_the_last_hour() {
-    let two = [e("u", 0.0, View).ip("1.1.1.1"), e("u", 10.0, View).ip("2.2.2.2"), e("u", 20.0, View).ip("1.1.1.1")];
+    let two = [
+        e("u", 0.0, View).ip("1.1.1.1"),
+        e("u", 10.0, View).ip("2.2.2.2"),
+        e("u", 20.0, View).ip("1.1.1.1"),
+    ];
     assert!(only(&run(&two), Rule::MultipleIps).is_empty());
-    let three = [e("u", 0.0, View).ip("1.1.1.1"), e("u", 10.0, View).ip("2.2.2.2"), e("u", 20.0, Click).ip("3.3.3.3")];
+    let three = [
+        e("u", 0.0, View).ip("1.1.1.1"),
+        e("u", 10.0, View).ip("2.2.2.2"),
+        e("u", 20.0, Click).ip("3.3.3.3"),
+    ];
     assert_eq!(only(&run(&three), Rule::MultipleIps), vec![2]);
-    let spread = [e("u", 0.0, View).ip("1.1.1.1"), e("u", 1800.0, View).ip("2.2.2.2"), e("u", 3600.0, View).ip("3.3.3.3")];
-    assert!(only(&run(&spread), Rule::MultipleIps).is_empty(), "the first left the hour");
-    let unparseable = [e("u", 0.0, View).ip("1.1.1.1"), e("u", 1.0, View).ip("unknown"), e("u", 2.0, View).ip("")];
+    let spread = [
+        e("u", 0.0, View).ip("1.1.1.1"),
+        e("u", 1800.0, View).ip("2.2.2.2"),
+        e("u", 3600.0, View).ip("3.3.3.3"),
+    ];
+    assert!(
+        only(&run(&spread), Rule::MultipleIps).is_empty(),
+        "the first left the hour"
+    );
+    let unparseable = [
+        e("u", 0.0, View).ip("1.1.1.1"),
+        e("u", 1.0, View).ip("unknown"),
+        e("u", 2.0, View).ip(""),
+    ];
     assert!(only(&run(&unparseable), Rule::MultipleIps).is_empty());
 }
 
@@ -175,15 +221,24 @@ fn multiple_ips_threshold_is_configurable_and_evidence_lists_addresses() {
         multiple_ip_threshold: 2,
         ..FraudConfig::default()
     };
-    let events = [e("u", 0.0, View).ip("1.1.1.1"), e("u", 10.0, View).ip("2.2.2.2")];
-    assert_eq!(only(&run_with(config.clone(), &events), Rule::MultipleIps), vec![1]);
+    let events = [
+        e("u", 0.0, View).ip("1.1.1.1"),
+        e("u", 10.0, View).ip("2.2.2.2"),
+    ];
+    assert_eq!(
+        only(&run_with(config.clone(), &events), Rule::MultipleIps),
+        vec![1]
+    );
     let mut d = detector(config);
     let mut state = d.new_state();
     let mut out = Vec::new();
     for (i, ev) in events.iter().enumerate() {
         d.process(&mut state, &ev.event(i), Mode::Live, &mut out);
     }
-    assert_eq!(out[0].evidence["ips"], serde_json::json!(["2.2.2.2", "1.1.1.1"]));
+    assert_eq!(
+        out[0].evidence["ips"],
+        serde_json::json!(["2.2.2.2", "1.1.1.1"])
+    );
 }
 
 #[test]
@@ -191,13 +246,28 @@ fn rapid_location_change_compares_with_the_previous_event() {
     let near = [e("u", 0.0, View), e("u", 540.0, View).place("RU", "Moscow")];
     assert_eq!(only(&run(&near), Rule::RapidLocationChange), vec![1]);
     let city = [e("u", 0.0, View), e("u", 60.0, View).place("US", "Chicago")];
-    assert_eq!(only(&run(&city), Rule::RapidLocationChange), vec![1], "a city change counts");
+    assert_eq!(
+        only(&run(&city), Rule::RapidLocationChange),
+        vec![1],
+        "a city change counts"
+    );
     let late = [e("u", 0.0, View), e("u", 600.0, View).place("RU", "Moscow")];
-    assert!(only(&run(&late), Rule::RapidLocationChange).is_empty(), "10 minutes is not less than 10");
+    assert!(
+        only(&run(&late), Rule::RapidLocationChange).is_empty(),
+        "10 minutes is not less than 10"
+    );
     let same: Vec<E> = (0..10).map(|i| e("u", f64::from(i), View)).collect();
     assert!(only(&run(&same), Rule::RapidLocationChange).is_empty());
-    let gap = [e("u", 0.0, View), e("u", 10.0, View).place("", ""), e("u", 20.0, View).place("DE", "Berlin")];
-    assert_eq!(only(&run(&gap), Rule::RapidLocationChange), vec![2], "events without a location are skipped");
+    let gap = [
+        e("u", 0.0, View),
+        e("u", 10.0, View).place("", ""),
+        e("u", 20.0, View).place("DE", "Berlin"),
+    ];
+    assert_eq!(
+        only(&run(&gap), Rule::RapidLocationChange),
+        vec![2],
+        "events without a location are skipped"
+    );
 }
 
 #[test]
@@ -205,14 +275,21 @@ fn rapid_location_change_evidence_names_both_places() {
     let mut d = detector(FraudConfig::default());
     let mut state = d.new_state();
     let mut out = Vec::new();
-    for (i, ev) in [e("u", 0.0, View), e("u", 240.0, View).place("RU", "Moscow")].iter().enumerate() {
+    for (i, ev) in [e("u", 0.0, View), e("u", 240.0, View).place("RU", "Moscow")]
+        .iter()
+        .enumerate()
+    {
         d.process(&mut state, &ev.event(i), Mode::Live, &mut out);
     }
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].evidence["from"]["city"], "New York");
     assert_eq!(out[0].evidence["to"]["country"], "RU");
     assert_eq!(out[0].evidence["minutes_since_previous"], 4.0);
-    assert!(out[0].message.contains("US/New York to RU/Moscow"), "{}", out[0].message);
+    assert!(
+        out[0].message.contains("US/New York to RU/Moscow"),
+        "{}",
+        out[0].message
+    );
 }
 
 #[test]
@@ -230,7 +307,11 @@ fn high_value_purchase_threshold_and_amount() {
         e("c", 400.0, Buy).amount(900.0),
         e("d", 0.0, Cart).amount(9000.0),
     ];
-    assert_eq!(only(&run(&events), Rule::HighValuePurchase), vec![5, 8, 9], "every qualifying purchase");
+    assert_eq!(
+        only(&run(&events), Rule::HighValuePurchase),
+        vec![5, 8, 9],
+        "every qualifying purchase"
+    );
 }
 
 #[test]
@@ -239,25 +320,47 @@ fn purchase_without_activity_needs_two_earlier_transactions_in_the_hour() {
     assert_eq!(only(&run(&cold), Rule::PurchaseWithoutActivity), vec![1]);
     let one = [e("u", 0.0, Cart), e("u", 10.0, Buy).amount(20.0)];
     assert_eq!(only(&run(&one), Rule::PurchaseWithoutActivity), vec![1]);
-    let two = [e("u", 0.0, Cart), e("u", 5.0, Cart), e("u", 10.0, Buy).amount(20.0)];
+    let two = [
+        e("u", 0.0, Cart),
+        e("u", 5.0, Cart),
+        e("u", 10.0, Buy).amount(20.0),
+    ];
     assert!(only(&run(&two), Rule::PurchaseWithoutActivity).is_empty());
-    let stale = [e("u", 0.0, Cart), e("u", 5.0, Cart), e("u", 3605.0, Buy).amount(20.0)];
-    assert_eq!(only(&run(&stale), Rule::PurchaseWithoutActivity), vec![2], "carts older than an hour");
+    let stale = [
+        e("u", 0.0, Cart),
+        e("u", 5.0, Cart),
+        e("u", 3605.0, Buy).amount(20.0),
+    ];
+    assert_eq!(
+        only(&run(&stale), Rule::PurchaseWithoutActivity),
+        vec![2],
+        "carts older than an hour"
+    );
 }
 
 #[test]
 fn rapid_purchases_three_within_five_minutes() {
     let two = [e("u", 0.0, Buy).amount(5.0), e("u", 60.0, Buy).amount(5.0)];
     assert!(only(&run(&two), Rule::RapidPurchases).is_empty());
-    let three = [e("u", 0.0, Buy).amount(5.0), e("u", 60.0, Buy).amount(5.0), e("u", 299.0, Buy).amount(5.0)];
+    let three = [
+        e("u", 0.0, Buy).amount(5.0),
+        e("u", 60.0, Buy).amount(5.0),
+        e("u", 299.0, Buy).amount(5.0),
+    ];
     assert_eq!(only(&run(&three), Rule::RapidPurchases), vec![2]);
-    let spread = [e("u", 0.0, Buy).amount(5.0), e("u", 60.0, Buy).amount(5.0), e("u", 300.0, Buy).amount(5.0)];
+    let spread = [
+        e("u", 0.0, Buy).amount(5.0),
+        e("u", 60.0, Buy).amount(5.0),
+        e("u", 300.0, Buy).amount(5.0),
+    ];
     assert!(only(&run(&spread), Rule::RapidPurchases).is_empty());
 }
 
 #[test]
 fn a_card_tester_trips_several_rules_once_each() {
-    let events: Vec<E> = (0..5).map(|i| e("u", f64::from(i) * 8.0, Buy).amount(25.0)).collect();
+    let events: Vec<E> = (0..5)
+        .map(|i| e("u", f64::from(i) * 8.0, Buy).amount(25.0))
+        .collect();
     let fired = run(&events);
     assert_eq!(only(&fired, Rule::PurchaseWithoutActivity), vec![0]);
     assert_eq!(only(&fired, Rule::RapidPurchases), vec![2]);
@@ -268,7 +371,9 @@ fn a_card_tester_trips_several_rules_once_each() {
 fn windows_run_on_event_time_not_arrival() {
     // The same user activity shifted by five years fires at the same events.
     let base: Vec<E> = (0..6).map(|i| e("u", f64::from(i) * 3.0, Cart)).collect();
-    let shifted: Vec<E> = (0..6).map(|i| e("u", 157_680_000.0 + f64::from(i) * 3.0, Cart)).collect();
+    let shifted: Vec<E> = (0..6)
+        .map(|i| e("u", 157_680_000.0 + f64::from(i) * 3.0, Cart))
+        .collect();
     assert_eq!(run(&base), run(&shifted));
     // Two bursts an hour apart in event time are two incidents, however fast
     // they are processed.
@@ -283,11 +388,21 @@ fn warm_up_builds_state_but_emits_and_counts_nothing() {
     let mut state = d.new_state();
     let mut out = Vec::new();
     for i in 0..4 {
-        d.process(&mut state, &e("u", i as f64, Cart).event(i), Mode::Warmup, &mut out);
+        d.process(
+            &mut state,
+            &e("u", i as f64, Cart).event(i),
+            Mode::Warmup,
+            &mut out,
+        );
     }
     assert!(out.is_empty());
     assert_eq!(d.totals().events, 0);
-    d.process(&mut state, &e("u", 4.0, Cart).event(4), Mode::Live, &mut out);
+    d.process(
+        &mut state,
+        &e("u", 4.0, Cart).event(4),
+        Mode::Live,
+        &mut out,
+    );
     assert_eq!(out.len(), 1, "the live 5th event sees the replayed four");
     assert_eq!(out[0].rule, Rule::HighVelocity);
     assert_eq!(d.totals().alerts(), 1);
@@ -296,10 +411,20 @@ fn warm_up_builds_state_but_emits_and_counts_nothing() {
     let mut d = detector(FraudConfig::default());
     let mut state = d.new_state();
     for i in 0..6 {
-        d.process(&mut state, &e("u", i as f64, Cart).event(i), Mode::Warmup, &mut out);
+        d.process(
+            &mut state,
+            &e("u", i as f64, Cart).event(i),
+            Mode::Warmup,
+            &mut out,
+        );
     }
     out.clear();
-    d.process(&mut state, &e("u", 6.0, Cart).event(6), Mode::Live, &mut out);
+    d.process(
+        &mut state,
+        &e("u", 6.0, Cart).event(6),
+        Mode::Live,
+        &mut out,
+    );
     assert!(out.is_empty());
 }
 
@@ -309,7 +434,9 @@ fn replay_gives_the_same_alert_ids() {
         .map(|i| {
             let user = ["a", "b", "c"][i % 3];
             let kind = [Cart, Buy, View, Cart][i % 4];
-            e(user, i as f64 * 4.0, kind).amount(300.0 * (i % 3) as f64).ip(["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"][i % 4])
+            e(user, i as f64 * 4.0, kind)
+                .amount(300.0 * (i % 3) as f64)
+                .ip(["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"][i % 4])
         })
         .collect();
     let ids = |events: &[E]| {
@@ -322,24 +449,46 @@ fn replay_gives_the_same_alert_ids() {
         out.into_iter().map(|a| a.alert_id).collect::<Vec<_>>()
     };
     let first = ids(&events);
-    assert!(first.len() >= 5, "the stream raises alerts: {}", first.len());
+    assert!(
+        first.len() >= 5,
+        "the stream raises alerts: {}",
+        first.len()
+    );
     assert_eq!(first, ids(&events));
 }
 
 #[test]
 fn eviction_forgets_only_what_can_no_longer_matter() {
     let rules = FraudRules::from_config(&FraudConfig::default());
-    assert_eq!(rules.retention_ms(), 2 * 3_600_000, "an hour of window plus an hour of cooldown");
+    assert_eq!(
+        rules.retention_ms(),
+        2 * 3_600_000,
+        "an hour of window plus an hour of cooldown"
+    );
     let mut d = detector(FraudConfig::default());
     let mut state = d.new_state();
     let mut out = Vec::new();
     for i in 0..1000 {
         let user: &'static str = Box::leak(format!("user-{i}").into_boxed_str());
-        d.process(&mut state, &e(user, f64::from(i), View).event(i as usize), Mode::Live, &mut out);
+        d.process(
+            &mut state,
+            &e(user, f64::from(i), View).event(i as usize),
+            Mode::Live,
+            &mut out,
+        );
     }
     assert_eq!(state.tracked_users(), 1000);
-    d.process(&mut state, &e("late", 3.0 * 3600.0, View).event(1000), Mode::Live, &mut out);
-    assert_eq!(state.tracked_users(), 1, "everyone older than two hours is gone");
+    d.process(
+        &mut state,
+        &e("late", 3.0 * 3600.0, View).event(1000),
+        Mode::Live,
+        &mut out,
+    );
+    assert_eq!(
+        state.tracked_users(),
+        1,
+        "everyone older than two hours is gone"
+    );
 }
 
 #[test]
@@ -347,7 +496,14 @@ fn rules_have_the_seeds_names_and_severities() {
     let names: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
     assert_eq!(
         names,
-        ["HIGH_VELOCITY", "MULTIPLE_IPS", "RAPID_LOCATION_CHANGE", "HIGH_VALUE_PURCHASE", "PURCHASE_WITHOUT_ACTIVITY", "RAPID_PURCHASES"]
+        [
+            "HIGH_VELOCITY",
+            "MULTIPLE_IPS",
+            "RAPID_LOCATION_CHANGE",
+            "HIGH_VALUE_PURCHASE",
+            "PURCHASE_WITHOUT_ACTIVITY",
+            "RAPID_PURCHASES"
+        ]
     );
     for r in Rule::ALL {
         assert_eq!(Rule::parse(r.as_str()), Some(r));

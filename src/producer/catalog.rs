@@ -12,7 +12,13 @@ pub struct Product {
     pub price: f64,
 }
 
-const fn p(id: &'static str, slug: &'static str, name: &'static str, category: &'static str, price: f64) -> Product {
+const fn p(
+    id: &'static str,
+    slug: &'static str,
+    name: &'static str,
+    category: &'static str,
+    price: f64,
+) -> Product {
     Product {
         id,
         slug,
@@ -25,25 +31,103 @@ const fn p(id: &'static str, slug: &'static str, name: &'static str, category: &
 /// Prices are skewed cheap; a few items are dear enough that ordinary carts
 /// occasionally cross the default HIGH_VALUE_THRESHOLD ($500), as in a real shop.
 pub const PRODUCTS: &[Product] = &[
-    p("prod-001", "laptop-pro-14", "Laptop Pro 14", "electronics", 999.99),
-    p("prod-002", "wireless-mouse", "Wireless Mouse", "electronics", 24.99),
-    p("prod-003", "mechanical-keyboard", "Mechanical Keyboard", "electronics", 89.99),
+    p(
+        "prod-001",
+        "laptop-pro-14",
+        "Laptop Pro 14",
+        "electronics",
+        999.99,
+    ),
+    p(
+        "prod-002",
+        "wireless-mouse",
+        "Wireless Mouse",
+        "electronics",
+        24.99,
+    ),
+    p(
+        "prod-003",
+        "mechanical-keyboard",
+        "Mechanical Keyboard",
+        "electronics",
+        89.99,
+    ),
     p("prod-004", "usb-c-hub", "USB-C Hub", "electronics", 39.99),
-    p("prod-005", "noise-cancelling-headphones", "Noise-Cancelling Headphones", "electronics", 249.99),
-    p("prod-006", "smartphone-x", "Smartphone X", "electronics", 699.00),
-    p("prod-007", "running-shoes", "Running Shoes", "sports", 119.95),
+    p(
+        "prod-005",
+        "noise-cancelling-headphones",
+        "Noise-Cancelling Headphones",
+        "electronics",
+        249.99,
+    ),
+    p(
+        "prod-006",
+        "smartphone-x",
+        "Smartphone X",
+        "electronics",
+        699.00,
+    ),
+    p(
+        "prod-007",
+        "running-shoes",
+        "Running Shoes",
+        "sports",
+        119.95,
+    ),
     p("prod-008", "yoga-mat", "Yoga Mat", "sports", 29.99),
-    p("prod-009", "water-bottle", "Insulated Water Bottle", "sports", 19.99),
+    p(
+        "prod-009",
+        "water-bottle",
+        "Insulated Water Bottle",
+        "sports",
+        19.99,
+    ),
     p("prod-010", "coffee-maker", "Coffee Maker", "home", 79.00),
     p("prod-011", "chef-knife", "Chef's Knife", "home", 59.50),
     p("prod-012", "desk-lamp", "LED Desk Lamp", "home", 34.90),
-    p("prod-013", "office-chair", "Ergonomic Office Chair", "home", 329.00),
-    p("prod-014", "rust-book", "The Rust Programming Language", "books", 39.95),
-    p("prod-015", "kafka-guide", "Kafka: The Definitive Guide", "books", 49.99),
-    p("prod-016", "novel-bestseller", "Bestselling Novel", "books", 14.99),
+    p(
+        "prod-013",
+        "office-chair",
+        "Ergonomic Office Chair",
+        "home",
+        329.00,
+    ),
+    p(
+        "prod-014",
+        "rust-book",
+        "The Rust Programming Language",
+        "books",
+        39.95,
+    ),
+    p(
+        "prod-015",
+        "kafka-guide",
+        "Kafka: The Definitive Guide",
+        "books",
+        49.99,
+    ),
+    p(
+        "prod-016",
+        "novel-bestseller",
+        "Bestselling Novel",
+        "books",
+        14.99,
+    ),
     p("prod-017", "t-shirt", "Organic T-Shirt", "clothing", 22.00),
-    p("prod-018", "winter-jacket", "Winter Jacket", "clothing", 189.00),
-    p("prod-019", "sneakers", "Everyday Sneakers", "clothing", 74.95),
+    p(
+        "prod-018",
+        "winter-jacket",
+        "Winter Jacket",
+        "clothing",
+        189.00,
+    ),
+    p(
+        "prod-019",
+        "sneakers",
+        "Everyday Sneakers",
+        "clothing",
+        74.95,
+    ),
     p("prod-020", "gift-card-25", "Gift Card $25", "gifts", 25.00),
 ];
 
@@ -53,7 +137,14 @@ pub const PRODUCT_WEIGHTS: &[u32] = &[4, 10, 6, 8, 5, 3, 6, 7, 9, 6, 5, 7, 2, 5,
 /// Dear items card testers never touch and high-value fraudsters favour.
 pub const PREMIUM_PRODUCTS: &[usize] = &[0, 5, 12];
 
-pub const CATEGORIES: &[&str] = &["electronics", "sports", "home", "books", "clothing", "gifts"];
+pub const CATEGORIES: &[&str] = &[
+    "electronics",
+    "sports",
+    "home",
+    "books",
+    "clothing",
+    "gifts",
+];
 
 /// Non-product pages and their weights.
 pub const PAGES: &[(&str, u32)] = &[
@@ -67,8 +158,20 @@ pub const PAGES: &[(&str, u32)] = &[
 ];
 
 pub const SEARCH_QUERIES: &[&str] = &[
-    "laptop", "headphones", "running shoes", "coffee", "office chair", "rust book", "gift card",
-    "keyboard", "jacket", "yoga", "usb c", "phone", "lamp", "kafka",
+    "laptop",
+    "headphones",
+    "running shoes",
+    "coffee",
+    "office chair",
+    "rust book",
+    "gift card",
+    "keyboard",
+    "jacket",
+    "yoga",
+    "usb c",
+    "phone",
+    "lamp",
+    "kafka",
 ];
 
 /// `None` is direct traffic (`"referrer": null`).
@@ -90,7 +193,13 @@ pub struct Place {
     pub weight: u32,
 }
 
-const fn place(country: &'static str, city: &'static str, timezone: &'static str, ip_octet: u8, weight: u32) -> Place {
+const fn place(
+    country: &'static str,
+    city: &'static str,
+    timezone: &'static str,
+    ip_octet: u8,
+    weight: u32,
+) -> Place {
     Place {
         country,
         city,
@@ -135,7 +244,13 @@ pub struct DeviceProfile {
     pub weight: u32,
 }
 
-const fn d(device_type: &'static str, os: &'static str, browser: &'static str, user_agent: &'static str, weight: u32) -> DeviceProfile {
+const fn d(
+    device_type: &'static str,
+    os: &'static str,
+    browser: &'static str,
+    user_agent: &'static str,
+    weight: u32,
+) -> DeviceProfile {
     DeviceProfile {
         device_type,
         os,
@@ -146,22 +261,94 @@ const fn d(device_type: &'static str, os: &'static str, browser: &'static str, u
 }
 
 pub const DEVICES: &[DeviceProfile] = &[
-    d("desktop", "Windows", "Chrome", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36", 22),
-    d("desktop", "Windows", "Edge", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0", 6),
-    d("desktop", "Windows", "Firefox", "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0", 5),
-    d("desktop", "macOS", "Safari", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15", 7),
-    d("desktop", "macOS", "Chrome", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36", 7),
-    d("desktop", "Linux", "Firefox", "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", 3),
-    d("mobile", "iOS", "Safari", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1", 20),
-    d("mobile", "Android", "Chrome", "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36", 22),
-    d("tablet", "iPadOS", "Safari", "Mozilla/5.0 (iPad; CPU OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1", 5),
-    d("tablet", "Android", "Chrome", "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36", 3),
+    d(
+        "desktop",
+        "Windows",
+        "Chrome",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        22,
+    ),
+    d(
+        "desktop",
+        "Windows",
+        "Edge",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0",
+        6,
+    ),
+    d(
+        "desktop",
+        "Windows",
+        "Firefox",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
+        5,
+    ),
+    d(
+        "desktop",
+        "macOS",
+        "Safari",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15",
+        7,
+    ),
+    d(
+        "desktop",
+        "macOS",
+        "Chrome",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        7,
+    ),
+    d(
+        "desktop",
+        "Linux",
+        "Firefox",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+        3,
+    ),
+    d(
+        "mobile",
+        "iOS",
+        "Safari",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
+        20,
+    ),
+    d(
+        "mobile",
+        "Android",
+        "Chrome",
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
+        22,
+    ),
+    d(
+        "tablet",
+        "iPadOS",
+        "Safari",
+        "Mozilla/5.0 (iPad; CPU OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
+        5,
+    ),
+    d(
+        "tablet",
+        "Android",
+        "Chrome",
+        "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        3,
+    ),
 ];
 
 /// What bots announce themselves as.
 pub const BOT_DEVICES: &[DeviceProfile] = &[
-    d("desktop", "Linux", "HeadlessChrome", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36", 1),
-    d("desktop", "Linux", "python-requests", "python-requests/2.31.0", 1),
+    d(
+        "desktop",
+        "Linux",
+        "HeadlessChrome",
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
+        1,
+    ),
+    d(
+        "desktop",
+        "Linux",
+        "python-requests",
+        "python-requests/2.31.0",
+        1,
+    ),
 ];
 
 /// The shop's origin, prefixed to every page path.

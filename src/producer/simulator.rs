@@ -151,6 +151,8 @@ struct Session {
     user_number: Option<u64>,
     emitted: u32,
     fraud: bool,
+    /// Reported when the actor's first event is emitted.
+    actor: Option<FraudActor>,
 }
 
 /// The traffic generator. See the module documentation.
@@ -182,12 +184,15 @@ pub struct Simulator {
     device_pick: Vec<u32>,
     event_id: String,
     emitted: u64,
+    warming_up: bool,
+    events_per_second: f64,
 }
 
 impl Simulator {
     pub fn new(config: &SimulatorConfig) -> Simulator {
         let target_open = if config.events_per_second > 0.0 {
-            ((config.events_per_second * MEAN_THINK_MS / 1000.0) as usize).clamp(MIN_OPEN_SESSIONS, MAX_OPEN_SESSIONS)
+            ((config.events_per_second * MEAN_THINK_MS / 1000.0) as usize)
+                .clamp(MIN_OPEN_SESSIONS, MAX_OPEN_SESSIONS)
         } else {
             MAX_OPEN_SESSIONS
         };
@@ -217,7 +222,10 @@ impl Simulator {
             sequence: 0,
             busy_users: HashSet::new(),
             new_actors: Vec::new(),
-            static_urls: catalog::PAGES.iter().map(|(p, _)| format!("{}{p}", catalog::ORIGIN)).collect(),
+            static_urls: catalog::PAGES
+                .iter()
+                .map(|(p, _)| format!("{}{p}", catalog::ORIGIN))
+                .collect(),
             product_urls: catalog::PRODUCTS
                 .iter()
                 .map(|p| format!("{}/products/{}", catalog::ORIGIN, p.slug))
@@ -238,7 +246,36 @@ impl Simulator {
             device_pick: cumulative(&mut catalog::DEVICES.iter().map(|d| d.weight)),
             event_id: String::with_capacity(36),
             emitted: 0,
+            warming_up: false,
+            events_per_second: config.events_per_second,
         }
+    }
+
+    /// Runs the site for a while before `now_ms`, discarding the events, so
+    /// that the first emitted events come from a site in steady state (people
+    /// mid-session, carts half full) rather than a burst of landing pages.
+    /// No fraud starts during warm-up, so every actor is seen from its start.
+    pub fn warm_up(&mut self, now_ms: i64) {
+        // A buyer's session is ~8 events a few seconds apart: a minute of
+        // simulated time, or ten events per open session, reaches steady state.
+        const WARM_UP_MS: f64 = 60_000.0;
+        const MAX_WARM_UP_EVENTS: f64 = 300_000.0;
+        let spacing_ms = if self.events_per_second > 0.0 {
+            1000.0 / self.events_per_second
+        } else {
+            MEAN_THINK_MS / self.target_open as f64
+        };
+        let events = (WARM_UP_MS / spacing_ms)
+            .max(self.target_open as f64 * 10.0)
+            .min(MAX_WARM_UP_EVENTS) as usize;
+        self.warming_up = true;
+        for i in 0..events {
+            let t = now_ms - ((events - i) as f64 * spacing_ms) as i64;
+            self.next_event(t);
+        }
+        self.warming_up = false;
+        self.emitted = 0;
+        self.new_actors.clear();
     }
 
     /// Sessions currently open.
@@ -264,7 +301,9 @@ impl Simulator {
         }
         let slot = loop {
             let Reverse((_, _, slot)) = self.due.pop().expect("sessions were just opened");
-            let session = self.sessions[slot].as_mut().expect("scheduled sessions exist");
+            let session = self.sessions[slot]
+                .as_mut()
+                .expect("scheduled sessions exist");
             if let Some(Step::SwitchIp) = session.steps.get(session.next_step) {
                 if let Some(ip) = session.next_ip.take() {
                     session.ip = ip;
@@ -279,10 +318,17 @@ impl Simulator {
             self.open_session(now_ms, now_ms + stagger);
         };
 
-        let (think_lo, think_hi) = self.sessions[slot].as_ref().map(|s| s.think_ms).unwrap_or((1000, 2000));
+        let (think_lo, think_hi) = self.sessions[slot]
+            .as_ref()
+            .map(|s| s.think_ms)
+            .unwrap_or((1000, 2000));
         let think = self.rng.random_range(think_lo..=think_hi);
         write_uuid(&mut self.rng, &mut self.event_id);
         let session = self.sessions[slot].as_mut().expect("slot is live");
+        if let Some(mut actor) = session.actor.take() {
+            actor.started_at = crate::eventtime::format_rfc3339_ms(now_ms);
+            self.new_actors.push(actor);
+        }
         let step = session.steps[session.next_step];
         session.next_step += 1;
         session.emitted += 1;
@@ -293,7 +339,8 @@ impl Simulator {
             // finds no steps left and recycles the slot.
             self.due.push(Reverse((now_ms, self.sequence, slot)));
         } else {
-            self.due.push(Reverse((now_ms + i64::from(think), self.sequence, slot)));
+            self.due
+                .push(Reverse((now_ms + i64::from(think), self.sequence, slot)));
         }
         self.emitted += 1;
 
@@ -384,7 +431,9 @@ impl Simulator {
     }
 
     fn open_session(&mut self, now_ms: i64, due_ms: i64) {
-        self.fraud_budget += self.fraud_rate;
+        if !self.warming_up {
+            self.fraud_budget += self.fraud_rate;
+        }
         let session = if self.fraud_budget >= 1.0 {
             self.fraud_budget -= 1.0;
             self.fraud_session(now_ms)
@@ -421,7 +470,6 @@ impl Simulator {
         self.free_slots.push(slot);
     }
 
-
     fn normal_session(&mut self) -> Session {
         // Prefer a user without an open session; a person browses in one tab.
         let mut number = self.rng.random_range(0..self.users);
@@ -436,7 +484,11 @@ impl Simulator {
         let mut steps = Vec::with_capacity(12);
         let landing = self.browse_page();
         steps.push(Step::View(landing));
-        let browse = if buyer { self.geometric(4.0) } else { self.geometric(2.0) };
+        let browse = if buyer {
+            self.geometric(4.0)
+        } else {
+            self.geometric(2.0)
+        };
         for _ in 0..browse {
             let step = self.browse_step();
             steps.push(step);
@@ -473,6 +525,7 @@ impl Simulator {
             user_number: Some(number),
             emitted: 0,
             fraud: false,
+            actor: None,
         }
     }
 
@@ -480,11 +533,15 @@ impl Simulator {
         for _ in 0..Scenario::ROTATION.len() {
             let scenario = Scenario::ROTATION[self.next_scenario % Scenario::ROTATION.len()];
             self.next_scenario += 1;
-            if let Some(session) = self.build_fraud(scenario) {
-                self.new_actors.push(FraudActor {
+            if let Some(mut session) = self.build_fraud(scenario) {
+                session.actor = Some(FraudActor {
                     user_id: session.user_id.clone(),
                     scenario: scenario.as_str(),
-                    expected_rules: scenario.expected_rules().iter().map(|r| r.as_str()).collect(),
+                    expected_rules: scenario
+                        .expected_rules()
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect(),
                     session_id: session.session_id.clone(),
                     started_at: crate::eventtime::format_rfc3339_ms(now_ms),
                 });
@@ -496,7 +553,8 @@ impl Simulator {
 
     fn build_fraud(&mut self, scenario: Scenario) -> Option<Session> {
         let mut steps = vec![Step::View(Page::Static(0))];
-        let hostile = &catalog::HOSTILE_PLACES[self.rng.random_range(0..catalog::HOSTILE_PLACES.len())];
+        let hostile =
+            &catalog::HOSTILE_PLACES[self.rng.random_range(0..catalog::HOSTILE_PLACES.len())];
         let mut session = Session {
             user_id: String::new(),
             session_id: self.uuid(),
@@ -514,10 +572,12 @@ impl Simulator {
             user_number: None,
             emitted: 0,
             fraud: true,
+            actor: None,
         };
         match scenario {
             Scenario::Bot => {
-                session.device = &catalog::BOT_DEVICES[self.rng.random_range(0..catalog::BOT_DEVICES.len())];
+                session.device =
+                    &catalog::BOT_DEVICES[self.rng.random_range(0..catalog::BOT_DEVICES.len())];
                 session.think_ms = (500, 2_500);
                 for _ in 0..self.rng.random_range(6..=12) {
                     let product = self.pick_product();
@@ -549,7 +609,8 @@ impl Simulator {
                 session.user_id = victim;
                 session.device = &catalog::DEVICES[weighted(&mut self.rng, &self.device_pick)];
                 session.think_ms = (2_000, 8_000);
-                let premium = catalog::PREMIUM_PRODUCTS[self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
+                let premium = catalog::PREMIUM_PRODUCTS
+                    [self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
                 steps = vec![
                     Step::View(Page::Static(6)),
                     Step::View(Page::Product(premium)),
@@ -565,8 +626,10 @@ impl Simulator {
                 session.place = place;
                 session.device = &catalog::DEVICES[weighted(&mut self.rng, &self.device_pick)];
                 session.think_ms = (2_000, 6_000);
-                let a = catalog::PREMIUM_PRODUCTS[self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
-                let b = catalog::PREMIUM_PRODUCTS[self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
+                let a = catalog::PREMIUM_PRODUCTS
+                    [self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
+                let b = catalog::PREMIUM_PRODUCTS
+                    [self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
                 steps.extend([
                     Step::View(Page::Product(a)),
                     Step::AddToCart(a),
@@ -631,7 +694,12 @@ impl Simulator {
 
     fn random_ip(&mut self, first_octet: u8) -> String {
         let x: u32 = self.rng.random();
-        format!("{first_octet}.{}.{}.{}", (x >> 16) & 0xff, (x >> 8) & 0xff, (x & 0xfe).max(1))
+        format!(
+            "{first_octet}.{}.{}.{}",
+            (x >> 16) & 0xff,
+            (x >> 8) & 0xff,
+            (x & 0xfe).max(1)
+        )
     }
 
     /// A user's stable home, derived from the seed and the user's number
@@ -774,7 +842,11 @@ mod tests {
             let e = decode(&json, t, &DecodeLimits::default()).expect("simulated events are valid");
             assert!(e.ip_address.is_some() && e.location.country.is_some());
             if e.event_type == EventType::Purchase {
-                assert!(e.properties.cart_value.unwrap() > 0.0, "{}", String::from_utf8_lossy(&json));
+                assert!(
+                    e.properties.cart_value.unwrap() > 0.0,
+                    "{}",
+                    String::from_utf8_lossy(&json)
+                );
             }
         }
     }
@@ -787,10 +859,17 @@ mod tests {
         for i in 0..n {
             counts[sim.next_event(START + i * 10).event_type.index()] += 1;
         }
-        let share: Vec<f64> = counts.iter().map(|c| *c as f64 * 100.0 / n as f64).collect();
+        let share: Vec<f64> = counts
+            .iter()
+            .map(|c| *c as f64 * 100.0 / n as f64)
+            .collect();
         let target = [58.5, 25.0, 10.0, 4.5, 2.0];
         for (i, (got, want)) in share.iter().zip(target).enumerate() {
-            assert!((got - want).abs() < 1.0, "{} is {got:.2}% (want ~{want}%): {share:?}", EventType::ALL[i]);
+            assert!(
+                (got - want).abs() < 1.0,
+                "{} is {got:.2}% (want ~{want}%): {share:?}",
+                EventType::ALL[i]
+            );
         }
     }
 
@@ -805,12 +884,15 @@ mod tests {
                 EventType::AddToCart => {
                     let entry = carts.entry(session).or_default();
                     entry.0 += 1;
-                    let expected = ((entry.1 + e.properties.price.unwrap()) * 100.0).round() / 100.0;
+                    let expected =
+                        ((entry.1 + e.properties.price.unwrap()) * 100.0).round() / 100.0;
                     assert_eq!(e.properties.cart_value, Some(expected));
                     entry.1 = expected;
                 }
                 EventType::Purchase => {
-                    let (items, value) = carts.remove(&session).expect("a purchase follows cart additions");
+                    let (items, value) = carts
+                        .remove(&session)
+                        .expect("a purchase follows cart additions");
                     assert!(items >= 2);
                     assert_eq!(e.properties.cart_value, Some(value));
                 }
@@ -849,7 +931,10 @@ mod tests {
             *by_scenario.entry(a.scenario).or_default() += 1;
         }
         for s in Scenario::ROTATION {
-            assert!(by_scenario.get(s.as_str()).copied().unwrap_or(0) >= 5, "{by_scenario:?}");
+            assert!(
+                by_scenario.get(s.as_str()).copied().unwrap_or(0) >= 5,
+                "{by_scenario:?}"
+            );
         }
         let ids: HashSet<_> = actors.iter().map(|a| &a.session_id).collect();
         assert_eq!(ids.len(), actors.len());

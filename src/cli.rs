@@ -1,0 +1,234 @@
+//! The command line, generated from [`crate::config::SETTINGS`]: every
+//! setting in scope of a subcommand becomes a `--flag` on it, with the
+//! variable name and default in its help.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use crate::config::{self, SETTINGS, Scope, Sources};
+
+/// A parsed command line.
+#[derive(Debug)]
+pub struct Invocation {
+    pub command: config::Command,
+    pub sources: Sources,
+    pub truth_file: Option<PathBuf>,
+    pub report_file: Option<PathBuf>,
+    pub recreate: bool,
+    pub brokers: i32,
+}
+
+fn with_settings(mut cmd: Command, scope: Scope) -> Command {
+    for s in SETTINGS.iter().filter(|s| s.scope.contains(scope)) {
+        let mut help = format!("{} [env: {}]", s.help, s.var);
+        if let Some(d) = s.default {
+            help.push_str(&format!(" [default: {d}]"));
+        }
+        cmd = cmd.arg(
+            Arg::new(s.var)
+                .long(s.flag())
+                .value_name("VALUE")
+                .help(help)
+                .help_heading("Settings (flags override environment and .env)"),
+        );
+    }
+    cmd
+}
+
+fn report_file() -> Arg {
+    Arg::new("report-file")
+        .long("report-file")
+        .value_name("PATH")
+        .value_parser(clap::value_parser!(PathBuf))
+        .help("On exit, write the final report (as served by /report) to this file as JSON")
+}
+
+/// The whole command tree.
+pub fn command() -> Command {
+    Command::new("activity-tracker")
+        .about("Real-time user-activity analytics and fraud detection on Kafka")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommand(with_settings(
+            Command::new("broker")
+                .about("Run an embedded Kafka-protocol broker with the topics created; prints KAFKA_BOOTSTRAP_SERVERS=… first")
+                .arg(
+                    Arg::new("brokers")
+                        .long("brokers")
+                        .value_name("N")
+                        .default_value("1")
+                        .value_parser(clap::value_parser!(i32).range(1..=9))
+                        .help("Number of brokers in the embedded cluster"),
+                ),
+            Scope::BROKER,
+        ))
+        .subcommand(
+            Command::new("topics")
+                .about("Topic administration on a real cluster")
+                .subcommand_required(true)
+                .subcommand(with_settings(
+                    Command::new("create")
+                        .about("Create the activities, alerts and dead-letter topics (idempotent)")
+                        .arg(
+                            Arg::new("recreate")
+                                .long("recreate")
+                                .action(ArgAction::SetTrue)
+                                .help("Delete and recreate existing topics (their events are lost)"),
+                        ),
+                    Scope::TOPICS,
+                )),
+        )
+        .subcommand(with_settings(
+            Command::new("produce").about("Simulate user activity and send it to Kafka").arg(
+                Arg::new("truth-file")
+                    .long("truth-file")
+                    .value_name("PATH")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("Write one JSON line per injected fraud actor (user_id, scenario, expected rules)"),
+            ),
+            Scope::PRODUCE,
+        ))
+        .subcommand(with_settings(
+            Command::new("analytics").about("Consume events and report analytics").arg(report_file()),
+            Scope::ANALYTICS,
+        ))
+        .subcommand(with_settings(
+            Command::new("fraud").about("Consume events and raise fraud alerts").arg(report_file()),
+            Scope::FRAUD,
+        ))
+        .subcommand(with_settings(
+            Command::new("demo").about("Broker, producer, analytics and fraud detection in one process"),
+            Scope::DEMO,
+        ))
+        .subcommand(with_settings(
+            Command::new("config").about("Print the effective configuration (secrets redacted) and exit"),
+            Scope::ALL,
+        ))
+}
+
+fn flags(m: &ArgMatches) -> std::collections::BTreeMap<String, String> {
+    SETTINGS
+        .iter()
+        .filter_map(|s| {
+            m.try_get_one::<String>(s.var)
+                .ok()
+                .flatten()
+                .map(|v| (s.var.to_string(), v.clone()))
+        })
+        .collect()
+}
+
+/// Parses arguments; the environment and `.env` come from `env_sources`.
+pub fn parse<I, T>(args: I, env_sources: Sources) -> Result<Invocation, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = command().try_get_matches_from(args)?;
+    let (name, sub) = matches.subcommand().expect("a subcommand is required");
+    let (command, m) = match name {
+        "broker" => (config::Command::Broker, sub),
+        "topics" => {
+            let (_, create) = sub.subcommand().expect("a topics subcommand is required");
+            (config::Command::Topics, create)
+        }
+        "produce" => (config::Command::Produce, sub),
+        "analytics" => (config::Command::Analytics, sub),
+        "fraud" => (config::Command::Fraud, sub),
+        "demo" => (config::Command::Demo, sub),
+        _ => (config::Command::Config, sub),
+    };
+    let mut sources = env_sources;
+    sources.flags = flags(m);
+    Ok(Invocation {
+        command,
+        sources,
+        truth_file: m
+            .try_get_one::<PathBuf>("truth-file")
+            .ok()
+            .flatten()
+            .cloned(),
+        report_file: m
+            .try_get_one::<PathBuf>("report-file")
+            .ok()
+            .flatten()
+            .cloned(),
+        recreate: m
+            .try_get_one::<bool>("recreate")
+            .ok()
+            .flatten()
+            .copied()
+            .unwrap_or(false),
+        brokers: m
+            .try_get_one::<i32>("brokers")
+            .ok()
+            .flatten()
+            .copied()
+            .unwrap_or(1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_tree_is_well_formed() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn flags_come_from_the_settings_table() {
+        let inv = parse(
+            [
+                "activity-tracker",
+                "produce",
+                "--events-per-second",
+                "250",
+                "--max-events",
+                "7",
+                "--truth-file",
+                "t.jsonl",
+            ],
+            Sources::default(),
+        )
+        .unwrap();
+        assert_eq!(inv.command, config::Command::Produce);
+        assert_eq!(
+            inv.sources
+                .flags
+                .get("EVENTS_PER_SECOND")
+                .map(String::as_str),
+            Some("250")
+        );
+        assert_eq!(
+            inv.sources.flags.get("MAX_EVENTS").map(String::as_str),
+            Some("7")
+        );
+        assert_eq!(inv.truth_file, Some(PathBuf::from("t.jsonl")));
+    }
+
+    #[test]
+    fn settings_out_of_scope_are_not_flags() {
+        let err = parse(
+            ["activity-tracker", "broker", "--velocity-threshold", "3"],
+            Sources::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn topics_create_takes_recreate() {
+        let inv = parse(
+            ["activity-tracker", "topics", "create", "--recreate"],
+            Sources::default(),
+        )
+        .unwrap();
+        assert_eq!(inv.command, config::Command::Topics);
+        assert!(inv.recreate);
+    }
+}

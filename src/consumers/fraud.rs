@@ -1,0 +1,161 @@
+//! The `fraud` consumer: the fraud detector on the shared runtime; alerts
+//! printed and published to `KAFKA_ALERTS_TOPIC`, `/report` and metrics.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus::proto::MetricFamily;
+use serde_json::json;
+
+use crate::fraud::{Alert, FraudDetector, FraudPartition, FraudTotals, Rule, Severity};
+use crate::runtime::{ConsumerApp, Record};
+use crate::telemetry::FamilySource;
+use crate::telemetry::metrics::family;
+
+#[derive(Default)]
+pub struct FraudMetrics {
+    latest: Mutex<Option<(FraudTotals, usize, usize)>>,
+}
+
+impl FamilySource for FraudMetrics {
+    fn families(&self) -> Vec<MetricFamily> {
+        let Ok(latest) = self.latest.lock() else {
+            return Vec::new();
+        };
+        let Some((totals, tracked, bytes)) = latest.as_ref() else {
+            return Vec::new();
+        };
+        vec![
+            family::counter(
+                "activity_fraud_alerts_total",
+                "Fraud alerts raised live, by rule and severity.",
+                Rule::ALL
+                    .iter()
+                    .map(|r| {
+                        (
+                            vec![
+                                ("rule", r.as_str().to_string()),
+                                ("severity", r.severity().as_str().to_string()),
+                            ],
+                            totals.alerts_by_rule[r.index()] as f64,
+                        )
+                    })
+                    .collect(),
+            ),
+            family::counter(
+                "activity_fraud_high_value_purchases_total",
+                "Purchases at or above HIGH_VALUE_THRESHOLD.",
+                vec![(vec![], totals.high_value_purchases as f64)],
+            ),
+            family::counter(
+                "activity_fraud_high_value_amount_total",
+                "Sum of high-value purchase amounts, in the shop's currency.",
+                vec![(vec![], totals.high_value_amount)],
+            ),
+            family::gauge(
+                "activity_fraud_tracked_users",
+                "Users with fraud state in the owned partitions.",
+                vec![(vec![], *tracked as f64)],
+            ),
+            family::gauge(
+                "activity_fraud_state_bytes",
+                "Approximate heap bytes of the owned partitions' fraud state.",
+                vec![(vec![], *bytes as f64)],
+            ),
+        ]
+    }
+}
+
+pub struct FraudApp {
+    detector: FraudDetector,
+    alerts_topic: String,
+    metrics: Arc<FraudMetrics>,
+    /// Print each alert to stdout (the seed's behaviour).
+    print_alerts: bool,
+}
+
+impl FraudApp {
+    pub fn new(detector: FraudDetector, alerts_topic: String) -> FraudApp {
+        FraudApp {
+            detector,
+            alerts_topic,
+            metrics: Arc::new(FraudMetrics::default()),
+            print_alerts: true,
+        }
+    }
+
+    pub fn quiet(mut self) -> FraudApp {
+        self.print_alerts = false;
+        self
+    }
+
+    pub fn metrics_source(&self) -> Arc<FraudMetrics> {
+        self.metrics.clone()
+    }
+
+    fn figures(&self, partitions: &[(i32, &FraudPartition)]) -> serde_json::Value {
+        let t = self.detector.totals();
+        let tracked: usize = partitions.iter().map(|(_, s)| s.tracked_users()).sum();
+        let bytes: usize = partitions.iter().map(|(_, s)| s.heap_bytes()).sum();
+        json!({
+            "events_analyzed": t.events,
+            "alerts_total": t.alerts(),
+            "alerts_by_rule": Rule::ALL.iter().map(|r| (r.as_str(), t.alerts_by_rule[r.index()])).collect::<std::collections::BTreeMap<_, _>>(),
+            "alerts_by_severity": {"HIGH": t.alerts_by_severity(Severity::High), "MEDIUM": t.alerts_by_severity(Severity::Medium)},
+            "high_value_purchases": t.high_value_purchases,
+            "high_value_amount": t.high_value_amount,
+            "users_with_multiple_ips": t.multiple_ip_users,
+            "tracked_users": tracked,
+            "state_bytes": bytes,
+            "bytes_per_tracked_user": bytes.checked_div(tracked).unwrap_or(0),
+        })
+    }
+}
+
+impl ConsumerApp for FraudApp {
+    type Processor = FraudDetector;
+
+    fn name(&self) -> &'static str {
+        "fraud"
+    }
+
+    fn processor(&mut self) -> &mut FraudDetector {
+        &mut self.detector
+    }
+
+    fn publish(&mut self, mut alert: Alert, now_ms: i64) -> Option<Record> {
+        alert.detected_at = Some(now_ms);
+        if self.print_alerts {
+            print!("{}", alert.console());
+        }
+        Some(Record {
+            topic: self.alerts_topic.clone(),
+            key: Some(alert.user_id.as_bytes().to_vec()),
+            payload: alert.to_json(),
+            headers: Vec::new(),
+        })
+    }
+
+    fn snapshot(&mut self, partitions: &[(i32, &FraudPartition)]) -> serde_json::Value {
+        let tracked = partitions.iter().map(|(_, s)| s.tracked_users()).sum();
+        let bytes = partitions.iter().map(|(_, s)| s.heap_bytes()).sum();
+        if let Ok(mut latest) = self.metrics.latest.lock() {
+            *latest = Some((self.detector.totals().clone(), tracked, bytes));
+        }
+        self.figures(partitions)
+    }
+
+    fn console_report(&mut self, partitions: &[(i32, &FraudPartition)], header: &str) -> String {
+        let t = self.detector.totals();
+        let tracked: usize = partitions.iter().map(|(_, s)| s.tracked_users()).sum();
+        format!(
+            "🛡️  {header} | alerts {} (HIGH {}, MEDIUM {}) | tracked users {tracked}\n",
+            t.alerts(),
+            t.alerts_by_severity(Severity::High),
+            t.alerts_by_severity(Severity::Medium)
+        )
+    }
+
+    fn final_summary(&mut self, _partitions: &[(i32, &FraudPartition)], header: &str) -> String {
+        format!("{}{header}\n", self.detector.totals().render_summary())
+    }
+}

@@ -1,0 +1,232 @@
+//! Effects: the records a consumer publishes because of an event (fraud
+//! alerts, dead-letter copies), and their acknowledgements.
+//!
+//! Each record travels with the (partition, assignment epoch, offset) of the
+//! event that caused it. When the broker acknowledges it, the runtime marks
+//! one effect of that event done; the event's offset becomes committable only
+//! when all of them are. A failed delivery is never dropped: it comes back
+//! here and is sent again after a backoff, for as long as it takes (the
+//! partition does not commit past it meanwhile, so even a crash loses
+//! nothing). A stale acknowledgement — for a partition that moved away and
+//! came back — carries an old epoch and is ignored.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Statistics};
+
+/// Backoff before re-sending a record whose delivery failed.
+const RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A record to publish.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Why a record is being published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EffectKind {
+    Alert,
+    DeadLetter(crate::event::RejectReason),
+}
+
+/// A record in flight and the event it belongs to.
+#[derive(Debug)]
+pub struct Pending {
+    pub partition: i32,
+    pub epoch: u64,
+    pub offset: i64,
+    /// Event time, for the event → alert-published latency (0 if unknown).
+    pub event_time_ms: i64,
+    pub kind: EffectKind,
+    pub record: Record,
+    pub attempts: u32,
+}
+
+/// The outcome of one delivery, reported by the producer's thread.
+#[derive(Debug)]
+pub enum Delivery {
+    Acknowledged(Box<Pending>),
+    Failed(Box<Pending>, KafkaError),
+}
+
+/// Producer context that hands every delivery report back to the runtime.
+pub struct DeliveryChannel {
+    sender: Mutex<Sender<Delivery>>,
+    queue_depth: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl ClientContext for DeliveryChannel {
+    fn stats(&self, statistics: Statistics) {
+        self.queue_depth.store(
+            statistics.msg_cnt as i64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+impl ProducerContext for DeliveryChannel {
+    type DeliveryOpaque = Box<Pending>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
+        let report = match result {
+            Ok(_) => Delivery::Acknowledged(pending),
+            Err((e, _)) => Delivery::Failed(pending, e.clone()),
+        };
+        if let Ok(sender) = self.sender.lock() {
+            // The receiver lives as long as the runtime; after it is gone
+            // nobody waits for the report.
+            let _ = sender.send(report);
+        }
+    }
+}
+
+/// The effect producer with its delivery reports and retry queue.
+pub struct Effects {
+    producer: ThreadedProducer<DeliveryChannel>,
+    deliveries: Receiver<Delivery>,
+    retries: VecDeque<(Instant, Box<Pending>)>,
+    in_flight: usize,
+    queue_depth: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Effects {
+    pub fn new(config: &rdkafka::ClientConfig) -> Result<Effects, KafkaError> {
+        let (sender, deliveries) = std::sync::mpsc::channel();
+        let queue_depth = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let producer = config.create_with_context(DeliveryChannel {
+            sender: Mutex::new(sender),
+            queue_depth: queue_depth.clone(),
+        })?;
+        Ok(Effects {
+            producer,
+            deliveries,
+            retries: VecDeque::new(),
+            in_flight: 0,
+            queue_depth,
+        })
+    }
+
+    /// Records sent and not yet acknowledged (including those awaiting retry).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Messages in librdkafka's local queue (from its statistics).
+    pub fn queue_depth(&self) -> i64 {
+        self.queue_depth.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Hands a record to the producer. Waits (bounded by the producer's own
+    /// queue draining) while the local queue is full; any other immediate
+    /// error puts the record on the retry queue.
+    pub fn send(&mut self, pending: Box<Pending>) {
+        self.in_flight += 1;
+        self.enqueue(pending);
+    }
+
+    fn enqueue(&mut self, mut pending: Box<Pending>) {
+        loop {
+            pending.attempts += 1;
+            let mut headers = OwnedHeaders::new_with_capacity(pending.record.headers.len());
+            for (k, v) in &pending.record.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_slice()),
+                });
+            }
+            // The record's bytes are copied into librdkafka by `send`; the
+            // Pending (with its own copy, for retries) rides as the opaque.
+            let topic = pending.record.topic.clone();
+            let key = pending.record.key.clone();
+            let payload = pending.record.payload.clone();
+            let mut record = BaseRecord::with_opaque_to(&topic, pending)
+                .payload(&payload)
+                .headers(headers);
+            if let Some(k) = &key {
+                record = record.key(k);
+            }
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
+                    pending = record.delivery_opaque;
+                    pending.attempts -= 1;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, record)) => {
+                    let pending = record.delivery_opaque;
+                    tracing::warn!(error = %e, topic = %pending.record.topic, "cannot enqueue record; will retry");
+                    self.retries
+                        .push_back((Instant::now() + RETRY_BACKOFF, pending));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Re-sends records whose backoff has elapsed; returns how many.
+    pub fn resend_due(&mut self) -> usize {
+        let now = Instant::now();
+        let mut resent = 0;
+        while self.retries.front().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, pending)) = self.retries.pop_front() {
+                self.enqueue(pending);
+                resent += 1;
+            }
+        }
+        resent
+    }
+
+    /// The next delivery report, waiting up to `timeout`. Failed deliveries
+    /// are queued for retry here and also returned so the caller can count
+    /// them.
+    pub fn next_delivery(&mut self, timeout: Duration) -> Option<Delivery> {
+        let report = if timeout.is_zero() {
+            self.deliveries.try_recv().ok()
+        } else {
+            // Timeout or (after shutdown) a closed channel: nothing to report.
+            self.deliveries.recv_timeout(timeout).ok()
+        };
+        match report {
+            Some(Delivery::Acknowledged(p)) => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                Some(Delivery::Acknowledged(p))
+            }
+            Some(Delivery::Failed(p, e)) => {
+                // Keep a copy of the identity for the caller; the record
+                // itself goes back on the retry queue.
+                let echo = Box::new(Pending {
+                    partition: p.partition,
+                    epoch: p.epoch,
+                    offset: p.offset,
+                    event_time_ms: p.event_time_ms,
+                    kind: p.kind,
+                    record: Record {
+                        topic: p.record.topic.clone(),
+                        key: None,
+                        payload: Vec::new(),
+                        headers: Vec::new(),
+                    },
+                    attempts: p.attempts,
+                });
+                self.retries.push_back((Instant::now() + RETRY_BACKOFF, p));
+                Some(Delivery::Failed(echo, e))
+            }
+            None => None,
+        }
+    }
+
+    /// Waits up to `timeout` for every record to be acknowledged.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}

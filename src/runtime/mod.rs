@@ -1,0 +1,1215 @@
+//! The consumer runtime: the one place that owns Kafka for both consumers.
+//!
+//! It runs a consumer-group member on the activities topic and keeps, for
+//! every partition it owns, the processor's state for that partition. That is
+//! the whole scaling model: a pod's state is exactly the states of the
+//! partitions it owns, and when Kafka moves a partition the runtime moves its
+//! state — dropped here, rebuilt there. Processors never learn that pods
+//! exist.
+//!
+//! What it guarantees, and how:
+//!
+//! - **In order, at least once.** Messages of a partition are processed one at
+//!   a time in offset order. An offset is *stored* (for librdkafka's periodic
+//!   commit) only when every effect of every earlier event is acknowledged by
+//!   the broker ([`tracker::OffsetTracker`]), so a crash re-processes at most
+//!   the uncommitted tail and never skips anything.
+//! - **Revocation drains.** Before a partition is given up (rebalance,
+//!   shutdown) the runtime stops reading it, waits up to `DRAIN_TIMEOUT` for
+//!   its in-flight alerts, commits its offsets synchronously, then drops its
+//!   state. With cooperative-sticky assignment only the moving partitions
+//!   pause; the others keep processing.
+//! - **Assignment rebuilds.** A newly assigned partition with a committed
+//!   offset `c` is started *earlier*, at the offset where its processor's
+//!   window begins (from the commit metadata, or `offsets_for_times` on
+//!   brokers that support it). Events before `c` are replayed in warm-up
+//!   mode — state updated, nothing emitted, nothing counted — and processing
+//!   goes live at `c`. The new owner's state then equals the old owner's, so
+//!   alerts and distinct counts do not change when partitions move.
+//! - **Nothing poisons a partition.** A message that fails decoding or
+//!   validation is published to the dead-letter topic with its reason, and
+//!   its offset moves on once that copy is acknowledged.
+//!
+//! Everything happens on one thread: the poll loop calls into the rebalance
+//! callback, so state is never touched concurrently; the mutex around it only
+//! satisfies librdkafka's callback signature and is never contended.
+
+pub mod effects;
+pub mod tracker;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Message, Offset, Statistics, TopicPartitionList};
+use serde::Serialize;
+
+use crate::config::{ConsumerConfig, KafkaConfig};
+use crate::event::{DecodeLimits, RejectReason, Rejection, check_key, decode};
+use crate::eventtime::{Rfc3339, now_ms};
+use crate::processor::{Mode, Processor};
+use crate::shutdown::Shutdown;
+use crate::telemetry::ConsumerMetrics;
+use effects::{Delivery, Effects, Pending};
+pub use effects::{EffectKind, Record};
+use tracker::{CommitMetadata, OffsetTracker};
+
+/// Records awaiting acknowledgement before the runtime stops reading.
+const MAX_IN_FLIGHT_EFFECTS: usize = 10_000;
+/// Timeout of the blocking broker calls made during a rebalance.
+const REBALANCE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Dead-letter copies keep at most this many bytes of the original payload
+/// (Kafka's default message size limit is 1 MB); longer ones are truncated
+/// and marked with the `dlq.truncated` header.
+pub const DLQ_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// How stale the loop heartbeat may be before `/healthz` and `/readyz` fail.
+pub const HEARTBEAT_TIMEOUT_MS: i64 = 30_000;
+
+/// What a consumer (analytics, fraud) adds to the runtime: its processor and
+/// how its outputs and reports look.
+pub trait ConsumerApp: Send + 'static {
+    type Processor: Processor;
+
+    /// `analytics` or `fraud`: the metric label and log prefix.
+    fn name(&self) -> &'static str;
+
+    fn processor(&mut self) -> &mut Self::Processor;
+
+    /// Prints an output and returns the record to publish for it, if any.
+    /// `now_ms` is the wall-clock time of publication.
+    fn publish(
+        &mut self,
+        output: <Self::Processor as Processor>::Output,
+        now_ms: i64,
+    ) -> Option<Record>;
+
+    /// The report body for `/report` (and the metrics snapshot behind
+    /// `/metrics`), for the partitions owned now.
+    fn snapshot(
+        &mut self,
+        partitions: &[(i32, &<Self::Processor as Processor>::State)],
+    ) -> serde_json::Value;
+
+    /// The periodic console report.
+    fn console_report(
+        &mut self,
+        partitions: &[(i32, &<Self::Processor as Processor>::State)],
+        header: &str,
+    ) -> String;
+
+    /// The summary printed on exit.
+    fn final_summary(
+        &mut self,
+        partitions: &[(i32, &<Self::Processor as Processor>::State)],
+        header: &str,
+    ) -> String;
+}
+
+/// Where and how to consume.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    pub topic: String,
+    pub dlq_topic: String,
+    pub group: String,
+    pub client_id: String,
+    pub consumer: ConsumerConfig,
+    pub limits: DecodeLimits,
+}
+
+/// A partition as shown in `/report`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct PartitionStatus {
+    pub partition: i32,
+    /// Next offset to process.
+    pub position: Option<i64>,
+    pub lag: Option<i64>,
+    /// Replaying to rebuild state; live from `live_from`.
+    pub rebuilding: bool,
+    pub live_from: Option<i64>,
+    pub replayed_events: u64,
+    pub effects_in_flight: usize,
+}
+
+/// The runtime's own view, merged into `/report` under `consumer`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ConsumerStatus {
+    pub consumer: String,
+    pub group: String,
+    pub member_id: Option<String>,
+    pub group_instance_id: Option<String>,
+    pub partitions: Vec<PartitionStatus>,
+    pub events_consumed: u64,
+    pub events_processed: u64,
+    pub events_rejected: u64,
+    pub rebalances: u64,
+    pub ready: bool,
+}
+
+impl ConsumerStatus {
+    pub fn partition_list(&self) -> String {
+        let ids: Vec<String> = self
+            .partitions
+            .iter()
+            .map(|p| p.partition.to_string())
+            .collect();
+        format!("[{}]", ids.join(","))
+    }
+}
+
+/// What the HTTP server reads while the runtime runs.
+#[derive(Default)]
+pub struct ConsumerShared {
+    /// Wall-clock ms of the loop's last iteration.
+    pub heartbeat_ms: AtomicI64,
+    /// The consumer has joined its group (has a member id).
+    pub joined: AtomicBool,
+    pub stopping: AtomicBool,
+    /// The latest report: processor snapshot plus `consumer` status.
+    pub report: RwLock<serde_json::Value>,
+    pub status: RwLock<ConsumerStatus>,
+}
+
+impl ConsumerShared {
+    /// `/healthz`: the loop is alive.
+    pub fn healthy(&self) -> bool {
+        now_ms() - self.heartbeat_ms.load(Ordering::Relaxed) < HEARTBEAT_TIMEOUT_MS
+    }
+
+    /// `/readyz`: joined the group, loop alive, not stopping.
+    pub fn ready(&self) -> bool {
+        self.healthy()
+            && self.joined.load(Ordering::Relaxed)
+            && !self.stopping.load(Ordering::Relaxed)
+    }
+}
+
+struct Rebuild {
+    started: Instant,
+    replayed: u64,
+}
+
+struct Slot<S> {
+    state: S,
+    tracker: OffsetTracker,
+    epoch: u64,
+    /// Offsets below this are replayed in warm-up mode.
+    live_from: i64,
+    rebuild: Option<Rebuild>,
+    replayed_total: u64,
+}
+
+/// Counters batched locally and flushed to Prometheus a few times a second.
+#[derive(Default)]
+struct LocalCounts {
+    consumed: u64,
+    processed: u64,
+    rejected: [u64; RejectReason::ALL.len()],
+    dlq: [u64; RejectReason::ALL.len()],
+}
+
+struct Core<A: ConsumerApp> {
+    app: A,
+    options: RuntimeOptions,
+    slots: BTreeMap<i32, Slot<<A::Processor as Processor>::State>>,
+    effects: Effects,
+    metrics: ConsumerMetrics,
+    processing: prometheus::local::LocalHistogram,
+    e2e: prometheus::local::LocalHistogram,
+    counts: LocalCounts,
+    totals: LocalCounts,
+    next_epoch: u64,
+    outputs: Vec<<A::Processor as Processor>::Output>,
+    rebalances: u64,
+    live_since_report: u64,
+    last_report: Instant,
+    rejection_log: RateLimitedLog,
+}
+
+/// At most a few log lines per second for repetitive warnings.
+struct RateLimitedLog {
+    window_start: Instant,
+    in_window: u32,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    const PER_SECOND: u32 = 5;
+
+    fn new() -> RateLimitedLog {
+        RateLimitedLog {
+            window_start: Instant::now(),
+            in_window: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether to log now; reports how many were suppressed before.
+    fn allow(&mut self) -> Option<u64> {
+        if self.window_start.elapsed() >= Duration::from_secs(1) {
+            self.window_start = Instant::now();
+            self.in_window = 0;
+        }
+        if self.in_window < Self::PER_SECOND {
+            self.in_window += 1;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
+/// The librdkafka context: rebalance callbacks run here, on the poll thread.
+struct RuntimeContext<A: ConsumerApp> {
+    core: Mutex<Core<A>>,
+    /// High watermarks per partition, from librdkafka statistics.
+    high_watermarks: Mutex<BTreeMap<i32, i64>>,
+    metrics: ConsumerMetrics,
+    topic: String,
+    rebuild: bool,
+    window_ms: i64,
+    skew_ms: i64,
+}
+
+impl<A: ConsumerApp> ClientContext for RuntimeContext<A> {
+    fn stats(&self, statistics: Statistics) {
+        if let Some(topic) = statistics.topics.get(&self.topic)
+            && let Ok(mut hw) = self.high_watermarks.lock()
+        {
+            for (p, stats) in &topic.partitions {
+                if *p >= 0 && stats.hi_offset >= 0 {
+                    hw.insert(*p, stats.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl<A: ConsumerApp> ConsumerContext for RuntimeContext<A> {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.prepare_assignment(consumer, tpl);
+                let result = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "cannot apply the partition assignment");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                self.revoke(consumer, tpl, lost);
+                let result = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "cannot release revoked partitions");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error; releasing the assignment");
+                let all = self.owned();
+                self.revoke(consumer, &all, true);
+                let _ = consumer.unassign();
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => self.metrics.commits_ok.inc(),
+            Err(e) => {
+                self.metrics.commits_failed.inc();
+                tracing::warn!(error = %e, "offset commit failed; the next commit will carry the same offsets");
+            }
+        }
+    }
+}
+
+fn partition_ids(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    let mut ids: Vec<i32> = tpl
+        .elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .map(|e| e.partition())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn format_ids(ids: &[i32]) -> String {
+    let s: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    format!("[{}]", s.join(","))
+}
+
+impl<A: ConsumerApp> RuntimeContext<A> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Core<A>> {
+        match self.core.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn owned(&self) -> TopicPartitionList {
+        let core = self.lock();
+        let mut tpl = TopicPartitionList::new();
+        for p in core.slots.keys() {
+            tpl.add_partition(&self.topic, *p);
+        }
+        tpl
+    }
+
+    /// Chooses each newly assigned partition's start offset (earlier than the
+    /// committed one when its state must be rebuilt) and creates its state.
+    fn prepare_assignment(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let ids = partition_ids(tpl, &self.topic);
+        self.metrics.rebalance_assign.inc();
+        if ids.is_empty() {
+            tracing::info!(
+                consumer = self.metrics.consumer,
+                "joined; no new partitions assigned"
+            );
+            return;
+        }
+        let committed = match consumer.committed_offsets(tpl.clone(), REBALANCE_CALL_TIMEOUT) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read committed offsets; starting from the group's stored positions without rebuild");
+                None
+            }
+        };
+        let mut plans = Vec::new();
+        for &p in &ids {
+            let element = committed
+                .as_ref()
+                .and_then(|c| c.find_partition(&self.topic, p));
+            let (committed_offset, metadata) = match &element {
+                Some(e) => match e.offset() {
+                    Offset::Offset(o) => (Some(o), CommitMetadata::decode(e.metadata())),
+                    _ => (None, None),
+                },
+                None => (None, None),
+            };
+            let plan = self.plan_start(consumer, p, committed_offset, metadata);
+            if let Some(start) = plan.start
+                && let Err(e) = tpl.set_partition_offset(&self.topic, p, Offset::Offset(start))
+            {
+                tracing::warn!(partition = p, error = %e, "cannot set start offset");
+            }
+            plans.push((p, plan));
+        }
+
+        let mut core = self.lock();
+        for (p, plan) in plans {
+            let epoch = core.next_epoch;
+            core.next_epoch += 1;
+            let state = core.app.processor().new_state();
+            let rebuilding = plan.start.is_some_and(|s| s < plan.live_from);
+            core.slots.insert(
+                p,
+                Slot {
+                    state,
+                    tracker: OffsetTracker::new(self.window_ms),
+                    epoch,
+                    live_from: plan.live_from,
+                    rebuild: rebuilding.then(|| Rebuild {
+                        started: Instant::now(),
+                        replayed: 0,
+                    }),
+                    replayed_total: 0,
+                },
+            );
+            self.metrics.partition_assigned(&self.topic, p);
+            if rebuilding {
+                tracing::info!(
+                    consumer = self.metrics.consumer,
+                    partition = p,
+                    from = plan.start.unwrap_or_default(),
+                    live_from = plan.live_from,
+                    via = plan.via,
+                    "rebuilding partition state by replay"
+                );
+            }
+        }
+        core.rebalances += 1;
+        let owned: Vec<i32> = core.slots.keys().copied().collect();
+        drop(core);
+        tracing::info!(
+            consumer = self.metrics.consumer,
+            "assigned {} → owning {}",
+            format_ids(&ids),
+            format_ids(&owned)
+        );
+    }
+
+    fn plan_start(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partition: i32,
+        committed: Option<i64>,
+        metadata: Option<CommitMetadata>,
+    ) -> StartPlan {
+        let Some(c) = committed else {
+            // Never committed: the group's auto.offset.reset decides, and
+            // there is no earlier state to rebuild.
+            return StartPlan {
+                start: None,
+                live_from: i64::MIN,
+                via: "none",
+            };
+        };
+        let live = StartPlan {
+            start: Some(c),
+            live_from: c,
+            via: "none",
+        };
+        if !self.rebuild || self.window_ms <= 0 {
+            return live;
+        }
+        let low = match consumer.fetch_watermarks(&self.topic, partition, REBALANCE_CALL_TIMEOUT) {
+            Ok((low, _high)) => low,
+            Err(e) => {
+                tracing::warn!(partition, error = %e, "cannot read the partition's low watermark; not rebuilding");
+                return live;
+            }
+        };
+        let Some(meta) = metadata else {
+            tracing::warn!(
+                partition,
+                "committed offset carries no replay metadata (committed by another tool?); starting without rebuild"
+            );
+            return live;
+        };
+        // The metadata's `from` covers the window in force when it was
+        // written; a wider window now needs a timestamp lookup.
+        let target_ms = meta
+            .watermark_ms
+            .saturating_sub(self.window_ms + self.skew_ms);
+        let by_time = self.offset_for_time(consumer, partition, target_ms);
+        let (from, via) = match by_time {
+            Some(o) if meta.window_ms >= self.window_ms => {
+                (o.min(meta.replay_from), "offsets_for_times+metadata")
+            }
+            Some(o) => (o, "offsets_for_times"),
+            None => (meta.replay_from, "commit metadata"),
+        };
+        let from = from.max(low).min(c);
+        StartPlan {
+            start: Some(from),
+            live_from: c,
+            via,
+        }
+    }
+
+    /// The earliest offset with a timestamp at or after `time_ms`, if the
+    /// broker can say (librdkafka's mock cluster cannot).
+    fn offset_for_time(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partition: i32,
+        time_ms: i64,
+    ) -> Option<i64> {
+        let mut query = TopicPartitionList::new();
+        query
+            .add_partition_offset(&self.topic, partition, Offset::Offset(time_ms))
+            .ok()?;
+        let answer = consumer
+            .offsets_for_times(query, REBALANCE_CALL_TIMEOUT)
+            .ok()?;
+        match answer.find_partition(&self.topic, partition)?.offset() {
+            Offset::Offset(o) if o >= 0 => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Drains, commits and drops the revoked partitions.
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList, lost: bool) {
+        let ids = partition_ids(tpl, &self.topic);
+        if lost {
+            self.metrics.rebalance_lost.inc();
+        } else {
+            self.metrics.rebalance_revoke.inc();
+        }
+        if ids.is_empty() {
+            return;
+        }
+        let mut core = self.lock();
+        if !lost {
+            core.drain(&ids);
+            let mut commit = TopicPartitionList::new();
+            for p in &ids {
+                if let Some(slot) = core.slots.get(p)
+                    && slot.rebuild.is_none()
+                    && let Some((offset, meta)) = slot.tracker.committable()
+                    && offset >= slot.live_from
+                {
+                    let _ = commit.add_partition_offset(&self.topic, *p, Offset::Offset(offset));
+                    if let Some(mut e) = commit.find_partition(&self.topic, *p) {
+                        e.set_metadata(meta.encode());
+                    }
+                }
+            }
+            if commit.count() > 0 {
+                match consumer.commit(&commit, CommitMode::Sync) {
+                    Ok(()) => self.metrics.commits_ok.inc(),
+                    Err(e) => {
+                        self.metrics.commits_failed.inc();
+                        tracing::warn!(error = %e, "commit on revoke failed; the next owner re-processes from the last commit");
+                    }
+                }
+            }
+        }
+        for p in &ids {
+            core.slots.remove(p);
+            self.metrics.partition_revoked(&self.topic, *p);
+        }
+        core.rebalances += 1;
+        let owned: Vec<i32> = core.slots.keys().copied().collect();
+        drop(core);
+        if let Ok(mut hw) = self.high_watermarks.lock() {
+            for p in &ids {
+                hw.remove(p);
+            }
+        }
+        let what = if lost { "lost" } else { "revoked" };
+        tracing::info!(
+            consumer = self.metrics.consumer,
+            "{what} {} → owning {}",
+            format_ids(&ids),
+            format_ids(&owned)
+        );
+    }
+}
+
+struct StartPlan {
+    start: Option<i64>,
+    live_from: i64,
+    via: &'static str,
+}
+
+impl<A: ConsumerApp> Core<A> {
+    /// Handles one message of an owned partition.
+    fn handle(&mut self, message: &BorrowedMessage<'_>, now: i64) {
+        let partition = message.partition();
+        let offset = message.offset();
+        let Some(slot) = self.slots.get_mut(&partition) else {
+            return; // revoked between fetch and poll
+        };
+        let mode = if offset < slot.live_from {
+            Mode::Warmup
+        } else {
+            Mode::Live
+        };
+        if mode == Mode::Warmup {
+            if let Some(r) = &mut slot.rebuild {
+                r.replayed += 1;
+            }
+        } else if slot.rebuild.is_some() {
+            Self::finish_rebuild(&self.metrics, partition, slot);
+        }
+        let reference_ms = message.timestamp().to_millis().unwrap_or(now);
+        let payload = message.payload().unwrap_or_default();
+        let started = Instant::now();
+        let decoded = decode(payload, reference_ms, &self.options.limits)
+            .and_then(|event| check_key(message.key(), &event).map(|()| event));
+        let slot = self.slots.get_mut(&partition).expect("slot checked above");
+        match decoded {
+            Ok(event) => {
+                let processor = self.app.processor();
+                processor.process(&mut slot.state, &event, mode, &mut self.outputs);
+                let mut effects = 0;
+                if mode == Mode::Live {
+                    self.counts.consumed += 1;
+                    self.counts.processed += 1;
+                    self.processing.observe(started.elapsed().as_secs_f64());
+                    self.e2e
+                        .observe((now - event.timestamp_ms).max(0) as f64 / 1000.0);
+                    self.live_since_report += 1;
+                    let epoch = slot.epoch;
+                    for output in std::mem::take(&mut self.outputs) {
+                        if let Some(record) = self.app.publish(output, now) {
+                            effects += 1;
+                            self.effects.send(Box::new(Pending {
+                                partition,
+                                epoch,
+                                offset,
+                                event_time_ms: event.timestamp_ms,
+                                kind: EffectKind::Alert,
+                                record,
+                                attempts: 0,
+                            }));
+                        }
+                    }
+                }
+                self.outputs.clear();
+                let slot = self.slots.get_mut(&partition).expect("slot checked above");
+                slot.tracker
+                    .processed(offset, Some(event.timestamp_ms), effects);
+                if mode == Mode::Warmup && offset + 1 >= slot.live_from {
+                    Self::finish_rebuild(&self.metrics, partition, slot);
+                }
+            }
+            Err(rejection) => {
+                let mut effects = 0;
+                if mode == Mode::Live {
+                    self.counts.consumed += 1;
+                    self.counts.rejected[rejection.reason.index()] += 1;
+                    if let Some(suppressed) = self.rejection_log.allow() {
+                        tracing::warn!(
+                            consumer = self.metrics.consumer,
+                            partition,
+                            offset,
+                            reason = rejection.reason.code(),
+                            suppressed,
+                            "❌ rejected event: {}; sent to the dead-letter topic",
+                            rejection.detail
+                        );
+                    }
+                    let record = dead_letter(message, &rejection, &self.options, now);
+                    effects = 1;
+                    self.effects.send(Box::new(Pending {
+                        partition,
+                        epoch: slot.epoch,
+                        offset,
+                        event_time_ms: 0,
+                        kind: EffectKind::DeadLetter(rejection.reason),
+                        record,
+                        attempts: 0,
+                    }));
+                }
+                let slot = self.slots.get_mut(&partition).expect("slot checked above");
+                slot.tracker.processed(offset, None, effects);
+                if mode == Mode::Warmup && offset + 1 >= slot.live_from {
+                    Self::finish_rebuild(&self.metrics, partition, slot);
+                }
+            }
+        }
+    }
+
+    fn finish_rebuild(
+        metrics: &ConsumerMetrics,
+        partition: i32,
+        slot: &mut Slot<<A::Processor as Processor>::State>,
+    ) {
+        if let Some(r) = slot.rebuild.take() {
+            let seconds = r.started.elapsed().as_secs_f64();
+            metrics.rebuild_events.inc_by(r.replayed);
+            metrics.rebuild_seconds.observe(seconds);
+            slot.replayed_total += r.replayed;
+            tracing::info!(
+                consumer = metrics.consumer,
+                partition,
+                replayed = r.replayed,
+                seconds = format!("{seconds:.3}"),
+                "partition rebuilt; live from offset {}",
+                slot.live_from
+            );
+        }
+    }
+
+    /// Applies delivery reports, waiting up to `wait` for the first.
+    fn apply_deliveries(&mut self, wait: Duration) {
+        let mut timeout = wait;
+        while let Some(report) = self.effects.next_delivery(timeout) {
+            timeout = Duration::ZERO;
+            match report {
+                Delivery::Acknowledged(p) => {
+                    match p.kind {
+                        EffectKind::Alert => {
+                            if p.event_time_ms > 0 {
+                                self.metrics
+                                    .e2e_alert
+                                    .observe((now_ms() - p.event_time_ms).max(0) as f64 / 1000.0);
+                            }
+                        }
+                        EffectKind::DeadLetter(reason) => self.counts.dlq[reason.index()] += 1,
+                    }
+                    if let Some(slot) = self.slots.get_mut(&p.partition)
+                        && slot.epoch == p.epoch
+                    {
+                        slot.tracker.acknowledged(p.offset);
+                    }
+                }
+                Delivery::Failed(p, e) => {
+                    self.metrics.effects_retried.inc();
+                    if let Some(suppressed) = self.rejection_log.allow() {
+                        tracing::warn!(error = %e, topic = %p.record.topic, attempts = p.attempts, suppressed, "delivery failed; retrying");
+                    }
+                }
+            }
+        }
+        self.effects.resend_due();
+    }
+
+    /// Waits for the in-flight effects of `partitions`, up to DRAIN_TIMEOUT.
+    fn drain(&mut self, partitions: &[i32]) {
+        let deadline = Instant::now() + self.options.consumer.drain_timeout;
+        loop {
+            let pending: usize = partitions
+                .iter()
+                .filter_map(|p| self.slots.get(p))
+                .map(|s| s.tracker.in_flight())
+                .sum();
+            if pending == 0 {
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    pending,
+                    "drain timeout: committing up to the last fully acknowledged event; the rest will be re-processed by the next owner"
+                );
+                return;
+            }
+            self.apply_deliveries(Duration::from_millis(50));
+        }
+    }
+
+    /// Stores the committable offset of every live partition that advanced.
+    fn store_offsets(&mut self, consumer: &BaseConsumer<RuntimeContext<A>>) {
+        let mut tpl = TopicPartitionList::new();
+        for (p, slot) in &mut self.slots {
+            if slot.rebuild.is_some() {
+                continue;
+            }
+            if let Some((offset, meta)) = slot.tracker.take_new_committable()
+                && offset >= slot.live_from
+            {
+                let _ = tpl.add_partition_offset(&self.options.topic, *p, Offset::Offset(offset));
+                if let Some(mut e) = tpl.find_partition(&self.options.topic, *p) {
+                    e.set_metadata(meta.encode());
+                }
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = consumer.store_offsets(&tpl)
+        {
+            tracing::debug!(error = %e, "cannot store offsets (partition revoked meanwhile?)");
+        }
+    }
+
+    fn flush_metrics(&mut self) {
+        let c = std::mem::take(&mut self.counts);
+        self.metrics.consumed.inc_by(c.consumed);
+        self.metrics.processed.inc_by(c.processed);
+        for (i, n) in c.rejected.iter().enumerate() {
+            if *n > 0 {
+                self.metrics.rejected[i].inc_by(*n);
+            }
+        }
+        for (i, n) in c.dlq.iter().enumerate() {
+            if *n > 0 {
+                self.metrics.dlq[i].inc_by(*n);
+            }
+        }
+        self.totals.consumed += c.consumed;
+        self.totals.processed += c.processed;
+        for i in 0..c.rejected.len() {
+            self.totals.rejected[i] += c.rejected[i];
+            self.totals.dlq[i] += c.dlq[i];
+        }
+        self.processing.flush();
+        self.e2e.flush();
+        self.metrics.in_flight.set(self.effects.in_flight() as i64);
+    }
+
+    fn status(
+        &self,
+        high_watermarks: &BTreeMap<i32, i64>,
+        shared: &ConsumerShared,
+        member_id: Option<String>,
+    ) -> ConsumerStatus {
+        let partitions = self
+            .slots
+            .iter()
+            .map(|(p, s)| {
+                let position = s
+                    .tracker
+                    .next_offset()
+                    .or((s.live_from != i64::MIN).then_some(s.live_from));
+                let lag = match (high_watermarks.get(p), position) {
+                    (Some(hw), Some(pos)) => Some((hw - pos).max(0)),
+                    _ => None,
+                };
+                PartitionStatus {
+                    partition: *p,
+                    position,
+                    lag,
+                    rebuilding: s.rebuild.is_some(),
+                    live_from: (s.live_from != i64::MIN).then_some(s.live_from),
+                    replayed_events: s.replayed_total
+                        + s.rebuild.as_ref().map_or(0, |r| r.replayed),
+                    effects_in_flight: s.tracker.in_flight(),
+                }
+            })
+            .collect();
+        ConsumerStatus {
+            consumer: self.app_name().to_string(),
+            group: self.options.group.clone(),
+            member_id,
+            group_instance_id: self.options.consumer.group_instance_id.clone(),
+            partitions,
+            events_consumed: self.totals.consumed + self.counts.consumed,
+            events_processed: self.totals.processed + self.counts.processed,
+            events_rejected: self.totals.rejected.iter().sum::<u64>()
+                + self.counts.rejected.iter().sum::<u64>(),
+            rebalances: self.rebalances,
+            ready: shared.ready(),
+        }
+    }
+
+    fn app_name(&self) -> &'static str {
+        self.metrics.consumer
+    }
+
+    fn header(&self, status: &ConsumerStatus) -> String {
+        format!(
+            "⏱️  {} events processed | {} rejected | group {} | partitions {}",
+            status.events_processed,
+            status.events_rejected,
+            status.group,
+            status.partition_list()
+        )
+    }
+}
+
+/// The dead-letter copy of a rejected message: original key and bytes, and
+/// headers saying why and where it came from.
+fn dead_letter(
+    message: &BorrowedMessage<'_>,
+    rejection: &Rejection,
+    options: &RuntimeOptions,
+    now: i64,
+) -> Record {
+    let payload = message.payload().unwrap_or_default();
+    let truncated = payload.len() > DLQ_MAX_PAYLOAD_BYTES;
+    let mut headers = vec![
+        (
+            "dlq.reason".to_string(),
+            rejection.reason.code().as_bytes().to_vec(),
+        ),
+        (
+            "dlq.detail".to_string(),
+            rejection.detail.as_bytes().to_vec(),
+        ),
+        (
+            "dlq.source.topic".to_string(),
+            message.topic().as_bytes().to_vec(),
+        ),
+        (
+            "dlq.source.partition".to_string(),
+            message.partition().to_string().into_bytes(),
+        ),
+        (
+            "dlq.source.offset".to_string(),
+            message.offset().to_string().into_bytes(),
+        ),
+        (
+            "dlq.consumer.group".to_string(),
+            options.group.as_bytes().to_vec(),
+        ),
+        (
+            "dlq.time".to_string(),
+            Rfc3339(now).to_string().into_bytes(),
+        ),
+    ];
+    if truncated {
+        headers.push(("dlq.truncated".to_string(), b"true".to_vec()));
+        headers.push((
+            "dlq.original.bytes".to_string(),
+            payload.len().to_string().into_bytes(),
+        ));
+    }
+    if let Some(original) = message.headers() {
+        for h in original.iter() {
+            if !h.key.starts_with("dlq.") {
+                headers.push((h.key.to_string(), h.value.unwrap_or_default().to_vec()));
+            }
+        }
+    }
+    Record {
+        topic: options.dlq_topic.clone(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: payload[..payload.len().min(DLQ_MAX_PAYLOAD_BYTES)].to_vec(),
+        headers,
+    }
+}
+
+/// The consumer's member id, once it has joined its group.
+fn member_id<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<String> {
+    // SAFETY: rd_kafka_memberid returns NULL or a string we own and must free
+    // with rd_kafka_mem_free; the client pointer is valid for `consumer`'s life.
+    unsafe {
+        let ptr = consumer.client().native_ptr();
+        let id = rdkafka::bindings::rd_kafka_memberid(ptr);
+        if id.is_null() {
+            return None;
+        }
+        let text = std::ffi::CStr::from_ptr(id).to_string_lossy().into_owned();
+        rdkafka::bindings::rd_kafka_mem_free(ptr, id.cast());
+        (!text.is_empty()).then_some(text)
+    }
+}
+
+/// Errors that stop the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot create the Kafka consumer: {0}")]
+    Consumer(rdkafka::error::KafkaError),
+    #[error("cannot create the Kafka producer for alerts and dead letters: {0}")]
+    Producer(rdkafka::error::KafkaError),
+    #[error("cannot subscribe to {topic}: {error}")]
+    Subscribe {
+        topic: String,
+        error: rdkafka::error::KafkaError,
+    },
+}
+
+/// What [`run`] returns when it stops.
+pub struct RunOutcome {
+    pub final_summary: String,
+    pub final_report: serde_json::Value,
+    pub status: ConsumerStatus,
+}
+
+/// Runs a consumer until `shutdown` is triggered, then stops gracefully:
+/// revoke all partitions (drain, commit), leave the group, flush alerts.
+pub fn run<A: ConsumerApp>(
+    mut app: A,
+    options: RuntimeOptions,
+    kafka: &KafkaConfig,
+    metrics: ConsumerMetrics,
+    shared: Arc<ConsumerShared>,
+    shutdown: Shutdown,
+) -> Result<RunOutcome, RuntimeError> {
+    let window_ms = app.processor().rebuild_window_ms();
+    let effects = Effects::new(&crate::kafka::producer(
+        kafka,
+        &format!("{}-effects", options.client_id),
+    ))
+    .map_err(RuntimeError::Producer)?;
+    let name = app.name();
+    let context = RuntimeContext {
+        core: Mutex::new(Core {
+            app,
+            options: options.clone(),
+            slots: BTreeMap::new(),
+            effects,
+            processing: metrics.processing.local(),
+            e2e: metrics.e2e_processed.local(),
+            metrics: metrics.clone(),
+            counts: LocalCounts::default(),
+            totals: LocalCounts::default(),
+            next_epoch: 1,
+            outputs: Vec::new(),
+            rebalances: 0,
+            live_since_report: 0,
+            last_report: Instant::now(),
+            rejection_log: RateLimitedLog::new(),
+        }),
+        high_watermarks: Mutex::new(BTreeMap::new()),
+        metrics: metrics.clone(),
+        topic: options.topic.clone(),
+        rebuild: options.consumer.state_rebuild,
+        window_ms,
+        skew_ms: options.limits.max_future_skew_ms,
+    };
+    let consumer: BaseConsumer<RuntimeContext<A>> =
+        crate::kafka::consumer(kafka, &options.consumer, &options.group, &options.client_id)
+            .create_with_context(context)
+            .map_err(RuntimeError::Consumer)?;
+    consumer
+        .subscribe(&[&options.topic])
+        .map_err(|error| RuntimeError::Subscribe {
+            topic: options.topic.clone(),
+            error,
+        })?;
+    tracing::info!(
+        consumer = name,
+        group = %options.group,
+        topic = %options.topic,
+        strategy = %options.consumer.assignment_strategy,
+        instance = options.consumer.group_instance_id.as_deref().unwrap_or("-"),
+        "consumer started"
+    );
+
+    let ctx = consumer.context().clone();
+    let mut last_store = Instant::now();
+    let mut last_flush = Instant::now();
+    let mut last_snapshot = Instant::now() - Duration::from_secs(10);
+    let mut poll_errors = RateLimitedLog::new();
+    while !shutdown.is_triggered() {
+        let now = now_ms();
+        shared.heartbeat_ms.store(now, Ordering::Relaxed);
+        {
+            let mut core = ctx.lock();
+            core.apply_deliveries(Duration::ZERO);
+            // Backpressure: stop reading while too many records await acks.
+            if core.effects.in_flight() >= MAX_IN_FLIGHT_EFFECTS {
+                core.apply_deliveries(Duration::from_millis(100));
+                continue;
+            }
+            if last_store.elapsed() >= Duration::from_millis(100) {
+                core.store_offsets(&consumer);
+                last_store = Instant::now();
+            }
+            if last_flush.elapsed() >= Duration::from_millis(250) {
+                core.flush_metrics();
+                last_flush = Instant::now();
+            }
+        }
+        if last_snapshot.elapsed() >= Duration::from_secs(1) {
+            publish_snapshot(&consumer, &ctx, &shared, false);
+            last_snapshot = Instant::now();
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(e)) => {
+                if let Some(suppressed) = poll_errors.allow() {
+                    tracing::warn!(consumer = name, error = %e, suppressed, "consumer error (librdkafka retries by itself)");
+                }
+            }
+            Some(Ok(message)) => {
+                let mut core = ctx.lock();
+                core.handle(&message, now_ms());
+                let interval = core.options.consumer.stats_interval;
+                if core.live_since_report >= interval
+                    && core.last_report.elapsed() >= Duration::from_secs(1)
+                {
+                    core.live_since_report = 0;
+                    core.last_report = Instant::now();
+                    drop(core);
+                    print_console_report(&consumer, &ctx, &shared);
+                }
+            }
+        }
+    }
+
+    // Graceful stop: give every partition back through the revoke path
+    // (drain, commit, drop), then leave the group.
+    shared.stopping.store(true, Ordering::Relaxed);
+    metrics.ready.set(0);
+    let deadline = Instant::now() + options.consumer.shutdown_timeout;
+    tracing::info!(consumer = name, "stopping: revoking partitions");
+    // Capture the final report while the partitions' state is still here.
+    let (final_report, status) = publish_snapshot(&consumer, &ctx, &shared, true);
+    let final_summary = {
+        let mut core = ctx.lock();
+        core.apply_deliveries(Duration::ZERO);
+        core.store_offsets(&consumer);
+        let header = core.header(&status);
+        let Core { app, slots, .. } = &mut *core;
+        let views: Vec<(i32, &<A::Processor as Processor>::State)> =
+            slots.iter().map(|(p, s)| (*p, &s.state)).collect();
+        app.final_summary(&views, &header)
+    };
+    consumer.unsubscribe();
+    while Instant::now() < deadline && !ctx.lock().slots.is_empty() {
+        // Messages still arriving belong to partitions being given up; they
+        // are not processed (and not committed), so their next owner
+        // processes them exactly once.
+        let _ = consumer.poll(Duration::from_millis(50));
+    }
+    {
+        let mut core = ctx.lock();
+        if !core.slots.is_empty() {
+            tracing::warn!(
+                consumer = name,
+                "shutdown timeout before every partition was revoked; uncommitted events will be re-processed"
+            );
+        }
+        core.flush_metrics();
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(500));
+        if let Err(e) = core.effects.flush(remaining) {
+            tracing::warn!(error = %e, "not every alert was acknowledged before exit");
+        }
+    }
+    drop(consumer);
+    tracing::info!(consumer = name, "stopped");
+    Ok(RunOutcome {
+        final_summary,
+        final_report,
+        status,
+    })
+}
+
+fn publish_snapshot<A: ConsumerApp>(
+    consumer: &BaseConsumer<RuntimeContext<A>>,
+    ctx: &RuntimeContext<A>,
+    shared: &ConsumerShared,
+    final_snapshot: bool,
+) -> (serde_json::Value, ConsumerStatus) {
+    let member = member_id(consumer);
+    shared.joined.store(member.is_some(), Ordering::Relaxed);
+    let high_watermarks = ctx
+        .high_watermarks
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_default();
+    let mut core = ctx.lock();
+    let status = core.status(&high_watermarks, shared, member);
+    for p in &status.partitions {
+        if let Some(lag) = p.lag {
+            core.metrics.set_lag(&core.options.topic, p.partition, lag);
+        }
+    }
+    core.metrics
+        .ready
+        .set(i64::from(status.ready && !final_snapshot));
+    let Core { app, slots, .. } = &mut *core;
+    let views: Vec<(i32, &<A::Processor as Processor>::State)> =
+        slots.iter().map(|(p, s)| (*p, &s.state)).collect();
+    let mut report = app.snapshot(&views);
+    drop(core);
+    if let serde_json::Value::Object(map) = &mut report {
+        map.insert(
+            "consumer".to_string(),
+            serde_json::to_value(&status).unwrap_or_default(),
+        );
+    }
+    if let Ok(mut r) = shared.report.write() {
+        *r = report.clone();
+    }
+    if let Ok(mut s) = shared.status.write() {
+        *s = status.clone();
+    }
+    (report, status)
+}
+
+fn print_console_report<A: ConsumerApp>(
+    consumer: &BaseConsumer<RuntimeContext<A>>,
+    ctx: &RuntimeContext<A>,
+    shared: &ConsumerShared,
+) {
+    let (_, status) = publish_snapshot(consumer, ctx, shared, false);
+    let mut core = ctx.lock();
+    let header = core.header(&status);
+    let Core { app, slots, .. } = &mut *core;
+    let views: Vec<(i32, &<A::Processor as Processor>::State)> =
+        slots.iter().map(|(p, s)| (*p, &s.state)).collect();
+    let text = app.console_report(&views, &header);
+    drop(core);
+    if !text.is_empty() {
+        print!("{text}");
+    }
+}

@@ -1,0 +1,334 @@
+//! Per-partition offset bookkeeping: what may be committed, and from where a
+//! future owner must replay.
+//!
+//! Kafka's contract is "commit offset N: every message before N is done".
+//! An event is done when everything it caused is done — its alert or
+//! dead-letter copy acknowledged by the broker, its analytics applied — so the
+//! tracker keeps the events with effects in flight, in offset order, and the
+//! committable offset is the first of them (or one past the last processed
+//! event when none is in flight). Events without effects never enter the
+//! queue, so the common case costs nothing.
+//!
+//! Each commit carries metadata for whoever owns the partition next:
+//! `v1;wm=<ms>;from=<offset>` — the event-time watermark of everything before
+//! the committed offset, and an offset from which replaying rebuilds the
+//! processor's window exactly. `from` comes from checkpoints: the first offset
+//! at which the watermark reached each granule of event time. Every event
+//! before such an offset is older than the checkpoint's time, so replaying
+//! from the last checkpoint at or before `wm − window` misses nothing, on any
+//! broker, even one (like librdkafka's mock cluster) that cannot look offsets
+//! up by timestamp.
+
+use std::collections::VecDeque;
+
+/// Commit metadata decoded from a committed offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitMetadata {
+    /// Event-time watermark of the events before the committed offset.
+    pub watermark_ms: i64,
+    /// Replaying from here rebuilds the window that was in force.
+    pub replay_from: i64,
+    /// The window `replay_from` was computed for.
+    pub window_ms: i64,
+}
+
+impl CommitMetadata {
+    pub fn encode(&self) -> String {
+        format!(
+            "v1;wm={};from={};window={}",
+            self.watermark_ms, self.replay_from, self.window_ms
+        )
+    }
+
+    /// Parses metadata written by [`CommitMetadata::encode`]; `None` for
+    /// anything else (empty, other tools' metadata, older formats).
+    pub fn decode(text: &str) -> Option<CommitMetadata> {
+        let mut parts = text.split(';');
+        if parts.next()? != "v1" {
+            return None;
+        }
+        let mut wm = None;
+        let mut from = None;
+        let mut window = None;
+        for part in parts {
+            let (k, v) = part.split_once('=')?;
+            let v: i64 = v.parse().ok()?;
+            match k {
+                "wm" => wm = Some(v),
+                "from" => from = Some(v),
+                "window" => window = Some(v),
+                _ => {}
+            }
+        }
+        Some(CommitMetadata {
+            watermark_ms: wm?,
+            replay_from: from?,
+            window_ms: window.unwrap_or(0),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    offset: i64,
+    remaining: u32,
+    /// Watermark of the events before this one.
+    watermark_before: i64,
+}
+
+/// Bookkeeping of one owned partition.
+#[derive(Debug)]
+pub struct OffsetTracker {
+    window_ms: i64,
+    granule_ms: i64,
+    /// Events with effects not yet acknowledged, in offset order.
+    in_flight: VecDeque<InFlight>,
+    last_processed: Option<i64>,
+    watermark_ms: i64,
+    /// (granule start time, first offset at which the watermark reached it).
+    checkpoints: VecDeque<(i64, i64)>,
+    /// The offset and metadata last handed to Kafka, to avoid re-storing.
+    last_stored: Option<i64>,
+}
+
+/// Checkpoints per window: replay starts at most a 1/512 window early.
+const CHECKPOINTS_PER_WINDOW: i64 = 512;
+
+impl OffsetTracker {
+    pub fn new(window_ms: i64) -> OffsetTracker {
+        OffsetTracker {
+            window_ms,
+            granule_ms: (window_ms / CHECKPOINTS_PER_WINDOW).max(1_000),
+            in_flight: VecDeque::new(),
+            last_processed: None,
+            watermark_ms: i64::MIN,
+            checkpoints: VecDeque::new(),
+            last_stored: None,
+        }
+    }
+
+    /// Records that the event at `offset` (event time `time_ms`, or `None`
+    /// for a message that could not be decoded) was processed, with
+    /// `effects` outstanding acknowledgements.
+    pub fn processed(&mut self, offset: i64, time_ms: Option<i64>, effects: u32) {
+        if effects > 0 {
+            self.in_flight.push_back(InFlight {
+                offset,
+                remaining: effects,
+                watermark_before: self.watermark_ms,
+            });
+        }
+        self.last_processed = Some(offset);
+        if let Some(t) = time_ms
+            && t > self.watermark_ms
+        {
+            let granule = t.div_euclid(self.granule_ms) * self.granule_ms;
+            let previous = self.checkpoints.back().map(|&(g, _)| g);
+            if previous.is_none_or(|g| granule > g) {
+                self.checkpoints.push_back((granule, offset));
+            }
+            self.watermark_ms = t;
+            self.prune_checkpoints();
+        }
+    }
+
+    /// One effect of the event at `offset` was acknowledged.
+    pub fn acknowledged(&mut self, offset: i64) {
+        if let Ok(i) = self.in_flight.binary_search_by_key(&offset, |f| f.offset) {
+            let entry = &mut self.in_flight[i];
+            entry.remaining = entry.remaining.saturating_sub(1);
+        }
+        while self.in_flight.front().is_some_and(|f| f.remaining == 0) {
+            self.in_flight.pop_front();
+        }
+    }
+
+    /// Effects still in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The offset that may be committed now with its metadata, if any event
+    /// has been processed.
+    pub fn committable(&self) -> Option<(i64, CommitMetadata)> {
+        let last = self.last_processed?;
+        let (offset, watermark) = match self.in_flight.front() {
+            Some(f) => (f.offset, f.watermark_before),
+            None => (last + 1, self.watermark_ms),
+        };
+        let replay_from = if watermark == i64::MIN {
+            offset
+        } else {
+            let target = watermark.saturating_sub(self.window_ms);
+            self.checkpoints
+                .iter()
+                .rev()
+                .find(|&&(t, _)| t <= target)
+                .or_else(|| self.checkpoints.front())
+                .map(|&(_, o)| o.min(offset))
+                .unwrap_or(offset)
+        };
+        Some((
+            offset,
+            CommitMetadata {
+                watermark_ms: watermark,
+                replay_from,
+                window_ms: self.window_ms,
+            },
+        ))
+    }
+
+    /// The committable offset if it moved since the last call (for storing).
+    pub fn take_new_committable(&mut self) -> Option<(i64, CommitMetadata)> {
+        let (offset, metadata) = self.committable()?;
+        if self.last_stored == Some(offset) {
+            return None;
+        }
+        self.last_stored = Some(offset);
+        Some((offset, metadata))
+    }
+
+    pub fn watermark_ms(&self) -> i64 {
+        self.watermark_ms
+    }
+
+    pub fn next_offset(&self) -> Option<i64> {
+        self.last_processed.map(|o| o + 1)
+    }
+
+    /// Keeps the checkpoints a replay could still need: everything newer than
+    /// `watermark − window − granule`, plus the last one before that.
+    fn prune_checkpoints(&mut self) {
+        let horizon = self
+            .watermark_ms
+            .saturating_sub(self.window_ms + self.granule_ms);
+        while self.checkpoints.len() > 1 && self.checkpoints[1].0 <= horizon {
+            self.checkpoints.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committable_waits_for_the_oldest_effect() {
+        let mut t = OffsetTracker::new(60_000);
+        assert_eq!(t.committable(), None);
+        t.processed(10, Some(1_000), 0);
+        assert_eq!(t.committable().unwrap().0, 11);
+        t.processed(11, Some(2_000), 1); // an alert in flight
+        t.processed(12, Some(3_000), 0);
+        t.processed(13, Some(4_000), 2); // two effects
+        t.processed(14, Some(5_000), 0);
+        assert_eq!(t.committable().unwrap().0, 11, "11 is not done");
+        assert_eq!(
+            t.committable().unwrap().1.watermark_ms,
+            1_000,
+            "watermark before 11"
+        );
+        t.acknowledged(13);
+        assert_eq!(
+            t.committable().unwrap().0,
+            11,
+            "acks out of order do not skip 11"
+        );
+        t.acknowledged(11);
+        assert_eq!(t.committable().unwrap().0, 13, "13 still has one effect");
+        t.acknowledged(13);
+        assert_eq!(t.committable().unwrap().0, 15);
+        assert_eq!(t.committable().unwrap().1.watermark_ms, 5_000);
+        assert_eq!(t.in_flight(), 0);
+        t.acknowledged(99); // unknown offsets are ignored
+    }
+
+    #[test]
+    fn new_committable_is_reported_once() {
+        let mut t = OffsetTracker::new(60_000);
+        t.processed(0, Some(1), 0);
+        assert_eq!(t.take_new_committable().unwrap().0, 1);
+        assert_eq!(t.take_new_committable(), None);
+        t.processed(1, None, 0);
+        assert_eq!(t.take_new_committable().unwrap().0, 2);
+    }
+
+    #[test]
+    fn replay_from_covers_the_window() {
+        let window = 60_000;
+        let mut t = OffsetTracker::new(window);
+        // One event per second for ten minutes, offsets 100.. .
+        for i in 0..600 {
+            t.processed(100 + i, Some(i * 1_000), 0);
+        }
+        let (offset, m) = t.committable().unwrap();
+        assert_eq!(offset, 700);
+        assert_eq!(m.watermark_ms, 599_000);
+        // Every event within the window before the watermark is replayed.
+        let first_needed = 100 + (599_000 - window) / 1_000;
+        assert!(
+            m.replay_from <= first_needed,
+            "{} > {first_needed}",
+            m.replay_from
+        );
+        assert!(
+            m.replay_from >= first_needed - 2,
+            "replays at most a granule more"
+        );
+    }
+
+    #[test]
+    fn replay_from_is_safe_with_out_of_order_event_times() {
+        let mut t = OffsetTracker::new(10_000);
+        let times = [50_000, 20_000, 70_000, 65_000, 90_000, 61_000, 100_000];
+        for (i, &time) in times.iter().enumerate() {
+            t.processed(i as i64, Some(time), 0);
+        }
+        let m = t.committable().unwrap().1;
+        // Window starts at 90 s: events needed are those with time >= 90 s,
+        // i.e. offsets 4 and 6; everything before replay_from must be older.
+        for (i, &time) in times.iter().enumerate() {
+            if (i as i64) < m.replay_from {
+                assert!(
+                    time < 90_000,
+                    "offset {i} ({time}) skipped but inside the window"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn checkpoints_stay_bounded() {
+        let mut t = OffsetTracker::new(3_600_000);
+        for i in 0..1_000_000 {
+            t.processed(i, Some(i * 100), 0);
+        }
+        assert!(
+            t.checkpoints.len() <= CHECKPOINTS_PER_WINDOW as usize + 3,
+            "{}",
+            t.checkpoints.len()
+        );
+    }
+
+    #[test]
+    fn metadata_round_trips_and_rejects_foreign_text() {
+        let m = CommitMetadata {
+            watermark_ms: 1_705_312_800_000,
+            replay_from: 42,
+            window_ms: 7_200_000,
+        };
+        assert_eq!(CommitMetadata::decode(&m.encode()), Some(m));
+        assert_eq!(CommitMetadata::decode(""), None);
+        assert_eq!(CommitMetadata::decode("v2;wm=1;from=2"), None);
+        assert_eq!(CommitMetadata::decode("v1;wm=x;from=2"), None);
+        assert_eq!(CommitMetadata::decode("v1;from=2"), None);
+    }
+
+    #[test]
+    fn first_event_commits_with_itself_as_replay_start() {
+        let mut t = OffsetTracker::new(60_000);
+        t.processed(5, None, 0);
+        let (offset, m) = t.committable().unwrap();
+        assert_eq!((offset, m.replay_from, m.watermark_ms), (6, 6, i64::MIN));
+    }
+}

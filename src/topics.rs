@@ -1,0 +1,186 @@
+//! Topic administration: `activity-tracker topics create`.
+//!
+//! Creates the activities, alerts and dead-letter topics with the configured
+//! partitions, replication factor and `retention.ms`. Idempotent: a topic
+//! that exists is reported with its partition count and left alone (exit 0).
+//! `--recreate` deletes and recreates them — every event in them is lost, so
+//! it is a deliberate flag, never a default.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::config::{KafkaConfig, TopicsConfig};
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicOutcome {
+    Created { name: String, partitions: i32 },
+    Exists { name: String, partitions: i32 },
+    Recreated { name: String, partitions: i32 },
+}
+
+impl std::fmt::Display for TopicOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicOutcome::Created { name, partitions } => {
+                write!(f, "✅ created {name} ({partitions} partitions)")
+            }
+            TopicOutcome::Exists { name, partitions } => write!(
+                f,
+                "ℹ️  {name} already exists ({partitions} partitions); left unchanged"
+            ),
+            TopicOutcome::Recreated { name, partitions } => {
+                write!(f, "♻️  recreated {name} ({partitions} partitions)")
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicsError {
+    #[error("cannot create an admin client for {servers}: {error}")]
+    Client {
+        servers: String,
+        error: rdkafka::error::KafkaError,
+    },
+    #[error(
+        "cannot reach the cluster at {servers} to list topics: {error} (is KAFKA_BOOTSTRAP_SERVERS right and the broker up?)"
+    )]
+    Metadata {
+        servers: String,
+        error: rdkafka::error::KafkaError,
+    },
+    #[error("cannot {action} topic {topic}: {error}")]
+    Admin {
+        action: &'static str,
+        topic: String,
+        error: String,
+    },
+}
+
+/// Makes sure the three topics exist; see the module documentation.
+pub async fn ensure_topics(
+    kafka: &KafkaConfig,
+    topics: &TopicsConfig,
+    recreate: bool,
+) -> Result<Vec<TopicOutcome>, TopicsError> {
+    let admin: AdminClient<DefaultClientContext> =
+        crate::kafka::admin(kafka)
+            .create()
+            .map_err(|error| TopicsError::Client {
+                servers: kafka.bootstrap_servers.clone(),
+                error,
+            })?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, ADMIN_TIMEOUT)
+        .map_err(|error| TopicsError::Metadata {
+            servers: kafka.bootstrap_servers.clone(),
+            error,
+        })?;
+    let existing = |name: &str| {
+        metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == name && t.error().is_none())
+            .map(|t| t.partitions().len() as i32)
+    };
+    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+    let retention = topics.retention_ms.to_string();
+    let mut outcomes = Vec::new();
+    for name in [&topics.activities, &topics.alerts, &topics.dlq] {
+        let was_there = existing(name);
+        if let Some(partitions) = was_there
+            && !recreate
+        {
+            outcomes.push(TopicOutcome::Exists {
+                name: name.clone(),
+                partitions,
+            });
+            continue;
+        }
+        if was_there.is_some() {
+            let results = admin
+                .delete_topics(&[name.as_str()], &options)
+                .await
+                .map_err(|e| TopicsError::Admin {
+                    action: "delete",
+                    topic: name.clone(),
+                    error: e.to_string(),
+                })?;
+            for r in results {
+                if let Err((topic, code)) = r
+                    && code != RDKafkaErrorCode::UnknownTopicOrPartition
+                {
+                    return Err(TopicsError::Admin {
+                        action: "delete",
+                        topic,
+                        error: code.to_string(),
+                    });
+                }
+            }
+        }
+        let new_topic = || {
+            NewTopic::new(
+                name,
+                topics.partitions,
+                TopicReplication::Fixed(topics.replication_factor),
+            )
+            .set("retention.ms", &retention)
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let results = admin
+                .create_topics(&[new_topic()], &options)
+                .await
+                .map_err(|e| TopicsError::Admin {
+                    action: "create",
+                    topic: name.clone(),
+                    error: e.to_string(),
+                })?;
+            match results.into_iter().next() {
+                Some(Ok(_)) | None => break,
+                Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) if was_there.is_none() => {
+                    // Created concurrently by another process: fine.
+                    break;
+                }
+                // A deleted topic takes a moment to disappear.
+                Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) if attempts < 30 => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Some(Err((topic, code))) => {
+                    return Err(TopicsError::Admin {
+                        action: "create",
+                        topic,
+                        error: code.to_string(),
+                    });
+                }
+            }
+        }
+        outcomes.push(if was_there.is_some() {
+            TopicOutcome::Recreated {
+                name: name.clone(),
+                partitions: topics.partitions,
+            }
+        } else {
+            TopicOutcome::Created {
+                name: name.clone(),
+                partitions: topics.partitions,
+            }
+        });
+    }
+    Ok(outcomes)
+}
+
+/// The `topics create` command.
+pub async fn run_command(config: crate::config::Config, recreate: bool) -> anyhow::Result<()> {
+    for outcome in ensure_topics(&config.kafka, &config.topics, recreate).await? {
+        println!("{outcome}");
+    }
+    Ok(())
+}
