@@ -61,27 +61,26 @@ impl EmbeddedBroker {
 }
 
 /// The `broker` command: start, print `KAFKA_BOOTSTRAP_SERVERS=…` as the
-/// first line of standard output, serve until SIGINT/SIGTERM.
+/// first (and only) line of standard output, serve until SIGINT/SIGTERM.
+/// Everything else goes to standard error, so a script can read the first
+/// line and close the pipe without harming the broker.
 pub async fn run_command(config: crate::config::Config, brokers: i32) -> anyhow::Result<()> {
     use std::io::Write;
     let broker = EmbeddedBroker::start(brokers, &config.topics)?;
+    let line = format!("KAFKA_BOOTSTRAP_SERVERS={}\n", broker.bootstrap_servers());
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "KAFKA_BOOTSTRAP_SERVERS={}",
-        broker.bootstrap_servers()
-    )?;
-    writeln!(
-        out,
+    if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+        tracing::warn!(error = %e, "cannot write to standard output; the broker keeps running");
+    }
+    drop(out);
+    eprintln!(
         "🧪 Embedded Kafka broker ready: {} ({} partitions), {}, {}. In other terminals: export KAFKA_BOOTSTRAP_SERVERS={}",
         config.topics.activities,
         config.topics.partitions,
         config.topics.alerts,
         config.topics.dlq,
         broker.bootstrap_servers()
-    )?;
-    out.flush()?;
-    drop(out);
+    );
     let shutdown = crate::shutdown::Shutdown::new();
     crate::shutdown::on_signals(shutdown.clone());
     shutdown.wait().await;

@@ -18,6 +18,7 @@ pub struct Invocation {
     pub report_file: Option<PathBuf>,
     pub recreate: bool,
     pub brokers: i32,
+    pub markdown: bool,
 }
 
 fn with_settings(mut cmd: Command, scope: Scope) -> Command {
@@ -104,7 +105,14 @@ pub fn command() -> Command {
             Scope::DEMO,
         ))
         .subcommand(with_settings(
-            Command::new("config").about("Print the effective configuration (secrets redacted) and exit"),
+            Command::new("config")
+                .about("Print the effective configuration (secrets redacted) and exit")
+                .arg(
+                    Arg::new("markdown")
+                        .long("markdown")
+                        .action(ArgAction::SetTrue)
+                        .help("Print the table of every setting, as in the README"),
+                ),
             Scope::ALL,
         ))
 }
@@ -168,6 +176,12 @@ where
             .flatten()
             .copied()
             .unwrap_or(1),
+        markdown: m
+            .try_get_one::<bool>("markdown")
+            .ok()
+            .flatten()
+            .copied()
+            .unwrap_or(false),
     })
 }
 

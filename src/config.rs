@@ -1309,6 +1309,25 @@ impl Config {
     }
 }
 
+/// The README's configuration table, generated from [`SETTINGS`]
+/// (`activity-tracker config --markdown`); a test keeps the README in sync.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
+    for s in SETTINGS {
+        let default = match s.default {
+            Some(d) => format!("`{d}`"),
+            None => "—".to_string(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            s.var,
+            default,
+            s.help.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 /// `KAFKA_CONFIG_<NAME>` → librdkafka property: lower-case, `_` → `.`, and
 /// `__` → `_` for the few properties whose names contain an underscore.
 pub fn kafka_property_name(suffix: &str) -> String {
@@ -1492,6 +1511,23 @@ mod tests {
                 s.var
             );
         }
+    }
+
+    #[test]
+    fn readme_configuration_table_is_generated_from_settings() {
+        let readme = include_str!("../README.md");
+        let begin = readme
+            .find("<!-- settings:begin -->")
+            .expect("README has the settings markers");
+        let end = readme
+            .find("<!-- settings:end -->")
+            .expect("README has the settings markers");
+        let table = readme[begin + "<!-- settings:begin -->".len()..end].trim();
+        assert_eq!(
+            table,
+            markdown_table().trim(),
+            "README's configuration table is stale: regenerate it with `activity-tracker config --markdown`"
+        );
     }
 
     #[test]

@@ -11,6 +11,10 @@ fn main() -> ExitCode {
         Ok(i) => i,
         Err(e) => e.exit(),
     };
+    if invocation.markdown {
+        print!("{}", activity_tracker::config::markdown_table());
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::load(invocation.command, &invocation.sources) {
         Ok(c) => c,
         Err(e) => {

@@ -384,10 +384,11 @@ impl AnalyticsProcessor {
             t.revenue_cents += cents;
             t.order_values.observe(amount);
             t.revenue_by_hour_cents[usize::from(hour_of_day(event.timestamp_ms))] += cents;
+            // An order names one product (its headline item); the order's
+            // amount is attributed to it, so product revenue adds up to
+            // total revenue.
             if let Some(product) = &event.properties.product_id {
-                let item = event.properties.price.unwrap_or(amount);
-                t.product_revenue_cents
-                    .add(product, (item * 100.0).round() as u64);
+                t.product_revenue_cents.add(product, cents);
             }
         }
     }

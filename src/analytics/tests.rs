@@ -170,10 +170,12 @@ fn totals_match_the_hand_computed_stream() {
         vec![("/", 2), ("/products/lamp", 2)],
         "ties in key order"
     );
-    // Product revenue attributes the item price; interactions count events.
+    // An order's amount goes to the product it names; interactions count events.
     assert_eq!(r.top_products_by_revenue[0].product_id, "p2");
-    assert_eq!(r.top_products_by_revenue[0].value, 300.0);
-    assert_eq!(r.top_products_by_revenue[1].value, 30.0);
+    assert_eq!(r.top_products_by_revenue[0].value, 330.0);
+    assert_eq!(r.top_products_by_revenue[1].value, 45.5);
+    let by_product: f64 = r.top_products_by_revenue.iter().map(|p| p.value).sum();
+    assert_eq!(by_product, r.revenue_total, "product revenue adds up");
     assert_eq!(r.top_products_by_interactions[0].name, "Lamp");
     assert_eq!(r.top_products_by_interactions[0].value, 4.0);
     assert_eq!(r.revenue_by_hour["10"], 375.5);

@@ -85,7 +85,7 @@ impl FamilySource for AnalyticsMetrics {
             ),
             family::counter(
                 "activity_product_revenue_total",
-                "Purchase revenue attributed to the purchased product (item price), by product id.",
+                "Order revenue attributed to the product each purchase names, by product id.",
                 totals
                     .product_revenue_cents
                     .iter()

@@ -380,6 +380,11 @@ impl Processor for FraudDetector {
                 && hold(Rule::RapidLocationChange, &mut record)
             {
                 let minutes = f64::from(age) / 60_000.0;
+                let gap = if age < 60_000 {
+                    format!("{:.0} seconds", f64::from(age) / 1000.0)
+                } else {
+                    format!("{minutes:.1} minutes")
+                };
                 let from = Self::location_name(&state.location_names, previous);
                 let to = json!({
                     "country": event.location.country.as_deref(),
@@ -388,10 +393,9 @@ impl Processor for FraudDetector {
                 fired.push((
                     Rule::RapidLocationChange,
                     format!(
-                        "Location changed from {} to {} within {:.1} minutes (threshold {} minutes)",
+                        "Location changed from {} to {} within {gap} (threshold {} minutes)",
                         place_text(&from),
                         place_text(&to),
-                        minutes,
                         rules.location_window_ms as f64 / 60_000.0
                     ),
                     json!({"from": from, "to": to, "minutes_since_previous": round2(minutes), "threshold_minutes": rules.location_window_ms as f64 / 60_000.0}),

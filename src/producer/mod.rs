@@ -59,13 +59,20 @@ pub struct ProduceStats {
 }
 
 impl ProduceStats {
+    /// Events handed to the client with no delivery report by the end
+    /// (still queued when the shutdown timeout ran out).
+    pub fn unacknowledged(&self) -> u64 {
+        self.sent.saturating_sub(self.delivered + self.failed)
+    }
+
     pub fn render(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         format!(
-            "\n📊 PRODUCER FINAL STATISTICS\n==========================================\n  Events sent       : {}\n  Delivered         : {}\n  Failed            : {}\n  Fraud actors      : {}\n  Duration          : {:.1} s\n  Average rate      : {:.1} events/sec\n",
+            "\n📊 PRODUCER FINAL STATISTICS\n==========================================\n  Events sent       : {}\n  Delivered         : {}\n  Failed            : {}\n  Not acknowledged  : {}\n  Fraud actors      : {}\n  Duration          : {:.1} s\n  Average rate      : {:.1} events/sec\n",
             self.sent,
             self.delivered,
             self.failed,
+            self.unacknowledged(),
             self.fraud_actors,
             secs,
             self.sent as f64 / secs
@@ -287,8 +294,13 @@ pub async fn run_command(config: Config, truth_file: Option<PathBuf>) -> anyhow:
         tokio::task::spawn_blocking(move || run(&options, metrics, &worker_shutdown)).await??;
     shutdown.trigger();
     print!("{}", stats.render());
-    if stats.failed > 0 {
-        anyhow::bail!("{} events could not be delivered", stats.failed);
+    if stats.failed > 0 || stats.unacknowledged() > 0 {
+        anyhow::bail!(
+            "{} events failed and {} were not acknowledged before SHUTDOWN_TIMEOUT (is the broker at KAFKA_BOOTSTRAP_SERVERS={} reachable?)",
+            stats.failed,
+            stats.unacknowledged(),
+            config.kafka.bootstrap_servers
+        );
     }
     Ok(())
 }

@@ -145,6 +145,7 @@ struct Session {
     next_step: usize,
     think_ms: (u32, u32),
     cart_value: f64,
+    /// The dearest item in the cart, named by the purchase event.
     last_product: Option<usize>,
     previous_page: Option<Page>,
     /// Population number for ordinary users (None for fresh fraud identities).
@@ -276,6 +277,21 @@ impl Simulator {
         self.warming_up = false;
         self.emitted = 0;
         self.new_actors.clear();
+        // A shopper whose cart additions fell in the discarded warm-up would
+        // check out in the live stream without them, which looks exactly like
+        // PURCHASE_WITHOUT_ACTIVITY. They abandon their cart instead.
+        for session in self.sessions.iter_mut().flatten() {
+            let carted = session.steps[..session.next_step]
+                .iter()
+                .any(|s| matches!(s, Step::AddToCart(_)));
+            if carted
+                && let Some(at) = session.steps[session.next_step..]
+                    .iter()
+                    .position(|s| matches!(s, Step::Purchase))
+            {
+                session.steps.truncate(session.next_step + at);
+            }
+        }
     }
 
     /// Sessions currently open.
@@ -365,7 +381,13 @@ impl Simulator {
             }
             Step::AddToCart(i) => {
                 session.cart_value = round_cents(session.cart_value + catalog::PRODUCTS[i].price);
-                session.last_product = Some(i);
+                // The order's headline item: the dearest in the cart.
+                if session
+                    .last_product
+                    .is_none_or(|top| catalog::PRODUCTS[top].price < catalog::PRODUCTS[i].price)
+                {
+                    session.last_product = Some(i);
+                }
                 product_properties(&mut properties, i);
                 properties.cart_value = Some(session.cart_value);
                 (EventType::AddToCart, Page::Product(i))
@@ -376,6 +398,7 @@ impl Simulator {
                 }
                 properties.cart_value = Some(session.cart_value);
                 session.cart_value = 0.0;
+                session.last_product = None;
                 (EventType::Purchase, Page::Checkout)
             }
             Step::BuyNow(i) => {

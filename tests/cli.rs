@@ -1,0 +1,276 @@
+//! The binary as a user runs it: configuration errors, the seed's
+//! multi-terminal walkthrough over TCP (broker, produce, analytics, fraud as
+//! separate processes), and the one-command demo.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+/// A child process killed when the guard is dropped (a failing test leaves
+/// nothing running).
+pub struct Process {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Process {
+    pub fn spawn(name: &str, mut command: Command) -> Process {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Process {
+            child,
+            name: name.into(),
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {}", self.name);
+    }
+
+    /// Waits for exit (polling with a deadline) and returns the exit code.
+    pub fn wait(&mut self, timeout: Duration) -> i32 {
+        let mut code = None;
+        wait_until(&format!("{} to exit", self.name), timeout, || {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    code = Some(status.code().unwrap_or(-1));
+                    true
+                }
+                _ => false,
+            }
+        });
+        code.unwrap_or(-1)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `activity-tracker <args>` with a clean environment of our variables.
+fn at(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Command {
+    let mut c = Command::new(binary());
+    c.args(args)
+        .current_dir(dir)
+        .env("LOG_LEVEL", "WARNING")
+        .env("HTTP_ADDR", "127.0.0.1:0");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("at-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn bad_configuration_is_a_one_line_error_with_exit_code_2() {
+    let dir = scratch("config");
+    for (var, value) in [
+        ("EVENTS_PER_SECOND", "fast"),
+        ("VELOCITY_THRESHOLD", "-5"),
+        ("HIGH_VALUE_THRESHOLD", "-1"),
+    ] {
+        let out = at(&["produce"], &[(var, value)], &dir).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.starts_with(&format!("error: {var}=")), "{stderr}");
+        assert!(!stderr.contains("panicked"));
+    }
+    // A .env file in the working directory is read; the environment wins.
+    std::fs::write(dir.join(".env"), "EVENTS_PER_SECOND=sluggish\n").unwrap();
+    let out = at(&["config"], &[], &dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("EVENTS_PER_SECOND=\"sluggish\""));
+    let out = at(&["config"], &[("EVENTS_PER_SECOND", "25")], &dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("EVENTS_PER_SECOND=25"));
+    // Flags beat both.
+    let out = at(
+        &["config", "--events-per-second", "99"],
+        &[("EVENTS_PER_SECOND", "25")],
+        &dir,
+    )
+    .output()
+    .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("EVENTS_PER_SECOND=99"));
+    // Unknown flags are clap errors, also exit code 2.
+    let out = at(&["produce", "--no-such-flag"], &[], &dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn the_seeds_walkthrough_runs_as_separate_processes_over_tcp() {
+    let dir = scratch("walkthrough");
+    let mut broker_cmd = at(&["broker"], &[], &dir);
+    broker_cmd.stdout(Stdio::piped());
+    let mut broker = Process::spawn("broker", broker_cmd);
+    let mut first_line = String::new();
+    BufReader::new(broker.child.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    let bootstrap = first_line
+        .trim()
+        .strip_prefix("KAFKA_BOOTSTRAP_SERVERS=")
+        .unwrap_or_else(|| panic!("first line was {first_line:?}"))
+        .to_string();
+    let kafka = [
+        ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
+        ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+        ("DRAIN_TIMEOUT", "5s"),
+    ];
+
+    let analytics_report = dir.join("analytics.json");
+    let fraud_report = dir.join("fraud.json");
+    let mut analytics = Process::spawn("analytics", {
+        let mut c = at(
+            &[
+                "analytics",
+                "--report-file",
+                analytics_report.to_str().unwrap(),
+            ],
+            &kafka,
+            &dir,
+        );
+        c.stdout(Stdio::null());
+        c
+    });
+    let mut fraud = Process::spawn("fraud", {
+        let mut c = at(
+            &["fraud", "--report-file", fraud_report.to_str().unwrap()],
+            &kafka,
+            &dir,
+        );
+        c.stdout(Stdio::null());
+        c
+    });
+    let truth = dir.join("truth.jsonl");
+    let produced = at(
+        &[
+            "produce",
+            "--max-events",
+            "3000",
+            "--events-per-second",
+            "20",
+            "--sim-seed",
+            "7",
+            "--sim-start-time",
+            "2024-01-15T10:00:00Z",
+            "--truth-file",
+            truth.to_str().unwrap(),
+        ],
+        &kafka,
+        &dir,
+    )
+    .output()
+    .unwrap();
+    let out = String::from_utf8_lossy(&produced.stdout);
+    assert_eq!(
+        produced.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    assert!(out.contains("📊 Events sent: 3000"), "{out}");
+    assert!(out.contains("Delivered         : 3000"), "{out}");
+    assert!(std::fs::read_to_string(&truth).unwrap().lines().count() > 10);
+
+    // Both consumer groups commit the whole topic, then stop on SIGTERM.
+    let ends: std::collections::BTreeMap<i32, i64> = high_watermarks(&bootstrap, ACTIVITIES, 6)
+        .into_iter()
+        .filter(|(_, h)| *h > 0)
+        .collect();
+    assert_eq!(ends.values().sum::<i64>(), 3000);
+    for group in ["analytics-processors", "fraud-detectors"] {
+        wait_until(
+            &format!("{group} to commit everything"),
+            Duration::from_secs(90),
+            || committed(&bootstrap, group, ACTIVITIES, 6) == ends,
+        );
+    }
+    analytics.signal("TERM");
+    fraud.signal("TERM");
+    assert_eq!(analytics.wait(Duration::from_secs(30)), 0);
+    assert_eq!(fraud.wait(Duration::from_secs(30)), 0);
+
+    let a: Value =
+        serde_json::from_str(&std::fs::read_to_string(&analytics_report).unwrap()).unwrap();
+    assert_eq!(a["total_events"], 3000);
+    let by_type: u64 = a["event_types"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_type, 3000);
+    assert!(a["purchase_count"].as_u64().unwrap() > 0);
+    let f: Value = serde_json::from_str(&std::fs::read_to_string(&fraud_report).unwrap()).unwrap();
+    assert_eq!(f["events_analyzed"], 3000);
+    assert!(f["alerts_total"].as_u64().unwrap() > 10);
+    assert_eq!(
+        read_all(&bootstrap, ALERTS).len() as u64,
+        f["alerts_total"].as_u64().unwrap()
+    );
+
+    broker.signal("INT");
+    assert_eq!(broker.wait(Duration::from_secs(15)), 0);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn demo_with_max_events_stops_by_itself_with_every_summary() {
+    let dir = scratch("demo");
+    let out = at(
+        &["demo", "--max-events", "400", "--events-per-second", "400"],
+        &[],
+        &dir,
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for section in [
+        "Embedded Kafka broker",
+        "Events sent       : 400",
+        "PRODUCER FINAL STATISTICS",
+        "FINAL ANALYTICS SUMMARY",
+        "FRAUD DETECTION SUMMARY",
+    ] {
+        assert!(stdout.contains(section), "{section} missing:\n{stdout}");
+    }
+    assert_eq!(
+        stdout.matches("⏱️  400 events processed").count(),
+        2,
+        "both consumers processed all 400:\n{stdout}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,0 +1,563 @@
+//! The whole pipeline against the embedded broker: a hand-scripted stream
+//! with known totals and known fraud, and the simulator's injected fraud
+//! scored against its truth file.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use activity_tracker::config::Command;
+use activity_tracker::consumers::{self, Kind, RunningConsumer};
+use activity_tracker::fraud::Rule;
+use activity_tracker::fraud::alert::alert_id;
+use activity_tracker::runtime::{ConsumerShared, RunOutcome};
+use activity_tracker::shutdown::Shutdown;
+use activity_tracker::telemetry::Telemetry;
+use serde_json::{Value, json};
+use support::*;
+
+/// One scripted event in the seed's wire format.
+struct Scripted {
+    id: String,
+    user: &'static str,
+    at_s: i64,
+    kind: &'static str,
+    ip: &'static str,
+    place: (&'static str, &'static str),
+    device: &'static str,
+    product: Option<(&'static str, f64)>,
+    cart_value: Option<f64>,
+}
+
+fn ev(id: &str, user: &'static str, at_s: i64, kind: &'static str) -> Scripted {
+    Scripted {
+        id: id.to_string(),
+        user,
+        at_s,
+        kind,
+        ip: "73.1.2.3",
+        place: ("US", "New York"),
+        device: "desktop",
+        product: None,
+        cart_value: None,
+    }
+}
+
+impl Scripted {
+    fn ip(mut self, ip: &'static str) -> Self {
+        self.ip = ip;
+        self
+    }
+    fn place(mut self, country: &'static str, city: &'static str) -> Self {
+        self.place = (country, city);
+        self
+    }
+    fn device(mut self, d: &'static str) -> Self {
+        self.device = d;
+        self
+    }
+    fn item(mut self, product: &'static str, price: f64) -> Self {
+        self.product = Some((product, price));
+        self
+    }
+    fn cart(mut self, v: f64) -> Self {
+        self.cart_value = Some(v);
+        self
+    }
+    fn time_ms(&self) -> i64 {
+        T0 + self.at_s * 1000
+    }
+    fn json(&self) -> String {
+        let mut properties = serde_json::Map::new();
+        if let Some((id, price)) = self.product {
+            properties.insert("product_id".into(), json!(id));
+            properties.insert("product_name".into(), json!(id.to_uppercase()));
+            properties.insert("price".into(), json!(price));
+            properties.insert("category".into(), json!("test"));
+        }
+        if let Some(v) = self.cart_value {
+            properties.insert("cart_value".into(), json!(v));
+        }
+        json!({
+            "event_id": self.id,
+            "timestamp": activity_tracker::eventtime::format_rfc3339_ms(self.time_ms()),
+            "user_id": self.user,
+            "session_id": format!("session-{}", self.user),
+            "event_type": self.kind,
+            "page_url": "https://shop.example.com/products/x",
+            "referrer": null,
+            "user_agent": "Mozilla/5.0",
+            "ip_address": self.ip,
+            "properties": properties,
+            "device": {"type": self.device, "os": "Linux", "browser": "Firefox"},
+            "location": {"country": self.place.0, "city": self.place.1, "timezone": "UTC"},
+        })
+        .to_string()
+    }
+}
+
+/// The scripted stream: an honest buyer, a bot, a card tester, an account
+/// takeover, a high-value order and a browser. Interleaved by time.
+fn scripted() -> Vec<Scripted> {
+    let mut events = vec![
+        // alice buys normally: two cart additions, then the purchase.
+        ev("a1", "alice", 0, "page_view"),
+        ev("a2", "alice", 10, "click").item("lamp", 30.0),
+        ev("a3", "alice", 20, "add_to_cart")
+            .item("lamp", 30.0)
+            .cart(30.0),
+        ev("a4", "alice", 30, "add_to_cart")
+            .item("chair", 300.0)
+            .cart(330.0),
+        ev("a5", "alice", 40, "purchase")
+            .item("chair", 300.0)
+            .cart(330.0),
+        // bob is a bot: six cart additions in 25 s.
+        ev("b0", "bob", 1, "page_view").device("bot"),
+        // carol tests a card: three direct purchases within a minute.
+        ev("c1", "carol", 5, "purchase")
+            .item("gift", 25.0)
+            .cart(25.0)
+            .place("NG", "Lagos")
+            .ip("105.1.1.1"),
+        ev("c2", "carol", 35, "purchase")
+            .item("gift", 25.0)
+            .cart(25.0)
+            .place("NG", "Lagos")
+            .ip("105.1.1.1"),
+        ev("c3", "carol", 65, "purchase")
+            .item("gift", 25.0)
+            .cart(25.0)
+            .place("NG", "Lagos")
+            .ip("105.1.1.1"),
+        // dave's account is used from Moscow two minutes after his visit,
+        // then from a third address.
+        ev("d1", "dave", 3, "page_view"),
+        ev("d2", "dave", 123, "page_view")
+            .place("RU", "Moscow")
+            .ip("95.1.1.1"),
+        ev("d3", "dave", 153, "search")
+            .place("RU", "Moscow")
+            .ip("95.2.2.2"),
+        // erin orders a laptop and a mouse.
+        ev("e1", "erin", 7, "add_to_cart")
+            .item("laptop", 999.99)
+            .cart(999.99)
+            .device("mobile"),
+        ev("e2", "erin", 17, "add_to_cart")
+            .item("mouse", 24.99)
+            .cart(1024.98)
+            .device("mobile"),
+        ev("e3", "erin", 27, "purchase")
+            .item("mouse", 24.99)
+            .cart(1024.98)
+            .device("mobile"),
+        // frank only browses, from a tablet in London.
+        ev("f1", "frank", 2, "page_view")
+            .place("GB", "London")
+            .device("tablet"),
+        ev("f2", "frank", 12, "page_view")
+            .place("GB", "London")
+            .device("tablet"),
+        ev("f3", "frank", 22, "search")
+            .place("GB", "London")
+            .device("tablet"),
+    ];
+    for i in 0..6 {
+        events.push(
+            ev(&format!("b{}", i + 1), "bob", 2 + i * 5, "add_to_cart")
+                .item("gift", 25.0)
+                .cart(25.0 * (i + 1) as f64)
+                .device("bot"),
+        );
+    }
+    events.sort_by_key(|e| e.at_s);
+    events
+}
+
+fn expected_alerts() -> BTreeSet<String> {
+    [
+        (Rule::HighVelocity, "bob", "b5"),
+        (Rule::PurchaseWithoutActivity, "carol", "c1"),
+        (Rule::RapidPurchases, "carol", "c3"),
+        (Rule::RapidLocationChange, "dave", "d2"),
+        (Rule::MultipleIps, "dave", "d3"),
+        (Rule::HighValuePurchase, "erin", "e3"),
+    ]
+    .into_iter()
+    .map(|(rule, user, event)| alert_id(rule, user, event))
+    .collect()
+}
+
+struct Running {
+    shutdown: Shutdown,
+    analytics: RunningConsumer,
+    fraud: RunningConsumer,
+    telemetry: Arc<Telemetry>,
+}
+
+fn start_consumers(bootstrap: &str, extra: &[(&str, &str)]) -> Running {
+    let config = support::config(Command::Demo, bootstrap, extra);
+    let shutdown = Shutdown::new();
+    let telemetry = Telemetry::new();
+    let analytics_app = consumers::analytics_app(&config);
+    telemetry.add_source(analytics_app.metrics_source());
+    let fraud_app = consumers::fraud_app(&config).quiet();
+    telemetry.add_source(fraud_app.metrics_source());
+    let analytics = consumers::spawn(
+        analytics_app,
+        &config,
+        Kind::Analytics.group(&config),
+        &telemetry,
+        shutdown.clone(),
+    )
+    .unwrap();
+    let fraud = consumers::spawn(
+        fraud_app,
+        &config,
+        Kind::Fraud.group(&config),
+        &telemetry,
+        shutdown.clone(),
+    )
+    .unwrap();
+    Running {
+        shutdown,
+        analytics,
+        fraud,
+        telemetry,
+    }
+}
+
+fn processed(shared: &ConsumerShared) -> u64 {
+    shared.status.read().map(|s| s.events_consumed).unwrap_or(0)
+}
+
+fn in_flight(shared: &ConsumerShared) -> usize {
+    shared
+        .status
+        .read()
+        .map(|s| s.partitions.iter().map(|p| p.effects_in_flight).sum())
+        .unwrap_or(usize::MAX)
+}
+
+fn stop(running: Running) -> (RunOutcome, RunOutcome) {
+    running.shutdown.trigger();
+    let a = running.analytics.thread.join().unwrap().unwrap();
+    let f = running.fraud.thread.join().unwrap().unwrap();
+    (a, f)
+}
+
+#[test]
+fn scripted_stream_gives_exact_totals_and_exactly_the_expected_alerts() {
+    let broker = broker(3);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let events = scripted();
+    let messages: Vec<Outgoing> = events
+        .iter()
+        .map(|e| Outgoing::keyed(e.user, e.json(), e.time_ms()))
+        .collect();
+    produce(&bootstrap, ACTIVITIES, &messages);
+
+    let running = start_consumers(&bootstrap, &[]);
+    let n = events.len() as u64;
+    wait_until(
+        "both consumers to process the stream",
+        Duration::from_secs(60),
+        || {
+            processed(&running.analytics.shared) >= n
+                && processed(&running.fraud.shared) >= n
+                && in_flight(&running.fraud.shared) == 0
+        },
+    );
+    // Reports are published once a second.
+    wait_until("the analytics report", Duration::from_secs(10), || {
+        running
+            .analytics
+            .shared
+            .report
+            .read()
+            .map(|r| r["total_events"] == json!(n))
+            .unwrap_or(false)
+    });
+
+    let alerts = read_all(&bootstrap, ALERTS);
+    let ids: BTreeSet<String> = alerts
+        .iter()
+        .map(|a| a.json()["alert_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        expected_alerts(),
+        "alerts: {:#?}",
+        alerts.iter().map(|a| a.json()).collect::<Vec<_>>()
+    );
+    assert_eq!(alerts.len(), 6, "one message per alert");
+    for a in &alerts {
+        let v = a.json();
+        assert_eq!(
+            a.key.as_deref(),
+            Some(v["user_id"].as_str().unwrap().as_bytes()),
+            "keyed by user_id"
+        );
+        for field in [
+            "rule",
+            "severity",
+            "message",
+            "event_id",
+            "event_timestamp",
+            "detected_at",
+            "evidence",
+        ] {
+            assert!(!v[field].is_null(), "{field} missing in {v}");
+        }
+    }
+
+    let report = running.analytics.shared.report.read().unwrap().clone();
+    assert_eq!(report["total_events"], json!(24));
+    assert_eq!(
+        report["event_types"],
+        json!({"page_view": 6, "click": 1, "search": 2, "add_to_cart": 10, "purchase": 5})
+    );
+    assert_eq!(report["purchase_count"], json!(5));
+    assert_eq!(
+        report["revenue_total"],
+        json!(1429.98),
+        "330 + 3×25 + 1024.98"
+    );
+    assert_eq!(
+        report["funnel_users"],
+        json!({"page_view": 4, "click": 1, "search": 2, "add_to_cart": 3, "purchase": 3})
+    );
+    assert_eq!(
+        report["countries"],
+        json!({"US": 16, "NG": 3, "RU": 2, "GB": 3})
+    );
+    assert_eq!(
+        report["device_types"],
+        json!({"desktop": 11, "bot": 7, "mobile": 3, "tablet": 3})
+    );
+    assert_eq!(report["active_users"], json!(6));
+    assert_eq!(
+        report["consumer"]["partitions"].as_array().unwrap().len(),
+        3,
+        "owns all 3 partitions"
+    );
+
+    let fraud_report = running.fraud.shared.report.read().unwrap().clone();
+    assert_eq!(fraud_report["alerts_total"], json!(6));
+
+    let (analytics_outcome, fraud_outcome) = stop(running);
+    assert!(
+        analytics_outcome
+            .final_summary
+            .contains("FINAL ANALYTICS SUMMARY")
+    );
+    assert!(
+        fraud_outcome
+            .final_summary
+            .contains("HIGH_VELOCITY             : 1"),
+        "{}",
+        fraud_outcome.final_summary
+    );
+    // Everything processed is committed.
+    let ends: BTreeMap<i32, i64> = high_watermarks(&bootstrap, ACTIVITIES, 3)
+        .into_iter()
+        .filter(|(_, hw)| *hw > 0)
+        .collect();
+    assert_eq!(
+        committed(&bootstrap, "analytics-processors", ACTIVITIES, 3),
+        ends
+    );
+    assert_eq!(
+        committed(&bootstrap, "fraud-detectors", ACTIVITIES, 3),
+        ends
+    );
+}
+
+#[test]
+fn http_endpoints_serve_report_metrics_and_health() {
+    let broker = broker(2);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let events = scripted();
+    let messages: Vec<Outgoing> = events
+        .iter()
+        .map(|e| Outgoing::keyed(e.user, e.json(), e.time_ms()))
+        .collect();
+    produce(&bootstrap, ACTIVITIES, &messages);
+    let running = start_consumers(&bootstrap, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let state = activity_tracker::http::HttpState {
+        telemetry: running.telemetry.clone(),
+        consumers: vec![
+            ("analytics", running.analytics.shared.clone()),
+            ("fraud", running.fraud.shared.clone()),
+        ],
+    };
+    let addr = rt
+        .block_on(activity_tracker::http::serve(
+            "127.0.0.1:0".parse().unwrap(),
+            state,
+            running.shutdown.clone(),
+        ))
+        .unwrap();
+    wait_until("readiness", Duration::from_secs(30), || {
+        http_get(addr, "/readyz").0 == 200
+    });
+    assert_eq!(http_get(addr, "/healthz").0, 200);
+    wait_until("the stream in /report", Duration::from_secs(30), || {
+        let (status, body) = http_get(addr, "/report");
+        status == 200
+            && serde_json::from_str::<Value>(&body)
+                .map(|v| v["total_events"] == json!(24))
+                .unwrap_or(false)
+    });
+    let (_, fraud) = http_get(addr, "/report/fraud");
+    let fraud: Value = serde_json::from_str(&fraud).unwrap();
+    assert!(fraud["alerts_total"].as_u64().unwrap() > 0);
+    assert_eq!(http_get(addr, "/report/nobody").0, 404);
+    assert_eq!(http_request(addr, "POST", "/report").0, 405, "read-only");
+    let (status, metrics) = http_get(addr, "/metrics");
+    assert_eq!(status, 200);
+    for needle in [
+        r#"activity_events_total{event_type="purchase"} 5"#,
+        r#"activity_purchases_total 5"#,
+        r#"activity_funnel_users{stage="page_view"} 4"#,
+        r#"activity_fraud_alerts_total{rule="HIGH_VELOCITY",severity="HIGH"} 1"#,
+        r#"activity_consumer_assigned_partitions{consumer="fraud",group="fraud-detectors",partition="1",topic="user-activities"} 1"#,
+        r#"activity_events_processed_total{consumer="analytics",group="analytics-processors"} 24"#,
+    ] {
+        wait_until(needle, Duration::from_secs(10), || {
+            http_get(addr, "/metrics").1.contains(needle)
+        });
+    }
+    assert!(metrics.contains("# TYPE activity_order_value histogram"));
+    let _ = stop(running);
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+#[test]
+fn injected_fraud_actors_are_detected() {
+    let broker = broker(6);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let dir = std::env::temp_dir().join(format!("at-recall-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let truth_path = dir.join("truth.jsonl");
+    let events = 12_000u64;
+    let rate = "40";
+    let config = support::config(
+        Command::Produce,
+        &bootstrap,
+        &[
+            ("EVENTS_PER_SECOND", rate),
+            ("SIM_START_TIME", "2024-01-15T10:00:00Z"),
+            ("SIM_SEED", "42"),
+            ("FRAUD_RATE", "0.1"),
+        ],
+    );
+    let options = activity_tracker::producer::ProduceOptions {
+        kafka: config.kafka.clone(),
+        topic: ACTIVITIES.into(),
+        producer: activity_tracker::config::ProducerConfig {
+            max_events: Some(events),
+            ..config.producer.clone()
+        },
+        truth_file: Some(truth_path.clone()),
+        shutdown_timeout: Duration::from_secs(30),
+        progress: false,
+    };
+    let telemetry = Telemetry::new();
+    let stats =
+        activity_tracker::producer::run(&options, telemetry.producer(ACTIVITIES), &Shutdown::new())
+            .unwrap();
+    assert_eq!(stats.delivered, events);
+
+    let running = start_consumers(&bootstrap, &[]);
+    wait_until(
+        "the fraud detector to process everything",
+        Duration::from_secs(120),
+        || processed(&running.fraud.shared) >= events && in_flight(&running.fraud.shared) == 0,
+    );
+    let alerts: Vec<Value> = read_all(&bootstrap, ALERTS)
+        .iter()
+        .map(Received::json)
+        .collect();
+    let _ = stop(running);
+
+    // Actors that started in the last two simulated minutes may not have
+    // finished their scenario when the stream ended; score the rest.
+    let end_ms = T0 + (events as f64 * 1000.0 / rate.parse::<f64>().unwrap()) as i64;
+    let truth: Vec<Value> = std::fs::read_to_string(&truth_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut fired: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for a in &alerts {
+        fired
+            .entry(a["user_id"].as_str().unwrap().to_string())
+            .or_default()
+            .insert(a["rule"].as_str().unwrap().to_string());
+    }
+    let mut per_scenario: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    let mut scored = 0;
+    let mut detected = 0;
+    for actor in &truth {
+        let started =
+            activity_tracker::eventtime::parse_rfc3339_ms(actor["started_at"].as_str().unwrap())
+                .unwrap();
+        if started > end_ms - 120_000 {
+            continue;
+        }
+        let user = actor["user_id"].as_str().unwrap();
+        let expected: Vec<&str> = actor["expected_rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        let hit = fired
+            .get(user)
+            .is_some_and(|rules| expected.iter().any(|r| rules.contains(*r)));
+        let entry = per_scenario
+            .entry(actor["scenario"].as_str().unwrap().to_string())
+            .or_default();
+        entry.0 += 1;
+        scored += 1;
+        if hit {
+            entry.1 += 1;
+            detected += 1;
+        }
+    }
+    let truth_users: BTreeSet<&str> = truth
+        .iter()
+        .map(|a| a["user_id"].as_str().unwrap())
+        .collect();
+    let mut unexplained: BTreeMap<&str, u32> = BTreeMap::new();
+    for a in &alerts {
+        if !truth_users.contains(a["user_id"].as_str().unwrap()) {
+            *unexplained.entry(a["rule"].as_str().unwrap()).or_default() += 1;
+        }
+    }
+    let recall = detected as f64 / scored as f64;
+    println!(
+        "fraud detection recall: {detected}/{scored} injected actors = {:.1}%",
+        recall * 100.0
+    );
+    for (scenario, (n, hit)) in &per_scenario {
+        println!("  {scenario:<22} {hit}/{n}");
+    }
+    println!(
+        "alerts on users not in the truth file, by rule: {unexplained:?} (of {} alerts)",
+        alerts.len()
+    );
+    assert!(scored >= 40, "enough actors to score: {scored}");
+    assert_eq!(
+        per_scenario.len(),
+        4,
+        "every scenario injected: {per_scenario:?}"
+    );
+    assert!(recall >= 0.95, "recall {recall}");
+    std::fs::remove_dir_all(dir).ok();
+}
