@@ -19,6 +19,7 @@ pub struct Invocation {
     pub recreate: bool,
     pub brokers: i32,
     pub markdown: bool,
+    pub fleet: Option<crate::fleet::FleetOptions>,
 }
 
 fn with_settings(mut cmd: Command, scope: Scope) -> Command {
@@ -105,6 +106,39 @@ pub fn command() -> Command {
             Scope::DEMO,
         ))
         .subcommand(with_settings(
+            Command::new("fleet")
+                .about("Run N local replicas of a consumer in one group and change N while they run, showing who owns which partitions")
+                .arg(
+                    Arg::new("consumer")
+                        .long("consumer")
+                        .value_parser(["fraud", "analytics"])
+                        .default_value("fraud")
+                        .help("Which consumer to replicate"),
+                )
+                .arg(
+                    Arg::new("replicas")
+                        .long("replicas")
+                        .value_name("N")
+                        .default_value("1")
+                        .value_parser(clap::value_parser!(u16).range(1..=64))
+                        .help("Replicas to start with"),
+                )
+                .arg(
+                    Arg::new("plan")
+                        .long("plan")
+                        .value_name("STEPS")
+                        .help("Changes to make, one per --step: replica counts and `kill` (SIGKILL the newest), e.g. 3,2,kill,4"),
+                )
+                .arg(
+                    Arg::new("step")
+                        .long("step")
+                        .value_name("DURATION")
+                        .default_value("20s")
+                        .help("Time between plan steps"),
+                ),
+            Scope::FLEET,
+        ))
+        .subcommand(with_settings(
             Command::new("config")
                 .about("Print the effective configuration (secrets redacted) and exit")
                 .arg(
@@ -147,41 +181,47 @@ where
         "analytics" => (config::Command::Analytics, sub),
         "fraud" => (config::Command::Fraud, sub),
         "demo" => (config::Command::Demo, sub),
+        "fleet" => (config::Command::Fleet, sub),
         _ => (config::Command::Config, sub),
     };
     let mut sources = env_sources;
     sources.flags = flags(m);
+    let fleet = if name == "fleet" { Some(fleet_options(m)?) } else { None };
     Ok(Invocation {
         command,
         sources,
-        truth_file: m
-            .try_get_one::<PathBuf>("truth-file")
-            .ok()
-            .flatten()
-            .cloned(),
-        report_file: m
-            .try_get_one::<PathBuf>("report-file")
-            .ok()
-            .flatten()
-            .cloned(),
-        recreate: m
-            .try_get_one::<bool>("recreate")
-            .ok()
-            .flatten()
-            .copied()
-            .unwrap_or(false),
-        brokers: m
-            .try_get_one::<i32>("brokers")
-            .ok()
-            .flatten()
-            .copied()
-            .unwrap_or(1),
-        markdown: m
-            .try_get_one::<bool>("markdown")
-            .ok()
-            .flatten()
-            .copied()
-            .unwrap_or(false),
+        truth_file: optional::<PathBuf>(m, "truth-file"),
+        report_file: optional::<PathBuf>(m, "report-file"),
+        recreate: optional::<bool>(m, "recreate").unwrap_or(false),
+        brokers: optional::<i32>(m, "brokers").unwrap_or(1),
+        markdown: optional::<bool>(m, "markdown").unwrap_or(false),
+        fleet,
+    })
+}
+
+/// The value of an argument that only some subcommands define.
+fn optional<T: Clone + Send + Sync + 'static>(m: &ArgMatches, id: &str) -> Option<T> {
+    m.try_get_one::<T>(id).ok().flatten().cloned()
+}
+
+fn fleet_options(m: &ArgMatches) -> Result<crate::fleet::FleetOptions, clap::Error> {
+    let invalid = |message: String| command().error(clap::error::ErrorKind::ValueValidation, message);
+    let plan = match optional::<String>(m, "plan") {
+        Some(text) => crate::fleet::parse_plan(&text).map_err(|e| invalid(format!("--plan: {e}")))?,
+        None => Vec::new(),
+    };
+    let step_text = optional::<String>(m, "step").unwrap_or_else(|| "20s".into());
+    let step = config::parse_duration(&step_text)
+        .ok_or_else(|| invalid(format!("--step {step_text:?} is not a duration such as 20s")))?;
+    let kind = match optional::<String>(m, "consumer").as_deref() {
+        Some("analytics") => crate::consumers::Kind::Analytics,
+        _ => crate::consumers::Kind::Fraud,
+    };
+    Ok(crate::fleet::FleetOptions {
+        kind,
+        replicas: optional::<u16>(m, "replicas").unwrap_or(1) as usize,
+        plan,
+        step,
     })
 }
 
@@ -212,16 +252,10 @@ mod tests {
         .unwrap();
         assert_eq!(inv.command, config::Command::Produce);
         assert_eq!(
-            inv.sources
-                .flags
-                .get("EVENTS_PER_SECOND")
-                .map(String::as_str),
+            inv.sources.flags.get("EVENTS_PER_SECOND").map(String::as_str),
             Some("250")
         );
-        assert_eq!(
-            inv.sources.flags.get("MAX_EVENTS").map(String::as_str),
-            Some("7")
-        );
+        assert_eq!(inv.sources.flags.get("MAX_EVENTS").map(String::as_str), Some("7"));
         assert_eq!(inv.truth_file, Some(PathBuf::from("t.jsonl")));
     }
 

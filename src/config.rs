@@ -40,16 +40,9 @@ impl Scope {
     pub const BENCH: Scope = Scope(1 << 8);
     pub const FLEET: Scope = Scope(1 << 9);
 
-    pub const CONSUMERS: Scope =
-        Scope(Self::ANALYTICS.0 | Self::FRAUD.0 | Self::DEMO.0 | Self::FLEET.0);
-    pub const KAFKA: Scope = Scope(
-        Self::TOPICS.0
-            | Self::PRODUCE.0
-            | Self::CONSUMERS.0
-            | Self::DLQ.0
-            | Self::COLLECT.0
-            | Self::BENCH.0,
-    );
+    pub const CONSUMERS: Scope = Scope(Self::ANALYTICS.0 | Self::FRAUD.0 | Self::DEMO.0 | Self::FLEET.0);
+    pub const KAFKA: Scope =
+        Scope(Self::TOPICS.0 | Self::PRODUCE.0 | Self::CONSUMERS.0 | Self::DLQ.0 | Self::COLLECT.0 | Self::BENCH.0);
     pub const ALL: Scope = Scope(u16::MAX);
 
     pub const fn or(self, other: Scope) -> Scope {
@@ -79,12 +72,7 @@ impl Setting {
     }
 }
 
-const fn s(
-    var: &'static str,
-    default: Option<&'static str>,
-    scope: Scope,
-    help: &'static str,
-) -> Setting {
+const fn s(var: &'static str, default: Option<&'static str>, scope: Scope, help: &'static str) -> Setting {
     Setting {
         var,
         default,
@@ -109,343 +97,76 @@ const TOPIC_ADMIN: Scope = Scope::BROKER
     .or(Scope::DEMO)
     .or(Scope::BENCH)
     .or(Scope::FLEET);
-const PRODUCERS: Scope = Scope::PRODUCE
-    .or(Scope::DEMO)
-    .or(Scope::BENCH)
-    .or(Scope::FLEET);
-const ANALYTICS: Scope = Scope::ANALYTICS
-    .or(Scope::DEMO)
-    .or(Scope::FLEET)
-    .or(Scope::BENCH);
-const FRAUD: Scope = Scope::FRAUD
-    .or(Scope::DEMO)
-    .or(Scope::FLEET)
-    .or(Scope::BENCH);
-const DECODERS: Scope = Scope::CONSUMERS
-    .or(Scope::DLQ)
-    .or(Scope::COLLECT)
-    .or(Scope::BENCH);
+const PRODUCERS: Scope = Scope::PRODUCE.or(Scope::DEMO).or(Scope::BENCH).or(Scope::FLEET);
+const ANALYTICS: Scope = Scope::ANALYTICS.or(Scope::DEMO).or(Scope::FLEET).or(Scope::BENCH);
+const FRAUD: Scope = Scope::FRAUD.or(Scope::DEMO).or(Scope::FLEET).or(Scope::BENCH);
+const DECODERS: Scope = Scope::CONSUMERS.or(Scope::DLQ).or(Scope::COLLECT).or(Scope::BENCH);
 const HTTP: Scope = Scope::PRODUCE.or(Scope::CONSUMERS).or(Scope::COLLECT);
 
 /// Every setting the system reads. Keep in the order the README presents them.
+#[rustfmt::skip]
 pub const SETTINGS: &[Setting] = &[
     // Kafka connection and topics.
-    s(
-        "KAFKA_BOOTSTRAP_SERVERS",
-        Some("localhost:9092"),
-        Scope::KAFKA,
-        "Kafka brokers, comma-separated host:port. `demo` starts an embedded broker unless this is set.",
-    ),
-    s(
-        "KAFKA_ACTIVITIES_TOPIC",
-        Some("user-activities"),
-        Scope::KAFKA.or(Scope::BROKER),
-        "Topic of user activity events, keyed by user_id.",
-    ),
-    s(
-        "KAFKA_ACTIVITIES_PARTITIONS",
-        Some("6"),
-        TOPIC_ADMIN,
-        "Partitions of the activities topic when we create it; the upper bound on useful consumer replicas.",
-    ),
-    s(
-        "KAFKA_REPLICATION_FACTOR",
-        Some("1"),
-        TOPIC_ADMIN,
-        "Replication factor of the topics we create.",
-    ),
-    s(
-        "KAFKA_RETENTION_MS",
-        Some("604800000"),
-        TOPIC_ADMIN,
-        "retention.ms of the topics we create (default 7 days).",
-    ),
-    s(
-        "KAFKA_ALERTS_TOPIC",
-        Some("fraud-alerts"),
-        Scope::KAFKA.or(Scope::BROKER),
-        "Topic the fraud detector publishes alerts to, keyed by user_id.",
-    ),
-    s(
-        "KAFKA_DLQ_TOPIC",
-        Some("user-activities-dlq"),
-        Scope::KAFKA.or(Scope::BROKER),
-        "Dead-letter topic for events that fail decoding or validation.",
-    ),
-    s(
-        "KAFKA_ANALYTICS_GROUP",
-        Some("analytics-processors"),
-        ANALYTICS,
-        "Consumer group of the analytics consumers.",
-    ),
-    s(
-        "KAFKA_FRAUD_GROUP",
-        Some("fraud-detectors"),
-        FRAUD,
-        "Consumer group of the fraud detectors.",
-    ),
-    s(
-        "KAFKA_ASSIGNMENT_STRATEGY",
-        Some("cooperative-sticky"),
-        Scope::CONSUMERS.or(Scope::BENCH),
-        "partition.assignment.strategy: cooperative-sticky (incremental rebalances), range or roundrobin.",
-    ),
-    s(
-        "KAFKA_GROUP_INSTANCE_ID",
-        None,
-        Scope::CONSUMERS,
-        "Static group membership id (e.g. the StatefulSet pod name): a restart within the session timeout keeps the partitions without a rebalance.",
-    ),
-    s(
-        "KAFKA_AUTO_OFFSET_RESET",
-        Some("earliest"),
-        Scope::CONSUMERS.or(Scope::DLQ).or(Scope::BENCH),
-        "Where a group with no committed offset starts: earliest or latest.",
-    ),
-    s(
-        "KAFKA_SESSION_TIMEOUT_MS",
-        Some("45000"),
-        Scope::CONSUMERS.or(Scope::BENCH),
-        "Consumer group session timeout; a crashed consumer's partitions move after this.",
-    ),
-    s(
-        "KAFKA_COMMIT_INTERVAL_MS",
-        Some("1000"),
-        Scope::CONSUMERS.or(Scope::BENCH),
-        "How often stored offsets are committed; bounds the events reprocessed after a crash.",
-    ),
-    s(
-        "KAFKA_SECURITY_PROTOCOL",
-        Some("plaintext"),
-        Scope::KAFKA,
-        "plaintext, ssl, sasl_plaintext or sasl_ssl.",
-    ),
-    s(
-        "KAFKA_SASL_MECHANISM",
-        None,
-        Scope::KAFKA,
-        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (required with sasl_*).",
-    ),
+    s("KAFKA_BOOTSTRAP_SERVERS", Some("localhost:9092"), Scope::KAFKA, "Kafka brokers, comma-separated host:port. `demo` starts an embedded broker unless this is set."),
+    s("KAFKA_ACTIVITIES_TOPIC", Some("user-activities"), Scope::KAFKA.or(Scope::BROKER), "Topic of user activity events, keyed by user_id."),
+    s("KAFKA_ACTIVITIES_PARTITIONS", Some("6"), TOPIC_ADMIN, "Partitions of the activities topic when we create it; the upper bound on useful consumer replicas."),
+    s("KAFKA_REPLICATION_FACTOR", Some("1"), TOPIC_ADMIN, "Replication factor of the topics we create."),
+    s("KAFKA_RETENTION_MS", Some("604800000"), TOPIC_ADMIN, "retention.ms of the topics we create (default 7 days)."),
+    s("KAFKA_ALERTS_TOPIC", Some("fraud-alerts"), Scope::KAFKA.or(Scope::BROKER), "Topic the fraud detector publishes alerts to, keyed by user_id."),
+    s("KAFKA_DLQ_TOPIC", Some("user-activities-dlq"), Scope::KAFKA.or(Scope::BROKER), "Dead-letter topic for events that fail decoding or validation."),
+    s("KAFKA_ANALYTICS_GROUP", Some("analytics-processors"), ANALYTICS, "Consumer group of the analytics consumers."),
+    s("KAFKA_FRAUD_GROUP", Some("fraud-detectors"), FRAUD, "Consumer group of the fraud detectors."),
+    s("KAFKA_ASSIGNMENT_STRATEGY", Some("cooperative-sticky"), Scope::CONSUMERS.or(Scope::BENCH), "partition.assignment.strategy: cooperative-sticky (incremental rebalances), range or roundrobin."),
+    s("KAFKA_GROUP_INSTANCE_ID", None, Scope::CONSUMERS, "Static group membership id (e.g. the StatefulSet pod name): a restart within the session timeout keeps the partitions without a rebalance."),
+    s("KAFKA_AUTO_OFFSET_RESET", Some("earliest"), Scope::CONSUMERS.or(Scope::DLQ).or(Scope::BENCH), "Where a group with no committed offset starts: earliest or latest."),
+    s("KAFKA_SESSION_TIMEOUT_MS", Some("45000"), Scope::CONSUMERS.or(Scope::BENCH), "Consumer group session timeout; a crashed consumer's partitions move after this."),
+    s("KAFKA_COMMIT_INTERVAL_MS", Some("1000"), Scope::CONSUMERS.or(Scope::BENCH), "How often stored offsets are committed; bounds the events reprocessed after a crash."),
+    s("KAFKA_SECURITY_PROTOCOL", Some("plaintext"), Scope::KAFKA, "plaintext, ssl, sasl_plaintext or sasl_ssl."),
+    s("KAFKA_SASL_MECHANISM", None, Scope::KAFKA, "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (required with sasl_*)."),
     s("KAFKA_SASL_USERNAME", None, Scope::KAFKA, "SASL user name."),
-    secret(
-        "KAFKA_SASL_PASSWORD",
-        Scope::KAFKA,
-        "SASL password (prefer KAFKA_SASL_PASSWORD_FILE).",
-    ),
-    s(
-        "KAFKA_SASL_PASSWORD_FILE",
-        None,
-        Scope::KAFKA,
-        "File holding the SASL password, e.g. a mounted Kubernetes Secret.",
-    ),
-    s(
-        "KAFKA_SSL_CA_LOCATION",
-        None,
-        Scope::KAFKA,
-        "CA certificate (PEM) to verify the brokers.",
-    ),
-    s(
-        "KAFKA_SSL_CERTIFICATE_LOCATION",
-        None,
-        Scope::KAFKA,
-        "Client certificate (PEM) for mutual TLS.",
-    ),
-    s(
-        "KAFKA_SSL_KEY_LOCATION",
-        None,
-        Scope::KAFKA,
-        "Client private key (PEM) for mutual TLS.",
-    ),
-    secret(
-        "KAFKA_SSL_KEY_PASSWORD",
-        Scope::KAFKA,
-        "Password of the client private key (prefer KAFKA_SSL_KEY_PASSWORD_FILE).",
-    ),
-    s(
-        "KAFKA_SSL_KEY_PASSWORD_FILE",
-        None,
-        Scope::KAFKA,
-        "File holding the client key password.",
-    ),
+    secret("KAFKA_SASL_PASSWORD", Scope::KAFKA, "SASL password (prefer KAFKA_SASL_PASSWORD_FILE)."),
+    s("KAFKA_SASL_PASSWORD_FILE", None, Scope::KAFKA, "File holding the SASL password, e.g. a mounted Kubernetes Secret."),
+    s("KAFKA_SSL_CA_LOCATION", None, Scope::KAFKA, "CA certificate (PEM) to verify the brokers."),
+    s("KAFKA_SSL_CERTIFICATE_LOCATION", None, Scope::KAFKA, "Client certificate (PEM) for mutual TLS."),
+    s("KAFKA_SSL_KEY_LOCATION", None, Scope::KAFKA, "Client private key (PEM) for mutual TLS."),
+    secret("KAFKA_SSL_KEY_PASSWORD", Scope::KAFKA, "Password of the client private key (prefer KAFKA_SSL_KEY_PASSWORD_FILE)."),
+    s("KAFKA_SSL_KEY_PASSWORD_FILE", None, Scope::KAFKA, "File holding the client key password."),
     // Producer (simulator).
-    s(
-        "EVENTS_PER_SECOND",
-        Some("10"),
-        PRODUCERS,
-        "Simulated events per second; 0 sends as fast as the broker accepts.",
-    ),
-    s(
-        "MAX_EVENTS",
-        None,
-        PRODUCERS,
-        "Stop after this many events (unset: run until stopped).",
-    ),
-    s(
-        "VERBOSE",
-        Some("false"),
-        PRODUCERS,
-        "Print every delivery report.",
-    ),
-    s(
-        "FRAUD_RATE",
-        Some("0.1"),
-        PRODUCERS,
-        "Share of simulated sessions played by fraudulent actors (0 to 1).",
-    ),
-    s(
-        "SIM_USERS",
-        Some("9000"),
-        PRODUCERS,
-        "Size of the simulated user population (user-1000 …).",
-    ),
-    s(
-        "SIM_SEED",
-        None,
-        PRODUCERS,
-        "Seed of the simulator; the same seed gives the same users, sessions and fraud.",
-    ),
-    s(
-        "SIM_START_TIME",
-        None,
-        PRODUCERS,
-        "Simulate traffic starting at this RFC 3339 time instead of now: event i is stamped start + i/EVENTS_PER_SECOND and sent as fast as possible.",
-    ),
+    s("EVENTS_PER_SECOND", Some("10"), PRODUCERS, "Simulated events per second; 0 sends as fast as the broker accepts."),
+    s("MAX_EVENTS", None, PRODUCERS, "Stop after this many events (unset: run until stopped)."),
+    s("VERBOSE", Some("false"), PRODUCERS, "Print every delivery report."),
+    s("FRAUD_RATE", Some("0.1"), PRODUCERS, "Share of simulated sessions played by fraudulent actors (0 to 1)."),
+    s("SIM_USERS", Some("9000"), PRODUCERS, "Size of the simulated user population (user-1000 …)."),
+    s("SIM_SEED", None, PRODUCERS, "Seed of the simulator; the same seed gives the same users, sessions and fraud."),
+    s("SIM_START_TIME", None, PRODUCERS, "Simulate traffic starting at this RFC 3339 time instead of now: event i is stamped start + i/EVENTS_PER_SECOND and sent as fast as possible."),
     // Consumers.
-    s(
-        "STATS_INTERVAL",
-        Some("50"),
-        Scope::CONSUMERS,
-        "Print a report every N events (at most one per second).",
-    ),
-    s(
-        "HTTP_ADDR",
-        None,
-        HTTP,
-        "Listen address of /metrics, /healthz, /readyz and /report. Default 127.0.0.1 with a per-command port (demo 9100, analytics 9101, fraud 9102, produce 9103, collect 8080); use 0.0.0.0:PORT in containers, port 0 for any free port.",
-    ),
-    s(
-        "STATE_REBUILD",
-        Some("true"),
-        Scope::CONSUMERS,
-        "Rebuild a newly assigned partition's windowed state by replaying its recent events before going live.",
-    ),
-    s(
-        "SHUTDOWN_TIMEOUT",
-        Some("20s"),
-        Scope::CONSUMERS.or(Scope::PRODUCE).or(Scope::COLLECT),
-        "Upper bound on a graceful stop (drain, commit, leave the group); keep it below Kubernetes' terminationGracePeriodSeconds.",
-    ),
-    s(
-        "DRAIN_TIMEOUT",
-        Some("10s"),
-        Scope::CONSUMERS,
-        "How long a revoked partition may wait for its in-flight alerts before its offsets are committed; below the session timeout.",
-    ),
-    s(
-        "MAX_EVENT_BYTES",
-        Some("65536"),
-        DECODERS,
-        "Largest accepted event; bigger ones are dead-lettered as too_large.",
-    ),
-    s(
-        "MAX_EVENT_FUTURE_SKEW",
-        Some("5m"),
-        DECODERS,
-        "How far after its Kafka timestamp (or receipt) an event may be stamped.",
-    ),
-    s(
-        "MAX_EVENT_AGE",
-        Some("7d"),
-        DECODERS,
-        "How far before its Kafka timestamp (or receipt) an event may be stamped.",
-    ),
-    s(
-        "MAX_ORDER_VALUE",
-        Some("1000000"),
-        DECODERS,
-        "Largest accepted price / cart_value.",
-    ),
+    s("STATS_INTERVAL", Some("50"), Scope::CONSUMERS, "Print a report every N events (at most one per second)."),
+    s("HTTP_ADDR", None, HTTP, "Listen address of /metrics, /healthz, /readyz and /report. Default 127.0.0.1 with a per-command port (demo 9100, analytics 9101, fraud 9102, produce 9103, collect 8080); use 0.0.0.0:PORT in containers, port 0 for any free port."),
+    s("STATE_REBUILD", Some("true"), Scope::CONSUMERS, "Rebuild a newly assigned partition's windowed state by replaying its recent events before going live."),
+    s("SHUTDOWN_TIMEOUT", Some("20s"), Scope::CONSUMERS.or(Scope::PRODUCE).or(Scope::COLLECT), "Upper bound on a graceful stop (drain, commit, leave the group); keep it below Kubernetes' terminationGracePeriodSeconds."),
+    s("DRAIN_TIMEOUT", Some("10s"), Scope::CONSUMERS, "How long a revoked partition may wait for its in-flight alerts before its offsets are committed; below the session timeout."),
+    s("AUDIT_LOG", None, Scope::CONSUMERS, "Directory for a processing audit: each consumer process appends `partition offset` per live-processed event to its own file, flushed before offsets are stored (for verifying delivery; costs one write per batch)."),
+    s("MAX_EVENT_BYTES", Some("65536"), DECODERS, "Largest accepted event; bigger ones are dead-lettered as too_large."),
+    s("MAX_EVENT_FUTURE_SKEW", Some("5m"), DECODERS, "How far after its Kafka timestamp (or receipt) an event may be stamped."),
+    s("MAX_EVENT_AGE", Some("7d"), DECODERS, "How far before its Kafka timestamp (or receipt) an event may be stamped."),
+    s("MAX_ORDER_VALUE", Some("1000000"), DECODERS, "Largest accepted price / cart_value."),
     // Analytics.
-    s(
-        "ANALYTICS_WINDOW",
-        Some("1h"),
-        ANALYTICS,
-        "Event-time window of the distinct-user figures (funnel, active users, top users).",
-    ),
-    s(
-        "ANALYTICS_SESSION_TIMEOUT",
-        Some("30m"),
-        ANALYTICS,
-        "Inactivity after which a session is closed for the session-duration figures.",
-    ),
-    s(
-        "ANALYTICS_MAX_USERS_PER_PARTITION",
-        Some("250000"),
-        ANALYTICS,
-        "Users tracked exactly per partition (~56 bytes each); beyond it distinct counts use a HyperLogLog sketch.",
-    ),
+    s("ANALYTICS_WINDOW", Some("1h"), ANALYTICS, "Event-time window of the distinct-user figures (funnel, active users, top users)."),
+    s("ANALYTICS_SESSION_TIMEOUT", Some("30m"), ANALYTICS, "Inactivity after which a session is closed for the session-duration figures."),
+    s("ANALYTICS_MAX_USERS_PER_PARTITION", Some("250000"), ANALYTICS, "Users tracked exactly per partition (~56 bytes each); beyond it distinct counts use a HyperLogLog sketch."),
     // Fraud.
-    s(
-        "HIGH_VALUE_THRESHOLD",
-        Some("500.0"),
-        FRAUD,
-        "HIGH_VALUE_PURCHASE: purchase amount at or above this.",
-    ),
-    s(
-        "VELOCITY_THRESHOLD",
-        Some("5"),
-        FRAUD,
-        "HIGH_VELOCITY: transactional events within 60 s, counting the current one.",
-    ),
-    s(
-        "RAPID_LOCATION_CHANGE_MINUTES",
-        Some("10"),
-        FRAUD,
-        "RAPID_LOCATION_CHANGE: country or city changed less than this many minutes after the previous event.",
-    ),
-    s(
-        "MULTIPLE_IP_THRESHOLD",
-        Some("3"),
-        FRAUD,
-        "MULTIPLE_IPS: distinct IPs within the last hour, counting the current one.",
-    ),
-    s(
-        "FRAUD_COOLDOWN",
-        None,
-        FRAUD,
-        "Quiet period before a (user, rule) alert may fire again; default: each rule's own window.",
-    ),
-    s(
-        "IP_PRIVACY",
-        Some("none"),
-        FRAUD.or(Scope::COLLECT),
-        "How IP addresses appear in alerts, logs and metrics: none, truncate (IPv4 /24, IPv6 /48) or hash (keyed HMAC).",
-    ),
-    secret(
-        "IP_HASH_KEY",
-        FRAUD.or(Scope::COLLECT),
-        "Key of IP_PRIVACY=hash (prefer IP_HASH_KEY_FILE).",
-    ),
-    s(
-        "IP_HASH_KEY_FILE",
-        None,
-        FRAUD.or(Scope::COLLECT),
-        "File holding the IP hashing key.",
-    ),
+    s("HIGH_VALUE_THRESHOLD", Some("500.0"), FRAUD, "HIGH_VALUE_PURCHASE: purchase amount at or above this."),
+    s("VELOCITY_THRESHOLD", Some("5"), FRAUD, "HIGH_VELOCITY: transactional events within 60 s, counting the current one."),
+    s("RAPID_LOCATION_CHANGE_MINUTES", Some("10"), FRAUD, "RAPID_LOCATION_CHANGE: country or city changed less than this many minutes after the previous event."),
+    s("MULTIPLE_IP_THRESHOLD", Some("3"), FRAUD, "MULTIPLE_IPS: distinct IPs within the last hour, counting the current one."),
+    s("FRAUD_COOLDOWN", None, FRAUD, "Quiet period before a (user, rule) alert may fire again; default: each rule's own window."),
+    s("IP_PRIVACY", Some("none"), FRAUD.or(Scope::COLLECT), "How IP addresses appear in alerts, logs and metrics: none, truncate (IPv4 /24, IPv6 /48) or hash (keyed HMAC)."),
+    secret("IP_HASH_KEY", FRAUD.or(Scope::COLLECT), "Key of IP_PRIVACY=hash (prefer IP_HASH_KEY_FILE)."),
+    s("IP_HASH_KEY_FILE", None, FRAUD.or(Scope::COLLECT), "File holding the IP hashing key."),
     // Logging.
-    s(
-        "LOG_LEVEL",
-        Some("INFO"),
-        Scope::ALL,
-        "DEBUG, INFO, WARNING or ERROR (or a tracing filter such as `info,rdkafka=debug`).",
-    ),
+    s("LOG_LEVEL", Some("INFO"), Scope::ALL, "DEBUG, INFO, WARNING or ERROR (or a tracing filter such as `info,rdkafka=debug`)."),
     s("LOG_FORMAT", Some("pretty"), Scope::ALL, "pretty or json."),
-    s(
-        "LOG_DIR",
-        None,
-        Scope::ALL,
-        "Also write logs to a daily-rotated file in this directory.",
-    ),
+    s("LOG_DIR", None, Scope::ALL, "Also write logs to a daily-rotated file in this directory."),
 ];
 
 /// A value that could not be used. Its message names the variable or flag,
@@ -459,11 +180,7 @@ pub enum ConfigError {
         expected: String,
     },
     #[error("{name}: cannot read {path}: {reason}")]
-    File {
-        name: String,
-        path: String,
-        reason: String,
-    },
+    File { name: String, path: String, reason: String },
     #[error("{0}")]
     Inconsistent(String),
 }
@@ -503,20 +220,14 @@ impl Sources {
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Sources {
         Sources {
             flags: BTreeMap::new(),
-            env: pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
 
     /// The raw value and the name to blame if it is wrong.
     fn raw(&self, var: &str) -> Option<(String, String)> {
         if let Some(v) = self.flags.get(var) {
-            return Some((
-                format!("--{}", var.to_ascii_lowercase().replace('_', "-")),
-                v.clone(),
-            ));
+            return Some((format!("--{}", var.to_ascii_lowercase().replace('_', "-")), v.clone()));
         }
         self.env
             .get(var)
@@ -607,10 +318,7 @@ impl SecurityProtocol {
     }
 
     pub fn uses_sasl(self) -> bool {
-        matches!(
-            self,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        )
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
     }
 }
 
@@ -703,6 +411,7 @@ pub struct ConsumerConfig {
     pub state_rebuild: bool,
     pub shutdown_timeout: Duration,
     pub drain_timeout: Duration,
+    pub audit_log: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -852,11 +561,7 @@ impl Reader<'_> {
             .ok_or_else(|| ConfigError::Inconsistent(format!("{var} has no value and no default")))
     }
 
-    fn secret(
-        &mut self,
-        var: &'static str,
-        file_var: &'static str,
-    ) -> Result<Option<Secret>, ConfigError> {
+    fn secret(&mut self, var: &'static str, file_var: &'static str) -> Result<Option<Secret>, ConfigError> {
         let direct = self.optional_string(var);
         let file = self.optional_string(file_var);
         match (direct, file) {
@@ -890,9 +595,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "d" => n * 86_400.0,
         _ => return None,
     };
-    (0.0..1e10)
-        .contains(&seconds)
-        .then(|| Duration::from_secs_f64(seconds))
+    (0.0..1e10).contains(&seconds).then(|| Duration::from_secs_f64(seconds))
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
@@ -904,15 +607,11 @@ fn parse_bool(text: &str) -> Option<bool> {
 }
 
 fn positive_f64(text: &str) -> Option<f64> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v > 0.0)
+    text.parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0)
 }
 
 fn non_negative_f64(text: &str) -> Option<f64> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
+    text.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
 }
 
 fn log_filter(text: &str) -> Option<String> {
@@ -940,9 +639,7 @@ impl Config {
 
         let bootstrap_servers_set = sources.raw("KAFKA_BOOTSTRAP_SERVERS").is_some();
         let bootstrap_servers = r.string("KAFKA_BOOTSTRAP_SERVERS");
-        if bootstrap_servers.trim().is_empty()
-            || bootstrap_servers.split(',').any(|s| !s.contains(':'))
-        {
+        if bootstrap_servers.trim().is_empty() || bootstrap_servers.split(',').any(|s| !s.contains(':')) {
             return Err(ConfigError::Invalid {
                 name: "KAFKA_BOOTSTRAP_SERVERS".into(),
                 value: bootstrap_servers,
@@ -956,16 +653,12 @@ impl Config {
                 "a whole number of partitions from 1 to 10000",
                 |t| t.parse::<i32>().ok().filter(|v| (1..=10_000).contains(v)),
             )?,
-            replication_factor: r.required(
-                "KAFKA_REPLICATION_FACTOR",
-                "a whole number from 1 to 32",
-                |t| t.parse::<i32>().ok().filter(|v| (1..=32).contains(v)),
-            )?,
-            retention_ms: r.required(
-                "KAFKA_RETENTION_MS",
-                "milliseconds > 0, or -1 for unlimited",
-                |t| t.parse::<i64>().ok().filter(|v| *v > 0 || *v == -1),
-            )?,
+            replication_factor: r.required("KAFKA_REPLICATION_FACTOR", "a whole number from 1 to 32", |t| {
+                t.parse::<i32>().ok().filter(|v| (1..=32).contains(v))
+            })?,
+            retention_ms: r.required("KAFKA_RETENTION_MS", "milliseconds > 0, or -1 for unlimited", |t| {
+                t.parse::<i64>().ok().filter(|v| *v > 0 || *v == -1)
+            })?,
             alerts: r.string("KAFKA_ALERTS_TOPIC"),
             dlq: r.string("KAFKA_DLQ_TOPIC"),
         };
@@ -994,53 +687,39 @@ impl Config {
             assignment_strategy: r.required(
                 "KAFKA_ASSIGNMENT_STRATEGY",
                 "cooperative-sticky, range or roundrobin",
-                |t| {
-                    matches!(t, "cooperative-sticky" | "range" | "roundrobin")
-                        .then(|| t.to_string())
-                },
+                |t| matches!(t, "cooperative-sticky" | "range" | "roundrobin").then(|| t.to_string()),
             )?,
             group_instance_id: r.optional_string("KAFKA_GROUP_INSTANCE_ID"),
-            auto_offset_reset: r.required(
-                "KAFKA_AUTO_OFFSET_RESET",
-                "earliest or latest",
-                |t| match t.to_ascii_lowercase().as_str() {
+            auto_offset_reset: r.required("KAFKA_AUTO_OFFSET_RESET", "earliest or latest", |t| {
+                match t.to_ascii_lowercase().as_str() {
                     "earliest" => Some(OffsetReset::Earliest),
                     "latest" => Some(OffsetReset::Latest),
                     _ => None,
-                },
-            )?,
-            session_timeout: r.required(
-                "KAFKA_SESSION_TIMEOUT_MS",
-                "milliseconds from 1000 to 3600000",
-                |t| {
-                    t.parse::<u64>()
-                        .ok()
-                        .filter(|v| (1000..=3_600_000).contains(v))
-                        .map(Duration::from_millis)
-                },
-            )?,
-            commit_interval: r.required(
-                "KAFKA_COMMIT_INTERVAL_MS",
-                "milliseconds from 10 to 600000",
-                |t| {
-                    t.parse::<u64>()
-                        .ok()
-                        .filter(|v| (10..=600_000).contains(v))
-                        .map(Duration::from_millis)
-                },
-            )?,
+                }
+            })?,
+            session_timeout: r.required("KAFKA_SESSION_TIMEOUT_MS", "milliseconds from 1000 to 3600000", |t| {
+                t.parse::<u64>()
+                    .ok()
+                    .filter(|v| (1000..=3_600_000).contains(v))
+                    .map(Duration::from_millis)
+            })?,
+            commit_interval: r.required("KAFKA_COMMIT_INTERVAL_MS", "milliseconds from 10 to 600000", |t| {
+                t.parse::<u64>()
+                    .ok()
+                    .filter(|v| (10..=600_000).contains(v))
+                    .map(Duration::from_millis)
+            })?,
             stats_interval: r.required("STATS_INTERVAL", "a whole number of events > 0", |t| {
                 t.parse::<u64>().ok().filter(|v| *v > 0)
             })?,
             state_rebuild: r.required("STATE_REBUILD", "true or false", parse_bool)?,
-            shutdown_timeout: r.required(
-                "SHUTDOWN_TIMEOUT",
-                "a duration such as 20s or 1m",
-                |t| parse_duration(t).filter(|d| !d.is_zero()),
-            )?,
+            shutdown_timeout: r.required("SHUTDOWN_TIMEOUT", "a duration such as 20s or 1m", |t| {
+                parse_duration(t).filter(|d| !d.is_zero())
+            })?,
             drain_timeout: r.required("DRAIN_TIMEOUT", "a duration such as 10s", |t| {
                 parse_duration(t).filter(|d| !d.is_zero())
             })?,
+            audit_log: r.optional_string("AUDIT_LOG").map(PathBuf::from),
         };
         for (var, group) in [
             ("KAFKA_ANALYTICS_GROUP", &consumer.analytics_group),
@@ -1133,18 +812,10 @@ impl Config {
             fraud_rate: r.required("FRAUD_RATE", "a share from 0 to 1, e.g. 0.1", |t| {
                 t.parse::<f64>().ok().filter(|v| (0.0..=1.0).contains(v))
             })?,
-            users: r.required(
-                "SIM_USERS",
-                "a whole number of users from 10 to 1000000000",
-                |t| {
-                    t.parse::<u64>()
-                        .ok()
-                        .filter(|v| (10..=1_000_000_000).contains(v))
-                },
-            )?,
-            seed: r.parse("SIM_SEED", "a whole number (u64)", |t| {
-                t.parse::<u64>().ok()
+            users: r.required("SIM_USERS", "a whole number of users from 10 to 1000000000", |t| {
+                t.parse::<u64>().ok().filter(|v| (10..=1_000_000_000).contains(v))
             })?,
+            seed: r.parse("SIM_SEED", "a whole number (u64)", |t| t.parse::<u64>().ok())?,
             start_time_ms: r.parse(
                 "SIM_START_TIME",
                 "an RFC 3339 time such as 2024-01-15T10:00:00Z",
@@ -1161,18 +832,10 @@ impl Config {
             max_event_bytes: r.required(
                 "MAX_EVENT_BYTES",
                 "a whole number of bytes from 256 to 104857600",
-                |t| {
-                    t.parse::<usize>()
-                        .ok()
-                        .filter(|v| (256..=104_857_600).contains(v))
-                },
+                |t| t.parse::<usize>().ok().filter(|v| (256..=104_857_600).contains(v)),
             )?,
             max_future_skew_ms: r
-                .required(
-                    "MAX_EVENT_FUTURE_SKEW",
-                    "a duration such as 5m",
-                    parse_duration,
-                )?
+                .required("MAX_EVENT_FUTURE_SKEW", "a duration such as 5m", parse_duration)?
                 .as_millis() as i64,
             max_age_ms: r
                 .required("MAX_EVENT_AGE", "a duration such as 7d", parse_duration)?
@@ -1181,38 +844,24 @@ impl Config {
         };
 
         let analytics = AnalyticsConfig {
-            window: r.required(
-                "ANALYTICS_WINDOW",
-                "a duration from 1m to 7d, e.g. 1h",
-                |t| parse_duration(t).filter(|d| (60..=7 * 86_400).contains(&d.as_secs())),
-            )?,
-            session_timeout: r.required(
-                "ANALYTICS_SESSION_TIMEOUT",
-                "a duration from 1m to 1d, e.g. 30m",
-                |t| parse_duration(t).filter(|d| (60..=86_400).contains(&d.as_secs())),
-            )?,
+            window: r.required("ANALYTICS_WINDOW", "a duration from 1m to 7d, e.g. 1h", |t| {
+                parse_duration(t).filter(|d| (60..=7 * 86_400).contains(&d.as_secs()))
+            })?,
+            session_timeout: r.required("ANALYTICS_SESSION_TIMEOUT", "a duration from 1m to 1d, e.g. 30m", |t| {
+                parse_duration(t).filter(|d| (60..=86_400).contains(&d.as_secs()))
+            })?,
             max_users_per_partition: r.required(
                 "ANALYTICS_MAX_USERS_PER_PARTITION",
                 "a whole number of users from 1000 to 100000000",
-                |t| {
-                    t.parse::<usize>()
-                        .ok()
-                        .filter(|v| (1000..=100_000_000).contains(v))
-                },
+                |t| t.parse::<usize>().ok().filter(|v| (1000..=100_000_000).contains(v)),
             )?,
         };
 
         let fraud = FraudConfig {
-            high_value_threshold: r.required(
-                "HIGH_VALUE_THRESHOLD",
-                "a positive amount, e.g. 500.0",
-                positive_f64,
-            )?,
-            velocity_threshold: r.required(
-                "VELOCITY_THRESHOLD",
-                "a whole number of events from 2 to 1000",
-                |t| t.parse::<u32>().ok().filter(|v| (2..=1000).contains(v)),
-            )?,
+            high_value_threshold: r.required("HIGH_VALUE_THRESHOLD", "a positive amount, e.g. 500.0", positive_f64)?,
+            velocity_threshold: r.required("VELOCITY_THRESHOLD", "a whole number of events from 2 to 1000", |t| {
+                t.parse::<u32>().ok().filter(|v| (2..=1000).contains(v))
+            })?,
             rapid_location_change: r.required(
                 "RAPID_LOCATION_CHANGE_MINUTES",
                 "a positive number of minutes, e.g. 10",
@@ -1222,22 +871,16 @@ impl Config {
                         .map(|m| Duration::from_secs_f64(m * 60.0))
                 },
             )?,
-            multiple_ip_threshold: r.required(
-                "MULTIPLE_IP_THRESHOLD",
-                "a whole number of IPs from 2 to 100",
-                |t| t.parse::<u32>().ok().filter(|v| (2..=100).contains(v)),
-            )?,
+            multiple_ip_threshold: r.required("MULTIPLE_IP_THRESHOLD", "a whole number of IPs from 2 to 100", |t| {
+                t.parse::<u32>().ok().filter(|v| (2..=100).contains(v))
+            })?,
             cooldown: r.parse("FRAUD_COOLDOWN", "a duration such as 10m", |t| {
                 parse_duration(t).filter(|d| d.as_secs() <= 7 * 86_400)
             })?,
         };
 
         let privacy_mode = r.required("IP_PRIVACY", "none, truncate or hash", |t| {
-            matches!(
-                t.to_ascii_lowercase().as_str(),
-                "none" | "truncate" | "hash"
-            )
-            .then(|| t.to_ascii_lowercase())
+            matches!(t.to_ascii_lowercase().as_str(), "none" | "truncate" | "hash").then(|| t.to_ascii_lowercase())
         })?;
         let hash_key = r.secret("IP_HASH_KEY", "IP_HASH_KEY_FILE")?;
         let ip_privacy = match (privacy_mode.as_str(), hash_key) {
@@ -1265,11 +908,9 @@ impl Config {
 
         let default_addr = SocketAddr::from(([127, 0, 0, 1], command.default_http_port()));
         let http_addr = r
-            .parse(
-                "HTTP_ADDR",
-                "host:port such as 127.0.0.1:9101 or 0.0.0.0:8080",
-                |t| t.parse::<SocketAddr>().ok(),
-            )?
+            .parse("HTTP_ADDR", "host:port such as 127.0.0.1:9101 or 0.0.0.0:8080", |t| {
+                t.parse::<SocketAddr>().ok()
+            })?
             .unwrap_or(default_addr);
 
         Ok(Config {
@@ -1295,9 +936,7 @@ impl Config {
         let scope = self.command.scope();
         let mut out = String::new();
         for (var, value) in &self.effective {
-            let in_scope = SETTINGS
-                .iter()
-                .any(|s| s.var == *var && s.scope.contains(scope));
+            let in_scope = SETTINGS.iter().any(|s| s.var == *var && s.scope.contains(scope));
             if in_scope {
                 out.push_str(&format!("{var}={value}\n"));
             }
@@ -1377,11 +1016,7 @@ mod tests {
             ("HIGH_VALUE_THRESHOLD", "-1", "positive amount"),
             ("VELOCITY_THRESHOLD", "-5", "whole number"),
             ("MULTIPLE_IP_THRESHOLD", "three", "whole number"),
-            (
-                "RAPID_LOCATION_CHANGE_MINUTES",
-                "0",
-                "positive number of minutes",
-            ),
+            ("RAPID_LOCATION_CHANGE_MINUTES", "0", "positive number of minutes"),
             ("KAFKA_ACTIVITIES_PARTITIONS", "0", "partitions"),
             ("VERBOSE", "maybe", "true or false"),
             ("LOG_LEVEL", "LOUD", "DEBUG, INFO"),
@@ -1403,17 +1038,11 @@ mod tests {
     #[test]
     fn flags_override_environment_and_are_blamed_by_flag_name() {
         let mut sources = Sources::from_pairs([("EVENTS_PER_SECOND", "5")]);
-        sources
-            .flags
-            .insert("EVENTS_PER_SECOND".into(), "250".into());
+        sources.flags.insert("EVENTS_PER_SECOND".into(), "250".into());
         let c = Config::load(Command::Produce, &sources).unwrap();
         assert_eq!(c.producer.events_per_second, 250.0);
-        sources
-            .flags
-            .insert("EVENTS_PER_SECOND".into(), "lots".into());
-        let err = Config::load(Command::Produce, &sources)
-            .unwrap_err()
-            .to_string();
+        sources.flags.insert("EVENTS_PER_SECOND".into(), "lots".into());
+        let err = Config::load(Command::Produce, &sources).unwrap_err().to_string();
         assert!(err.starts_with("--events-per-second=\"lots\""), "{err}");
     }
 
@@ -1444,10 +1073,7 @@ mod tests {
             ("KAFKA_CONFIG_SASL_OAUTHBEARER_CONFIG", "token=abc"),
         ])
         .unwrap();
-        assert_eq!(
-            c.kafka.sasl_password.as_ref().unwrap().expose(),
-            "s3cret-from-file"
-        );
+        assert_eq!(c.kafka.sasl_password.as_ref().unwrap().expose(), "s3cret-from-file");
         assert_eq!(c.kafka.sasl_mechanism, Some(SaslMechanism::ScramSha512));
         let described = c.describe();
         assert!(!described.contains("s3cret"), "{described}");
@@ -1482,10 +1108,7 @@ mod tests {
         assert_eq!(kafka_property_name("SSL__KEY"), "ssl_key");
         let c = load(&[("KAFKA_CONFIG_FETCH_MAX_BYTES", "1048576")]).unwrap();
         assert_eq!(
-            c.kafka
-                .passthrough
-                .get("fetch.max.bytes")
-                .map(String::as_str),
+            c.kafka.passthrough.get("fetch.max.bytes").map(String::as_str),
             Some("1048576")
         );
     }
@@ -1493,11 +1116,7 @@ mod tests {
     #[test]
     fn hash_privacy_needs_a_key() {
         assert!(load(&[("IP_PRIVACY", "hash")]).is_err());
-        let c = load(&[
-            ("IP_PRIVACY", "hash"),
-            ("IP_HASH_KEY", "0123456789abcdef-key"),
-        ])
-        .unwrap();
+        let c = load(&[("IP_PRIVACY", "hash"), ("IP_HASH_KEY", "0123456789abcdef-key")]).unwrap();
         assert!(matches!(c.ip_privacy, IpPrivacy::Hash(_)));
     }
 
@@ -1532,11 +1151,7 @@ mod tests {
 
     #[test]
     fn drain_must_fit_in_the_session() {
-        let err = load(&[
-            ("DRAIN_TIMEOUT", "60s"),
-            ("KAFKA_SESSION_TIMEOUT_MS", "30000"),
-        ])
-        .unwrap_err();
+        let err = load(&[("DRAIN_TIMEOUT", "60s"), ("KAFKA_SESSION_TIMEOUT_MS", "30000")]).unwrap_err();
         assert!(err.to_string().contains("DRAIN_TIMEOUT"));
     }
 }

@@ -88,10 +88,9 @@ pub async fn run_command(mut config: Config) -> anyhow::Result<()> {
     };
     let metrics = telemetry.producer(&options.topic);
     let producer_shutdown = shutdown.clone();
-    let stats =
-        tokio::task::spawn_blocking(move || producer::run(&options, metrics, &producer_shutdown))
-            .await
-            .context("producer thread")??;
+    let stats = tokio::task::spawn_blocking(move || producer::run(&options, metrics, &producer_shutdown))
+        .await
+        .context("producer thread")??;
 
     if !shutdown.is_triggered() {
         // MAX_EVENTS reached: let both consumers finish what was sent.
@@ -103,10 +102,7 @@ pub async fn run_command(mut config: Config) -> anyhow::Result<()> {
                 .map(|s| s.events_consumed >= stats.delivered)
                 .unwrap_or(false)
         };
-        while !shutdown.is_triggered()
-            && Instant::now() < deadline
-            && !(caught_up(&analytics) && caught_up(&fraud))
-        {
+        while !shutdown.is_triggered() && Instant::now() < deadline && !(caught_up(&analytics) && caught_up(&fraud)) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         shutdown.trigger();

@@ -159,10 +159,7 @@ pub struct Location<'a> {
 impl Event<'_> {
     /// The money a purchase moved: `cart_value`, else `price`, else 0.
     pub fn amount(&self) -> f64 {
-        self.properties
-            .cart_value
-            .or(self.properties.price)
-            .unwrap_or(0.0)
+        self.properties.cart_value.or(self.properties.price).unwrap_or(0.0)
     }
 
     /// Converts every borrowed string into an owned one, for events that must
@@ -470,11 +467,7 @@ struct WireEvent<'a> {
 ///
 /// `reference_ms` is "now" for the timestamp sanity check: the Kafka message
 /// timestamp in the consumers, the receive time in the collector.
-pub fn decode<'a>(
-    payload: &'a [u8],
-    reference_ms: i64,
-    limits: &DecodeLimits,
-) -> Result<Event<'a>, Rejection> {
+pub fn decode<'a>(payload: &'a [u8], reference_ms: i64, limits: &DecodeLimits) -> Result<Event<'a>, Rejection> {
     if payload.len() > limits.max_event_bytes {
         return Err(Rejection::new(
             RejectReason::TooLarge,
@@ -604,9 +597,7 @@ pub fn page_path(url: &str) -> &str {
         }
         None => url,
     };
-    let end = without_scheme
-        .find(['?', '#'])
-        .unwrap_or(without_scheme.len());
+    let end = without_scheme.find(['?', '#']).unwrap_or(without_scheme.len());
     let path = &without_scheme[..end];
     if path.is_empty() { "/" } else { path }
 }
@@ -614,10 +605,7 @@ pub fn page_path(url: &str) -> &str {
 fn required_id<'a>(value: Option<Cow<'a, str>>, name: &str) -> Result<Cow<'a, str>, Rejection> {
     match value {
         None => Err(missing(name)),
-        Some(v) if v.is_empty() => Err(Rejection::new(
-            RejectReason::InvalidField,
-            format!("{name} is empty"),
-        )),
+        Some(v) if v.is_empty() => Err(Rejection::new(RejectReason::InvalidField, format!("{name} is empty"))),
         Some(v) if v.len() > MAX_ID_BYTES => Err(too_long(name, v.len())),
         Some(v) => Ok(v),
     }
@@ -698,14 +686,8 @@ fn diagnose(text: &str, error: &serde_json::Error) -> Rejection {
                 ("cart_value", true),
             ],
         ),
-        (
-            "device",
-            &[("type", false), ("os", false), ("browser", false)],
-        ),
-        (
-            "location",
-            &[("country", false), ("city", false), ("timezone", false)],
-        ),
+        ("device", &[("type", false), ("os", false), ("browser", false)]),
+        ("location", &[("country", false), ("city", false), ("timezone", false)]),
     ];
     for (name, fields) in nested {
         let Some(v) = object.get(name) else { continue };
@@ -717,12 +699,7 @@ fn diagnose(text: &str, error: &serde_json::Error) -> Rejection {
         };
         for &(field, numeric) in fields {
             let Some(fv) = inner.get(field) else { continue };
-            let ok = fv.is_null()
-                || if numeric {
-                    fv.is_number()
-                } else {
-                    fv.is_string()
-                };
+            let ok = fv.is_null() || if numeric { fv.is_number() } else { fv.is_string() };
             if !ok {
                 let path = format!("{name}.{field}");
                 return wrong_type(&path, if numeric { "a number" } else { "a string" }, fv);
@@ -822,20 +799,12 @@ mod tests {
         };
         let cases: Vec<(Vec<u8>, RejectReason)> = vec![
             (vec![b' '; 4096], RejectReason::TooLarge),
-            (
-                b"{\"event_id\": \"\xff\xfe\"}".to_vec(),
-                RejectReason::InvalidUtf8,
-            ),
-            (
-                SEED_EVENT.as_bytes()[..200].to_vec(),
-                RejectReason::MalformedJson,
-            ),
+            (b"{\"event_id\": \"\xff\xfe\"}".to_vec(), RejectReason::InvalidUtf8),
+            (SEED_EVENT.as_bytes()[..200].to_vec(), RejectReason::MalformedJson),
             (b"".to_vec(), RejectReason::MalformedJson),
             (b"[1,2,3]".to_vec(), RejectReason::NotAnObject),
             (
-                SEED_EVENT
-                    .replace(r#""user_id": "user-1234", "#, "")
-                    .into_bytes(),
+                SEED_EVENT.replace(r#""user_id": "user-1234", "#, "").into_bytes(),
                 RejectReason::MissingField,
             ),
             (
@@ -871,9 +840,7 @@ mod tests {
                 RejectReason::TimestampOutOfRange,
             ),
             (
-                SEED_EVENT
-                    .replace(r#""price": 999.99"#, r#""price": -5"#)
-                    .into_bytes(),
+                SEED_EVENT.replace(r#""price": 999.99"#, r#""price": -5"#).into_bytes(),
                 RejectReason::InvalidAmount,
             ),
             (
@@ -898,11 +865,7 @@ mod tests {
         assert!(r.detail.contains("device.type"), "{}", r.detail);
         let text = SEED_EVENT.replace(r#""location": {"#, r#""location": 5, "x": {"#);
         let r = decode(text.as_bytes(), reference(), &DecodeLimits::default()).unwrap_err();
-        assert!(
-            r.detail.contains("location must be an object"),
-            "{}",
-            r.detail
-        );
+        assert!(r.detail.contains("location must be an object"), "{}", r.detail);
     }
 
     #[test]
@@ -920,10 +883,7 @@ mod tests {
     fn key_must_be_the_user_id() {
         let e = decode_ok(SEED_EVENT);
         assert!(check_key(Some(b"user-1234"), &e).is_ok());
-        assert_eq!(
-            check_key(None, &e).unwrap_err().reason,
-            RejectReason::MissingKey
-        );
+        assert_eq!(check_key(None, &e).unwrap_err().reason, RejectReason::MissingKey);
         assert_eq!(
             check_key(Some(b"user-9"), &e).unwrap_err().reason,
             RejectReason::KeyMismatch

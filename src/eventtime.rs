@@ -96,14 +96,7 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     };
 
     let days = days_from_civil(year, month, day);
-    Some(
-        days * MS_PER_DAY
-            + hour * MS_PER_HOUR
-            + minute * MS_PER_MINUTE
-            + second * MS_PER_SECOND
-            + millis
-            - offset_ms,
-    )
+    Some(days * MS_PER_DAY + hour * MS_PER_HOUR + minute * MS_PER_MINUTE + second * MS_PER_SECOND + millis - offset_ms)
 }
 
 /// Formats milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -213,8 +206,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let shifted_month = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
@@ -236,10 +228,7 @@ mod tests {
         let z = parse_rfc3339_ms("2024-01-15T10:30:45.123Z").unwrap();
         assert_eq!(z, 1_705_314_645_123);
         assert_eq!(parse_rfc3339_ms("2024-01-15T10:30:45.123+00:00"), Some(z));
-        assert_eq!(
-            parse_rfc3339_ms("2024-01-15T10:30:45.123456+00:00"),
-            Some(z)
-        );
+        assert_eq!(parse_rfc3339_ms("2024-01-15T10:30:45.123456+00:00"), Some(z));
         assert_eq!(parse_rfc3339_ms("2024-01-15T10:30:45.123456"), Some(z));
         assert_eq!(parse_rfc3339_ms("2024-01-15 10:30:45.1234Z"), Some(z));
         assert_eq!(parse_rfc3339_ms("2024-01-15T12:30:45.123+02:00"), Some(z));
@@ -294,10 +283,7 @@ mod tests {
             let text = format_rfc3339_ms(ms);
             assert_eq!(parse_rfc3339_ms(&text), Some(ms), "{text}");
         }
-        assert_eq!(
-            format_rfc3339_ms(1_705_314_645_123),
-            "2024-01-15T10:30:45.123Z"
-        );
+        assert_eq!(format_rfc3339_ms(1_705_314_645_123), "2024-01-15T10:30:45.123Z");
         assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
     }
 
@@ -322,13 +308,7 @@ mod tests {
 
     #[test]
     fn hour_of_day_is_utc() {
-        assert_eq!(
-            hour_of_day(parse_rfc3339_ms("2024-01-15T23:59:59Z").unwrap()),
-            23
-        );
-        assert_eq!(
-            hour_of_day(parse_rfc3339_ms("2024-01-15T00:30:00+01:00").unwrap()),
-            23
-        );
+        assert_eq!(hour_of_day(parse_rfc3339_ms("2024-01-15T23:59:59Z").unwrap()), 23);
+        assert_eq!(hour_of_day(parse_rfc3339_ms("2024-01-15T00:30:00+01:00").unwrap()), 23);
     }
 }

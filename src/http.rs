@@ -45,22 +45,15 @@ pub fn router(state: HttpState) -> Router {
 
 /// Binds `addr` and serves until `shutdown`; returns the bound address (port
 /// 0 picks a free one).
-pub async fn serve(
-    addr: SocketAddr,
-    state: HttpState,
-    shutdown: Shutdown,
-) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on HTTP_ADDR={addr}: {e}"))
-    })?;
+pub async fn serve(addr: SocketAddr, state: HttpState, shutdown: Shutdown) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on HTTP_ADDR={addr}: {e}")))?;
     let bound = listener.local_addr()?;
     let app = router(state);
     tokio::spawn(async move {
         let stopped = async move { shutdown.wait().await };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
@@ -73,10 +66,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .await
         .unwrap_or_default();
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         body,
     )
         .into_response()
@@ -124,21 +114,13 @@ async fn report(State(state): State<HttpState>) -> Response {
         .or_else(|| state.consumers.first());
     match chosen {
         Some((_, shared)) => report_json(shared),
-        None => (
-            StatusCode::NOT_FOUND,
-            "this command has no consumer report\n",
-        )
-            .into_response(),
+        None => (StatusCode::NOT_FOUND, "this command has no consumer report\n").into_response(),
     }
 }
 
 async fn report_of(State(state): State<HttpState>, Path(consumer): Path<String>) -> Response {
     match state.consumers.iter().find(|(n, _)| *n == consumer) {
         Some((_, shared)) => report_json(shared),
-        None => (
-            StatusCode::NOT_FOUND,
-            format!("no consumer named {consumer} here\n"),
-        )
-            .into_response(),
+        None => (StatusCode::NOT_FOUND, format!("no consumer named {consumer} here\n")).into_response(),
     }
 }

@@ -46,6 +46,12 @@ fn with_passthrough(mut c: ClientConfig, k: &KafkaConfig) -> ClientConfig {
     for (name, value) in &k.passthrough {
         c.set(name, value);
     }
+    // `KAFKA_CONFIG_DEBUG=cgrp,fetch` asks librdkafka for debug logs; they
+    // reach the log only with its log level raised (see them with
+    // LOG_LEVEL=info,librdkafka=debug).
+    if k.passthrough.contains_key("debug") {
+        c.set_log_level(RDKafkaLogLevel::Debug);
+    }
     c
 }
 
@@ -73,20 +79,12 @@ pub fn producer(k: &KafkaConfig, client_id: &str) -> ClientConfig {
 }
 
 /// A consumer-group member of the shared runtime.
-pub fn consumer(
-    k: &KafkaConfig,
-    cc: &ConsumerConfig,
-    group: &str,
-    client_id: &str,
-) -> ClientConfig {
+pub fn consumer(k: &KafkaConfig, cc: &ConsumerConfig, group: &str, client_id: &str) -> ClientConfig {
     let mut c = connection(k);
     c.set("client.id", client_id)
         .set("group.id", group)
         .set("partition.assignment.strategy", &cc.assignment_strategy)
-        .set(
-            "session.timeout.ms",
-            cc.session_timeout.as_millis().to_string(),
-        )
+        .set("session.timeout.ms", cc.session_timeout.as_millis().to_string())
         .set(
             "heartbeat.interval.ms",
             (cc.session_timeout.as_millis() / 5).max(500).to_string(),
@@ -97,10 +95,7 @@ pub fn consumer(
         // replay metadata) on this interval and on revocation.
         .set("enable.auto.offset.store", "false")
         .set("enable.auto.commit", "true")
-        .set(
-            "auto.commit.interval.ms",
-            cc.commit_interval.as_millis().to_string(),
-        )
+        .set("auto.commit.interval.ms", cc.commit_interval.as_millis().to_string())
         // Prefetch at most 16 MB (librdkafka's default is 64 MB): bounds
         // memory under a backlog while keeping the pipeline full.
         .set("queued.max.messages.kbytes", "16384")

@@ -22,7 +22,8 @@
 //! - [`broker`], [`topics`], [`kafka`] — the embedded broker, topic
 //!   administration, and every librdkafka client setting.
 //! - [`telemetry`], [`http`] — metrics, logs, and the HTTP endpoints.
-//! - [`demo`] — everything in one process.
+//! - [`demo`] — everything in one process; [`fleet`] — N local replicas of a
+//!   consumer, scaled while they run.
 //! - [`privacy`], [`shutdown`], [`cli`] — small supporting pieces.
 pub mod analytics;
 pub mod broker;
@@ -32,6 +33,7 @@ pub mod consumers;
 pub mod demo;
 pub mod event;
 pub mod eventtime;
+pub mod fleet;
 pub mod fraud;
 pub mod http;
 pub mod kafka;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use activity_tracker::config::{Command, Config, Sources};
-use activity_tracker::{broker, cli, consumers, demo, producer, telemetry, topics};
+use activity_tracker::{broker, cli, consumers, demo, fleet, producer, telemetry, topics};
 
 fn main() -> ExitCode {
     let invocation = match cli::parse(std::env::args_os(), Sources::from_process()) {
@@ -30,10 +30,7 @@ fn main() -> ExitCode {
         &config.log,
         &format!("activity-tracker-{:?}", invocation.command).to_lowercase(),
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -46,13 +43,14 @@ fn main() -> ExitCode {
             Command::Topics => topics::run_command(config, invocation.recreate).await,
             Command::Produce => producer::run_command(config, invocation.truth_file).await,
             Command::Analytics => {
-                consumers::run_command(consumers::Kind::Analytics, config, invocation.report_file)
-                    .await
+                consumers::run_command(consumers::Kind::Analytics, config, invocation.report_file).await
             }
-            Command::Fraud => {
-                consumers::run_command(consumers::Kind::Fraud, config, invocation.report_file).await
-            }
+            Command::Fraud => consumers::run_command(consumers::Kind::Fraud, config, invocation.report_file).await,
             Command::Demo => demo::run_command(config).await,
+            Command::Fleet => match invocation.fleet {
+                Some(options) => fleet::run_command(config, options).await,
+                None => anyhow::bail!("fleet options missing"),
+            },
             other => anyhow::bail!("{other:?} is not a runnable command"),
         }
     });

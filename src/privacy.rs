@@ -96,9 +96,7 @@ impl IpRenderer {
             },
             IpPrivacy::Hash(key) => {
                 // HMAC accepts keys of any length; config guarantees >= 16 bytes.
-                let Ok(mut mac) =
-                    <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose().as_bytes())
-                else {
+                let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose().as_bytes()) else {
                     return "ip-unavailable".to_string();
                 };
                 mac.update(ip.to_string().as_bytes());

@@ -42,11 +42,5 @@ pub trait Processor: Send + 'static {
     fn rebuild_window_ms(&self) -> i64;
 
     /// Processes one valid event of the partition whose state is `state`.
-    fn process(
-        &mut self,
-        state: &mut Self::State,
-        event: &Event<'_>,
-        mode: Mode,
-        out: &mut Vec<Self::Output>,
-    );
+    fn process(&mut self, state: &mut Self::State, event: &Event<'_>, mode: Mode, out: &mut Vec<Self::Output>);
 }

@@ -72,14 +72,13 @@ impl Shutdown {
 /// with status 130, for a user who really means it.
 pub fn on_signals(shutdown: Shutdown) {
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
         let mut signals = 0;
         loop {
             tokio::select! {
@@ -118,10 +117,7 @@ mod tests {
         let (triggered, elapsed) = handle.join().unwrap();
         assert!(triggered);
         assert!(elapsed < Duration::from_secs(30));
-        assert!(
-            s.sleep(Duration::from_secs(30)),
-            "already triggered: no wait"
-        );
+        assert!(s.sleep(Duration::from_secs(30)), "already triggered: no wait");
     }
 
     #[test]

@@ -29,10 +29,9 @@ impl std::fmt::Display for TopicOutcome {
             TopicOutcome::Created { name, partitions } => {
                 write!(f, "✅ created {name} ({partitions} partitions)")
             }
-            TopicOutcome::Exists { name, partitions } => write!(
-                f,
-                "ℹ️  {name} already exists ({partitions} partitions); left unchanged"
-            ),
+            TopicOutcome::Exists { name, partitions } => {
+                write!(f, "ℹ️  {name} already exists ({partitions} partitions); left unchanged")
+            }
             TopicOutcome::Recreated { name, partitions } => {
                 write!(f, "♻️  recreated {name} ({partitions} partitions)")
             }

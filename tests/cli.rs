@@ -6,61 +6,11 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
-
-/// A child process killed when the guard is dropped (a failing test leaves
-/// nothing running).
-pub struct Process {
-    pub child: Child,
-    pub name: String,
-}
-
-impl Process {
-    pub fn spawn(name: &str, mut command: Command) -> Process {
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Process {
-            child,
-            name: name.into(),
-        }
-    }
-
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {}", self.name);
-    }
-
-    /// Waits for exit (polling with a deadline) and returns the exit code.
-    pub fn wait(&mut self, timeout: Duration) -> i32 {
-        let mut code = None;
-        wait_until(&format!("{} to exit", self.name), timeout, || {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    code = Some(status.code().unwrap_or(-1));
-                    true
-                }
-                _ => false,
-            }
-        });
-        code.unwrap_or(-1)
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `activity-tracker <args>` with a clean environment of our variables.
 fn at(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Command {
@@ -101,9 +51,7 @@ fn bad_configuration_is_a_one_line_error_with_exit_code_2() {
     let out = at(&["config"], &[], &dir).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("EVENTS_PER_SECOND=\"sluggish\""));
-    let out = at(&["config"], &[("EVENTS_PER_SECOND", "25")], &dir)
-        .output()
-        .unwrap();
+    let out = at(&["config"], &[("EVENTS_PER_SECOND", "25")], &dir).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("EVENTS_PER_SECOND=25"));
     // Flags beat both.
@@ -116,9 +64,7 @@ fn bad_configuration_is_a_one_line_error_with_exit_code_2() {
     .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("EVENTS_PER_SECOND=99"));
     // Unknown flags are clap errors, also exit code 2.
-    let out = at(&["produce", "--no-such-flag"], &[], &dir)
-        .output()
-        .unwrap();
+    let out = at(&["produce", "--no-such-flag"], &[], &dir).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(dir).ok();
 }
@@ -148,11 +94,7 @@ fn the_seeds_walkthrough_runs_as_separate_processes_over_tcp() {
     let fraud_report = dir.join("fraud.json");
     let mut analytics = Process::spawn("analytics", {
         let mut c = at(
-            &[
-                "analytics",
-                "--report-file",
-                analytics_report.to_str().unwrap(),
-            ],
+            &["analytics", "--report-file", analytics_report.to_str().unwrap()],
             &kafka,
             &dir,
         );
@@ -217,8 +159,7 @@ fn the_seeds_walkthrough_runs_as_separate_processes_over_tcp() {
     assert_eq!(analytics.wait(Duration::from_secs(30)), 0);
     assert_eq!(fraud.wait(Duration::from_secs(30)), 0);
 
-    let a: Value =
-        serde_json::from_str(&std::fs::read_to_string(&analytics_report).unwrap()).unwrap();
+    let a: Value = serde_json::from_str(&std::fs::read_to_string(&analytics_report).unwrap()).unwrap();
     assert_eq!(a["total_events"], 3000);
     let by_type: u64 = a["event_types"]
         .as_object()
@@ -252,12 +193,7 @@ fn demo_with_max_events_stops_by_itself_with_every_summary() {
     .output()
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     for section in [
         "Embedded Kafka broker",
         "Events sent       : 400",

@@ -105,15 +105,9 @@ fn scripted() -> Vec<Scripted> {
         // alice buys normally: two cart additions, then the purchase.
         ev("a1", "alice", 0, "page_view"),
         ev("a2", "alice", 10, "click").item("lamp", 30.0),
-        ev("a3", "alice", 20, "add_to_cart")
-            .item("lamp", 30.0)
-            .cart(30.0),
-        ev("a4", "alice", 30, "add_to_cart")
-            .item("chair", 300.0)
-            .cart(330.0),
-        ev("a5", "alice", 40, "purchase")
-            .item("chair", 300.0)
-            .cart(330.0),
+        ev("a3", "alice", 20, "add_to_cart").item("lamp", 30.0).cart(30.0),
+        ev("a4", "alice", 30, "add_to_cart").item("chair", 300.0).cart(330.0),
+        ev("a5", "alice", 40, "purchase").item("chair", 300.0).cart(330.0),
         // bob is a bot: six cart additions in 25 s.
         ev("b0", "bob", 1, "page_view").device("bot"),
         // carol tests a card: three direct purchases within a minute.
@@ -135,12 +129,8 @@ fn scripted() -> Vec<Scripted> {
         // dave's account is used from Moscow two minutes after his visit,
         // then from a third address.
         ev("d1", "dave", 3, "page_view"),
-        ev("d2", "dave", 123, "page_view")
-            .place("RU", "Moscow")
-            .ip("95.1.1.1"),
-        ev("d3", "dave", 153, "search")
-            .place("RU", "Moscow")
-            .ip("95.2.2.2"),
+        ev("d2", "dave", 123, "page_view").place("RU", "Moscow").ip("95.1.1.1"),
+        ev("d3", "dave", 153, "search").place("RU", "Moscow").ip("95.2.2.2"),
         // erin orders a laptop and a mouse.
         ev("e1", "erin", 7, "add_to_cart")
             .item("laptop", 999.99)
@@ -155,15 +145,11 @@ fn scripted() -> Vec<Scripted> {
             .cart(1024.98)
             .device("mobile"),
         // frank only browses, from a tablet in London.
-        ev("f1", "frank", 2, "page_view")
-            .place("GB", "London")
-            .device("tablet"),
+        ev("f1", "frank", 2, "page_view").place("GB", "London").device("tablet"),
         ev("f2", "frank", 12, "page_view")
             .place("GB", "London")
             .device("tablet"),
-        ev("f3", "frank", 22, "search")
-            .place("GB", "London")
-            .device("tablet"),
+        ev("f3", "frank", 22, "search").place("GB", "London").device("tablet"),
     ];
     for i in 0..6 {
         events.push(
@@ -262,15 +248,11 @@ fn scripted_stream_gives_exact_totals_and_exactly_the_expected_alerts() {
 
     let running = start_consumers(&bootstrap, &[]);
     let n = events.len() as u64;
-    wait_until(
-        "both consumers to process the stream",
-        Duration::from_secs(60),
-        || {
-            processed(&running.analytics.shared) >= n
-                && processed(&running.fraud.shared) >= n
-                && in_flight(&running.fraud.shared) == 0
-        },
-    );
+    wait_until("both consumers to process the stream", Duration::from_secs(60), || {
+        processed(&running.analytics.shared) >= n
+            && processed(&running.fraud.shared) >= n
+            && in_flight(&running.fraud.shared) == 0
+    });
     // Reports are published once a second.
     wait_until("the analytics report", Duration::from_secs(10), || {
         running
@@ -321,19 +303,12 @@ fn scripted_stream_gives_exact_totals_and_exactly_the_expected_alerts() {
         json!({"page_view": 6, "click": 1, "search": 2, "add_to_cart": 10, "purchase": 5})
     );
     assert_eq!(report["purchase_count"], json!(5));
-    assert_eq!(
-        report["revenue_total"],
-        json!(1429.98),
-        "330 + 3×25 + 1024.98"
-    );
+    assert_eq!(report["revenue_total"], json!(1429.98), "330 + 3×25 + 1024.98");
     assert_eq!(
         report["funnel_users"],
         json!({"page_view": 4, "click": 1, "search": 2, "add_to_cart": 3, "purchase": 3})
     );
-    assert_eq!(
-        report["countries"],
-        json!({"US": 16, "NG": 3, "RU": 2, "GB": 3})
-    );
+    assert_eq!(report["countries"], json!({"US": 16, "NG": 3, "RU": 2, "GB": 3}));
     assert_eq!(
         report["device_types"],
         json!({"desktop": 11, "bot": 7, "mobile": 3, "tablet": 3})
@@ -349,15 +324,9 @@ fn scripted_stream_gives_exact_totals_and_exactly_the_expected_alerts() {
     assert_eq!(fraud_report["alerts_total"], json!(6));
 
     let (analytics_outcome, fraud_outcome) = stop(running);
+    assert!(analytics_outcome.final_summary.contains("FINAL ANALYTICS SUMMARY"));
     assert!(
-        analytics_outcome
-            .final_summary
-            .contains("FINAL ANALYTICS SUMMARY")
-    );
-    assert!(
-        fraud_outcome
-            .final_summary
-            .contains("HIGH_VELOCITY             : 1"),
+        fraud_outcome.final_summary.contains("HIGH_VELOCITY             : 1"),
         "{}",
         fraud_outcome.final_summary
     );
@@ -366,14 +335,8 @@ fn scripted_stream_gives_exact_totals_and_exactly_the_expected_alerts() {
         .into_iter()
         .filter(|(_, hw)| *hw > 0)
         .collect();
-    assert_eq!(
-        committed(&bootstrap, "analytics-processors", ACTIVITIES, 3),
-        ends
-    );
-    assert_eq!(
-        committed(&bootstrap, "fraud-detectors", ACTIVITIES, 3),
-        ends
-    );
+    assert_eq!(committed(&bootstrap, "analytics-processors", ACTIVITIES, 3), ends);
+    assert_eq!(committed(&bootstrap, "fraud-detectors", ACTIVITIES, 3), ends);
 }
 
 #[test]
@@ -468,9 +431,7 @@ fn injected_fraud_actors_are_detected() {
         progress: false,
     };
     let telemetry = Telemetry::new();
-    let stats =
-        activity_tracker::producer::run(&options, telemetry.producer(ACTIVITIES), &Shutdown::new())
-            .unwrap();
+    let stats = activity_tracker::producer::run(&options, telemetry.producer(ACTIVITIES), &Shutdown::new()).unwrap();
     assert_eq!(stats.delivered, events);
 
     let running = start_consumers(&bootstrap, &[]);
@@ -479,10 +440,7 @@ fn injected_fraud_actors_are_detected() {
         Duration::from_secs(120),
         || processed(&running.fraud.shared) >= events && in_flight(&running.fraud.shared) == 0,
     );
-    let alerts: Vec<Value> = read_all(&bootstrap, ALERTS)
-        .iter()
-        .map(Received::json)
-        .collect();
+    let alerts: Vec<Value> = read_all(&bootstrap, ALERTS).iter().map(Received::json).collect();
     let _ = stop(running);
 
     // Actors that started in the last two simulated minutes may not have
@@ -504,9 +462,7 @@ fn injected_fraud_actors_are_detected() {
     let mut scored = 0;
     let mut detected = 0;
     for actor in &truth {
-        let started =
-            activity_tracker::eventtime::parse_rfc3339_ms(actor["started_at"].as_str().unwrap())
-                .unwrap();
+        let started = activity_tracker::eventtime::parse_rfc3339_ms(actor["started_at"].as_str().unwrap()).unwrap();
         if started > end_ms - 120_000 {
             continue;
         }
@@ -530,10 +486,7 @@ fn injected_fraud_actors_are_detected() {
             detected += 1;
         }
     }
-    let truth_users: BTreeSet<&str> = truth
-        .iter()
-        .map(|a| a["user_id"].as_str().unwrap())
-        .collect();
+    let truth_users: BTreeSet<&str> = truth.iter().map(|a| a["user_id"].as_str().unwrap()).collect();
     let mut unexplained: BTreeMap<&str, u32> = BTreeMap::new();
     for a in &alerts {
         if !truth_users.contains(a["user_id"].as_str().unwrap()) {
@@ -553,11 +506,7 @@ fn injected_fraud_actors_are_detected() {
         alerts.len()
     );
     assert!(scored >= 40, "enough actors to score: {scored}");
-    assert_eq!(
-        per_scenario.len(),
-        4,
-        "every scenario injected: {per_scenario:?}"
-    );
+    assert_eq!(per_scenario.len(), 4, "every scenario injected: {per_scenario:?}");
     assert!(recall >= 0.95, "recall {recall}");
     std::fs::remove_dir_all(dir).ok();
 }

@@ -50,13 +50,9 @@ pub const MAX_DEVICE_LABELS: usize = 50;
 const TOP_USER_CANDIDATES: usize = 16;
 
 /// Upper bounds (dollars) of the order-value histogram buckets.
-pub const ORDER_VALUE_BUCKETS: [f64; 9] = [
-    10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
-];
+pub const ORDER_VALUE_BUCKETS: [f64; 9] = [10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
 /// Upper bounds (seconds) of the session-duration histogram buckets.
-pub const SESSION_DURATION_BUCKETS: [f64; 9] = [
-    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
-];
+pub const SESSION_DURATION_BUCKETS: [f64; 9] = [10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0];
 
 /// A histogram of observations with fixed bucket bounds (`counts[i]` counts
 /// observations ≤ `bounds[i]` and above the previous bound; the last slot
@@ -214,10 +210,7 @@ impl AnalyticsPartition {
     /// Approximate heap bytes of the partition's state.
     pub fn heap_bytes(&self) -> usize {
         let map = self.users.capacity() * (std::mem::size_of::<(u64, UserActivity)>() + 1);
-        let sketches = self
-            .overflow
-            .as_ref()
-            .map_or(0, |o| o.buckets.len() * 6 * 4096);
+        let sketches = self.overflow.as_ref().map_or(0, |o| o.buckets.len() * 6 * 4096);
         map + sketches
     }
 }
@@ -309,10 +302,7 @@ impl AnalyticsProcessor {
 
     /// Builds the report of this process: its totals plus the windowed
     /// figures of the partitions it owns.
-    pub fn report<'a>(
-        &self,
-        partitions: impl Iterator<Item = &'a AnalyticsPartition>,
-    ) -> AnalyticsReport {
+    pub fn report<'a>(&self, partitions: impl Iterator<Item = &'a AnalyticsPartition>) -> AnalyticsReport {
         let figures: Vec<WindowFigures> = partitions.map(|p| self.window_figures(p)).collect();
         AnalyticsReport::build(&self.totals, &figures, self.config.window)
     }
@@ -342,9 +332,7 @@ impl AnalyticsProcessor {
             user.last_seen >= cutoff
         });
         let users = &state.users;
-        state
-            .top_candidates
-            .retain(|(key, _)| users.contains_key(key));
+        state.top_candidates.retain(|(key, _)| users.contains_key(key));
         state.top_floor = 0;
     }
 
@@ -363,18 +351,15 @@ impl AnalyticsProcessor {
                 && let Some(name) = &event.properties.product_name
                 && !t.product_names.contains_key(product.as_ref())
             {
-                t.product_names
-                    .insert(product.to_string(), name.to_string());
+                t.product_names.insert(product.to_string(), name.to_string());
             }
         }
         t.countries
             .add(event.location.country.as_deref().unwrap_or("unknown"), 1);
-        t.cities
-            .add(event.location.city.as_deref().unwrap_or("unknown"), 1);
+        t.cities.add(event.location.city.as_deref().unwrap_or("unknown"), 1);
         t.device_types
             .add(event.device.device_type.as_deref().unwrap_or("unknown"), 1);
-        t.browsers
-            .add(event.device.browser.as_deref().unwrap_or("unknown"), 1);
+        t.browsers.add(event.device.browser.as_deref().unwrap_or("unknown"), 1);
         t.operating_systems
             .add(event.device.os.as_deref().unwrap_or("unknown"), 1);
         if event.event_type == EventType::Purchase {
@@ -415,13 +400,7 @@ impl Processor for AnalyticsProcessor {
         self.config.window.as_millis() as i64
     }
 
-    fn process(
-        &mut self,
-        state: &mut AnalyticsPartition,
-        event: &Event<'_>,
-        mode: Mode,
-        _out: &mut Vec<Self::Output>,
-    ) {
+    fn process(&mut self, state: &mut AnalyticsPartition, event: &Event<'_>, mode: Mode, _out: &mut Vec<Self::Output>) {
         if mode == Mode::Live {
             self.count_live(event);
         }
@@ -457,8 +436,7 @@ impl Processor for AnalyticsProcessor {
             .map(|s| (self.hasher.hash_one(s.as_bytes()) as u32).max(1));
         let timeout = self.config.session_timeout.as_secs() as u32;
         if let Some(session_key) = session_key {
-            let same =
-                user.session_key == session_key && ts.saturating_sub(user.session_last) <= timeout;
+            let same = user.session_key == session_key && ts.saturating_sub(user.session_last) <= timeout;
             if !same {
                 if user.session_start != 0 && mode == Mode::Live {
                     self.totals
@@ -478,9 +456,7 @@ impl Processor for AnalyticsProcessor {
             return;
         }
         if state.top_candidates.len() < TOP_USER_CANDIDATES {
-            state
-                .top_candidates
-                .push((key, event.user_id.as_ref().into()));
+            state.top_candidates.push((key, event.user_id.as_ref().into()));
             return;
         }
         let users = &state.users;

@@ -66,11 +66,7 @@ pub struct AnalyticsReport {
 }
 
 impl AnalyticsReport {
-    pub fn build(
-        totals: &AnalyticsTotals,
-        partitions: &[WindowFigures],
-        window: Duration,
-    ) -> AnalyticsReport {
+    pub fn build(totals: &AnalyticsTotals, partitions: &[WindowFigures], window: Duration) -> AnalyticsReport {
         let mut funnel = [0u64; 5];
         let mut active = 0;
         let mut window_events = 0;
@@ -92,20 +88,10 @@ impl AnalyticsReport {
                 events: *e,
             }));
         }
-        users.sort_by(|a, b| {
-            b.events
-                .cmp(&a.events)
-                .then_with(|| a.user_id.cmp(&b.user_id))
-        });
+        users.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.user_id.cmp(&b.user_id)));
         users.truncate(5);
 
-        let name_of = |id: &str| {
-            totals
-                .product_names
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| id.to_string())
-        };
+        let name_of = |id: &str| totals.product_names.get(id).cloned().unwrap_or_else(|| id.to_string());
         let sessions = totals.session_durations.count + open_sessions;
         let session_seconds = totals.session_durations.sum + open_seconds as f64;
         let revenue = totals.revenue_cents as f64 / 100.0;
@@ -155,26 +141,10 @@ impl AnalyticsReport {
                     value: n as f64,
                 })
                 .collect(),
-            countries: totals
-                .countries
-                .iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            cities: totals
-                .cities
-                .iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            device_types: totals
-                .device_types
-                .iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            browsers: totals
-                .browsers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            countries: totals.countries.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            cities: totals.cities.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            device_types: totals.device_types.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            browsers: totals.browsers.iter().map(|(k, v)| (k.to_string(), v)).collect(),
             operating_systems: totals
                 .operating_systems
                 .iter()
@@ -213,13 +183,7 @@ impl AnalyticsReport {
         let _ = writeln!(s, "📈 Event Type Distribution:");
         for t in EventType::ALL {
             let n = self.event_types.get(t.as_str()).copied().unwrap_or(0);
-            let _ = writeln!(
-                s,
-                "  {:<16}: {:>6} ({:.1}%)",
-                t.as_str(),
-                n,
-                n as f64 * 100.0 / total
-            );
+            let _ = writeln!(s, "  {:<16}: {:>6} ({:.1}%)", t.as_str(), n, n as f64 * 100.0 / total);
         }
         let _ = writeln!(s, "\n📄 Top Pages:");
         for p in &self.top_pages {
@@ -227,15 +191,8 @@ impl AnalyticsReport {
         }
 
         let window = format_duration(self.window_seconds as f64);
-        let approx = if self.distinct_counts_exact {
-            ""
-        } else {
-            " ≈"
-        };
-        let _ = writeln!(
-            s,
-            "\n🎯 Conversion Funnel (distinct users, last {window}{approx}):"
-        );
+        let approx = if self.distinct_counts_exact { "" } else { " ≈" };
+        let _ = writeln!(s, "\n🎯 Conversion Funnel (distinct users, last {window}{approx}):");
         let pv = self.funnel_users.get("page_view").copied().unwrap_or(0);
         let labels = [
             ("page_view", "Page Views"),
@@ -249,11 +206,7 @@ impl AnalyticsReport {
             if key == "page_view" {
                 let _ = writeln!(s, "  {label:<18}: {n:>6} users");
             } else {
-                let _ = writeln!(
-                    s,
-                    "  {label:<18}: {n:>6} users ({} of page-view users)",
-                    percent(n, pv)
-                );
+                let _ = writeln!(s, "  {label:<18}: {n:>6} users ({} of page-view users)", percent(n, pv));
             }
         }
         let carts = self.funnel_users.get("add_to_cart").copied().unwrap_or(0);
@@ -263,11 +216,7 @@ impl AnalyticsReport {
         let _ = writeln!(s, "\n💰 Revenue Analytics:");
         let _ = writeln!(s, "  Total Revenue     : ${}", money(self.revenue_total));
         let _ = writeln!(s, "  Purchases         : {}", self.purchase_count);
-        let _ = writeln!(
-            s,
-            "  Avg Order Value   : ${}",
-            money(self.average_order_value)
-        );
+        let _ = writeln!(s, "  Avg Order Value   : ${}", money(self.average_order_value));
         if !self.top_products_by_revenue.is_empty() {
             let _ = writeln!(s, "  Top Products by Revenue:");
             for p in &self.top_products_by_revenue {
@@ -289,21 +238,13 @@ impl AnalyticsReport {
         }
 
         let _ = writeln!(s, "\n🌍 Geography:");
-        let _ = writeln!(
-            s,
-            "  Top Countries: {}",
-            top_line(&self.countries, 5, total)
-        );
+        let _ = writeln!(s, "  Top Countries: {}", top_line(&self.countries, 5, total));
         let _ = writeln!(s, "  Top Cities   : {}", top_line(&self.cities, 5, total));
 
         let _ = writeln!(s, "\n📱 Devices:");
         let _ = writeln!(s, "  Types   : {}", top_line(&self.device_types, 5, total));
         let _ = writeln!(s, "  Browsers: {}", top_line(&self.browsers, 5, total));
-        let _ = writeln!(
-            s,
-            "  OS      : {}",
-            top_line(&self.operating_systems, 6, total)
-        );
+        let _ = writeln!(s, "  OS      : {}", top_line(&self.operating_systems, 6, total));
 
         let _ = writeln!(s, "\n👥 User Activity (last {window}{approx}):");
         let _ = writeln!(s, "  Active Users      : {}", self.active_users);
@@ -348,11 +289,7 @@ fn round2(v: f64) -> f64 {
 /// `1234567.891` → `1,234,567.89`.
 pub fn money(v: f64) -> String {
     let cents = (v * 100.0).round() as i64;
-    let (sign, cents) = if cents < 0 {
-        ("-", -cents)
-    } else {
-        ("", cents)
-    };
+    let (sign, cents) = if cents < 0 { ("-", -cents) } else { ("", cents) };
     let whole = (cents / 100).to_string();
     let mut grouped = String::new();
     for (i, c) in whole.chars().enumerate() {

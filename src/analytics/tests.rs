@@ -97,9 +97,7 @@ fn stream() -> Vec<Spec> {
         spec("a", 0, View).page("https://shop.example.com/products/lamp?ref=ad"),
         spec("a", 10, Click).product("p1", "Lamp", 30.0),
         spec("a", 20, Cart).product("p1", "Lamp", 30.0).cart(30.0),
-        spec("a", 30, Cart)
-            .product("p2", "Chair", 300.0)
-            .cart(330.0),
+        spec("a", 30, Cart).product("p2", "Chair", 300.0).cart(330.0),
         spec("a", 40, Buy)
             .product("p2", "Chair", 300.0)
             .cart(330.0)
@@ -110,9 +108,7 @@ fn stream() -> Vec<Spec> {
             .product("p1", "Lamp", 30.0)
             .cart(30.0)
             .from("DE", "mobile"),
-        spec("c", 50, View)
-            .page("/products/lamp")
-            .from("GB", "tablet"),
+        spec("c", 50, View).page("/products/lamp").from("GB", "tablet"),
         spec("c", 55, View).from("GB", "tablet"),
         spec("a", 3000, Buy)
             .product("p1", "Lamp", 30.0)
@@ -121,12 +117,7 @@ fn stream() -> Vec<Spec> {
     ]
 }
 
-fn run(
-    processor: &mut AnalyticsProcessor,
-    state: &mut AnalyticsPartition,
-    specs: &[Spec],
-    mode: Mode,
-) {
+fn run(processor: &mut AnalyticsProcessor, state: &mut AnalyticsPartition, specs: &[Spec], mode: Mode) {
     let mut out = Vec::new();
     for (i, s) in specs.iter().enumerate() {
         processor.process(state, &s.event(i), mode, &mut out);
@@ -160,16 +151,8 @@ fn totals_match_the_hand_computed_stream() {
     assert_eq!(r.device_types["mobile"], 3);
     assert_eq!(r.device_types["tablet"], 2);
     // Page views by path: query strings and origins are not separate pages.
-    let pages: Vec<(&str, u64)> = r
-        .top_pages
-        .iter()
-        .map(|p| (p.page.as_str(), p.views))
-        .collect();
-    assert_eq!(
-        pages,
-        vec![("/", 2), ("/products/lamp", 2)],
-        "ties in key order"
-    );
+    let pages: Vec<(&str, u64)> = r.top_pages.iter().map(|p| (p.page.as_str(), p.views)).collect();
+    assert_eq!(pages, vec![("/", 2), ("/products/lamp", 2)], "ties in key order");
     // An order's amount goes to the product it names; interactions count events.
     assert_eq!(r.top_products_by_revenue[0].product_id, "p2");
     assert_eq!(r.top_products_by_revenue[0].value, 330.0);
@@ -189,10 +172,7 @@ fn funnel_and_users_are_distinct_counts() {
     assert_eq!(r.funnel_users["page_view"], 3, "a, b, c");
     assert_eq!(r.funnel_users["click"], 1);
     assert_eq!(r.funnel_users["search"], 1);
-    assert_eq!(
-        r.funnel_users["add_to_cart"], 2,
-        "a twice and b count once each"
-    );
+    assert_eq!(r.funnel_users["add_to_cart"], 2, "a twice and b count once each");
     assert_eq!(r.funnel_users["purchase"], 1, "a bought twice, one user");
     assert_eq!(r.active_users, 3);
     assert_eq!(r.avg_events_per_user, 3.67);
@@ -203,10 +183,7 @@ fn funnel_and_users_are_distinct_counts() {
     // 30-minute session timeout: a (40 s), b (20 s) and c (5 s) are closed;
     // a's new session s2 is open (0 s so far).
     assert_eq!(r.sessions_closed, 3);
-    assert_eq!(
-        r.avg_session_duration_seconds,
-        (40.0 + 0.0 + 20.0 + 5.0) / 4.0
-    );
+    assert_eq!(r.avg_session_duration_seconds, (40.0 + 0.0 + 20.0 + 5.0) / 4.0);
     let text = r.render("header");
     for section in [
         "Event Type Distribution",
@@ -246,10 +223,7 @@ fn warm_up_rebuilds_the_window_without_counting() {
     let (mut p, mut state) = fresh();
     run(&mut p, &mut state, &stream(), Mode::Warmup);
     let r = p.report(std::iter::once(&state));
-    assert_eq!(
-        r.total_events, 0,
-        "already counted by whoever processed them live"
-    );
+    assert_eq!(r.total_events, 0, "already counted by whoever processed them live");
     assert_eq!(r.revenue_total, 0.0);
     assert_eq!(r.funnel_users["page_view"], 3, "but the window is rebuilt");
     assert_eq!(r.funnel_users["purchase"], 1);
@@ -274,20 +248,13 @@ fn users_split_across_partitions_add_up_exactly() {
         let (p, st) = &mut pods[pod];
         p.process(st, &s.event(i), Mode::Live, &mut Vec::new());
     }
-    let reports: Vec<AnalyticsReport> = pods
-        .iter()
-        .map(|(p, st)| p.report(std::iter::once(st)))
-        .collect();
+    let reports: Vec<AnalyticsReport> = pods.iter().map(|(p, st)| p.report(std::iter::once(st))).collect();
     let sum = |f: &dyn Fn(&AnalyticsReport) -> u64| reports.iter().map(f).sum::<u64>();
     assert_eq!(sum(&|r| r.total_events), single.total_events);
     assert_eq!(sum(&|r| r.purchase_count), single.purchase_count);
     assert_eq!(sum(&|r| r.active_users), single.active_users);
     for stage in ["page_view", "click", "search", "add_to_cart", "purchase"] {
-        assert_eq!(
-            sum(&|r| r.funnel_users[stage]),
-            single.funnel_users[stage],
-            "{stage}"
-        );
+        assert_eq!(sum(&|r| r.funnel_users[stage]), single.funnel_users[stage], "{stage}");
     }
     let revenue: f64 = reports.iter().map(|r| r.revenue_total).sum();
     assert_eq!(revenue, single.revenue_total);
@@ -314,20 +281,14 @@ fn users_beyond_the_cap_are_estimated_and_memory_stays_bounded() {
     assert!(!r.distinct_counts_exact);
     let error = (r.active_users as f64 - 20_000.0).abs() / 20_000.0;
     assert!(error < 0.05, "estimated {} active users", r.active_users);
-    assert!(
-        state.heap_bytes() < 1_000_000,
-        "{} bytes",
-        state.heap_bytes()
-    );
+    assert!(state.heap_bytes() < 1_000_000, "{} bytes", state.heap_bytes());
     assert_eq!(r.total_events, 20_000, "totals stay exact");
 }
 
 #[test]
 fn label_sets_are_bounded() {
     let (mut p, mut state) = fresh();
-    let urls: Vec<String> = (0..(MAX_PAGES + 100))
-        .map(|i| format!("/junk/{i}"))
-        .collect();
+    let urls: Vec<String> = (0..(MAX_PAGES + 100)).map(|i| format!("/junk/{i}")).collect();
     let mut out = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         let mut e = spec("a", i as i64, View).event(i);

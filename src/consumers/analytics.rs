@@ -173,30 +173,17 @@ impl ConsumerApp for AnalyticsApp {
         let tracked = partitions.iter().map(|(_, s)| s.tracked_users()).sum();
         let bytes = partitions.iter().map(|(_, s)| s.heap_bytes()).sum();
         if let Ok(mut latest) = self.metrics.latest.lock() {
-            *latest = Some((
-                self.processor.totals().clone(),
-                report.clone(),
-                tracked,
-                bytes,
-            ));
+            *latest = Some((self.processor.totals().clone(), report.clone(), tracked, bytes));
         }
         serde_json::to_value(&report).unwrap_or_default()
     }
 
-    fn console_report(
-        &mut self,
-        partitions: &[(i32, &AnalyticsPartition)],
-        header: &str,
-    ) -> String {
+    fn console_report(&mut self, partitions: &[(i32, &AnalyticsPartition)], header: &str) -> String {
         self.report(partitions).render(header)
     }
 
     fn final_summary(&mut self, partitions: &[(i32, &AnalyticsPartition)], header: &str) -> String {
         let text = self.report(partitions).render(header);
-        text.replacen(
-            "📊 ANALYTICS AGGREGATION REPORT",
-            "📊 FINAL ANALYTICS SUMMARY",
-            1,
-        )
+        text.replacen("📊 ANALYTICS AGGREGATION REPORT", "📊 FINAL ANALYTICS SUMMARY", 1)
     }
 }

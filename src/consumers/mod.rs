@@ -90,11 +90,7 @@ pub fn spawn<A: ConsumerApp>(
     let thread = std::thread::Builder::new()
         .name(format!("{name}-consumer"))
         .spawn(move || runtime::run(app, options, &kafka, metrics, thread_shared, shutdown))?;
-    Ok(RunningConsumer {
-        name,
-        shared,
-        thread,
-    })
+    Ok(RunningConsumer { name, shared, thread })
 }
 
 /// Waits for a consumer thread and returns its outcome.
@@ -108,11 +104,7 @@ pub async fn join(consumer: RunningConsumer) -> anyhow::Result<RunOutcome> {
 }
 
 /// The `analytics` and `fraud` commands.
-pub async fn run_command(
-    kind: Kind,
-    config: Config,
-    report_file: Option<PathBuf>,
-) -> anyhow::Result<()> {
+pub async fn run_command(kind: Kind, config: Config, report_file: Option<PathBuf>) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     on_signals(shutdown.clone());
     let telemetry = Telemetry::new();
@@ -150,6 +142,5 @@ pub async fn run_command(
 /// Writes a final report as pretty JSON (for scripts and the fleet tests).
 pub fn write_report(path: &std::path::Path, report: &serde_json::Value) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, text)
-        .with_context(|| format!("cannot write the report to {}", path.display()))
+    std::fs::write(path, text).with_context(|| format!("cannot write the report to {}", path.display()))
 }

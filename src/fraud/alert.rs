@@ -159,8 +159,10 @@ mod tests {
         assert_eq!(v["rule"], "HIGH_VALUE_PURCHASE");
         assert_eq!(v["severity"], "MEDIUM");
         assert_eq!(v["event_timestamp"], "2024-01-15T10:30:45.123Z");
-        assert!(alert.console().starts_with(
-            "🟡 FRAUD ALERT [HIGH_VALUE_PURCHASE] - MEDIUM SEVERITY\n   User ID: user-7"
-        ));
+        assert!(
+            alert
+                .console()
+                .starts_with("🟡 FRAUD ALERT [HIGH_VALUE_PURCHASE] - MEDIUM SEVERITY\n   User ID: user-7")
+        );
     }
 }

@@ -247,10 +247,7 @@ impl FraudTotals {
             self.high_value_purchases,
             crate::analytics::report::money(self.high_value_amount)
         ));
-        s.push_str(&format!(
-            "  Users with multiple IPs: {}",
-            self.multiple_ip_users
-        ));
+        s.push_str(&format!("  Users with multiple IPs: {}", self.multiple_ip_users));
         if !self.multiple_ip_sample.is_empty() {
             s.push_str(&format!(" (e.g. {})", self.multiple_ip_sample.join(", ")));
         }
@@ -327,13 +324,7 @@ impl Processor for FraudDetector {
         self.rules.retention_ms()
     }
 
-    fn process(
-        &mut self,
-        state: &mut FraudPartition,
-        event: &Event<'_>,
-        mode: Mode,
-        out: &mut Vec<Alert>,
-    ) {
+    fn process(&mut self, state: &mut FraudPartition, event: &Event<'_>, mode: Mode, out: &mut Vec<Alert>) {
         let live = mode == Mode::Live;
         if live {
             self.totals.events += 1;
@@ -438,9 +429,7 @@ impl Processor for FraudDetector {
             }
             if event.event_type == EventType::Purchase {
                 let amount = event.amount();
-                if amount >= rules.high_value_threshold
-                    && hold(Rule::HighValuePurchase, &mut record)
-                {
+                if amount >= rules.high_value_threshold && hold(Rule::HighValuePurchase, &mut record) {
                     fired.push((
                         Rule::HighValuePurchase,
                         format!(
@@ -451,11 +440,8 @@ impl Processor for FraudDetector {
                         json!({"amount": amount, "threshold": rules.high_value_threshold}),
                     ));
                 }
-                let prior =
-                    record.transactions_within(window_age(PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS));
-                if prior < PURCHASE_WITHOUT_ACTIVITY_MIN_PRIOR
-                    && hold(Rule::PurchaseWithoutActivity, &mut record)
-                {
+                let prior = record.transactions_within(window_age(PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS));
+                if prior < PURCHASE_WITHOUT_ACTIVITY_MIN_PRIOR && hold(Rule::PurchaseWithoutActivity, &mut record) {
                     fired.push((
                         Rule::PurchaseWithoutActivity,
                         format!(
@@ -465,8 +451,7 @@ impl Processor for FraudDetector {
                     ));
                 }
                 let purchases = record.purchases_within(window_age(RAPID_PURCHASES_WINDOW_MS)) + 1;
-                if purchases >= RAPID_PURCHASES_THRESHOLD && hold(Rule::RapidPurchases, &mut record)
-                {
+                if purchases >= RAPID_PURCHASES_THRESHOLD && hold(Rule::RapidPurchases, &mut record) {
                     fired.push((
                         Rule::RapidPurchases,
                         format!("{purchases} purchases within 5 minutes (threshold {RAPID_PURCHASES_THRESHOLD})"),
@@ -491,9 +476,7 @@ impl Processor for FraudDetector {
                 Rule::MultipleIps => {
                     self.totals.multiple_ip_users += 1;
                     if self.totals.multiple_ip_sample.len() < 5 {
-                        self.totals
-                            .multiple_ip_sample
-                            .push(event.user_id.to_string());
+                        self.totals.multiple_ip_sample.push(event.user_id.to_string());
                     }
                 }
                 _ => {}

@@ -231,11 +231,7 @@ impl UserRecord<'_> {
         let ips = self.layout.ips;
         self.words[LOCATION_AGE..ips].iter_mut().for_each(shift);
         // In the ip slots every third word is an age.
-        self.words[ips..]
-            .iter_mut()
-            .skip(2)
-            .step_by(3)
-            .for_each(shift);
+        self.words[ips..].iter_mut().skip(2).step_by(3).for_each(shift);
         self.set_last_ms(time_ms);
         time_ms
     }
@@ -259,10 +255,7 @@ impl UserRecord<'_> {
 
     /// Number of remembered previous purchases younger than `window_ms`.
     pub fn purchases_within(&self, window_ms: u32) -> u32 {
-        count_within(
-            &self.words[PURCHASES..PURCHASES + PURCHASE_SLOTS],
-            window_ms,
-        )
+        count_within(&self.words[PURCHASES..PURCHASES + PURCHASE_SLOTS], window_ms)
     }
 
     pub fn push_purchase(&mut self) {
@@ -324,9 +317,7 @@ impl UserRecord<'_> {
 }
 
 fn count_within(ages: &[u32], window_ms: u32) -> u32 {
-    ages.iter()
-        .filter(|&&a| a != NEVER && a < window_ms)
-        .count() as u32
+    ages.iter().filter(|&&a| a != NEVER && a < window_ms).count() as u32
 }
 
 fn push_front(ages: &mut [u32], age: u32) {

@@ -74,10 +74,7 @@ impl E {
 }
 
 fn detector(config: FraudConfig) -> FraudDetector {
-    FraudDetector::new(
-        FraudRules::from_config(&config),
-        IpRenderer::new(IpPrivacy::None),
-    )
+    FraudDetector::new(FraudRules::from_config(&config), IpRenderer::new(IpPrivacy::None))
 }
 
 /// Runs the events (live) and returns (event index, rule) of every alert.
@@ -98,11 +95,7 @@ fn run(events: &[E]) -> Vec<(usize, Rule)> {
 }
 
 fn only(fired: &[(usize, Rule)], rule: Rule) -> Vec<usize> {
-    fired
-        .iter()
-        .filter(|(_, r)| *r == rule)
-        .map(|(i, _)| *i)
-        .collect()
+    fired.iter().filter(|(_, r)| *r == rule).map(|(i, _)| *i).collect()
 }
 
 use EventType::{AddToCart as Cart, Click, PageView as View, Purchase as Buy};
@@ -113,11 +106,7 @@ fn high_velocity_below_at_and_above_the_threshold() {
     assert!(only(&run(&four), Rule::HighVelocity).is_empty(), "4 < 5");
 
     let five: Vec<E> = (0..5).map(|i| e("u", f64::from(i) * 10.0, Cart)).collect();
-    assert_eq!(
-        only(&run(&five), Rule::HighVelocity),
-        vec![4],
-        "fires at the 5th"
-    );
+    assert_eq!(only(&run(&five), Rule::HighVelocity), vec![4], "fires at the 5th");
 
     let eight: Vec<E> = (0..8).map(|i| e("u", f64::from(i) * 5.0, Cart)).collect();
     assert_eq!(
@@ -130,10 +119,7 @@ fn high_velocity_below_at_and_above_the_threshold() {
 #[test]
 fn high_velocity_window_is_sixty_seconds_of_event_time() {
     // The 1st and 5th are exactly 60 s apart: the 1st has left the window.
-    let edge: Vec<E> = [0.0, 15.0, 30.0, 45.0, 60.0]
-        .iter()
-        .map(|&t| e("u", t, Cart))
-        .collect();
+    let edge: Vec<E> = [0.0, 15.0, 30.0, 45.0, 60.0].iter().map(|&t| e("u", t, Cart)).collect();
     assert!(only(&run(&edge), Rule::HighVelocity).is_empty());
     let inside: Vec<E> = [0.0, 15.0, 30.0, 45.0, 59.999]
         .iter()
@@ -178,10 +164,7 @@ fn cooldown_is_a_quiet_period() {
         cooldown: Some(Duration::from_secs(600)),
         ..FraudConfig::default()
     };
-    assert_eq!(
-        only(&run_with(config, &events), Rule::HighVelocity),
-        vec![4]
-    );
+    assert_eq!(only(&run_with(config, &events), Rule::HighVelocity), vec![4]);
 }
 
 #[test]
@@ -221,24 +204,15 @@ fn multiple_ips_threshold_is_configurable_and_evidence_lists_addresses() {
         multiple_ip_threshold: 2,
         ..FraudConfig::default()
     };
-    let events = [
-        e("u", 0.0, View).ip("1.1.1.1"),
-        e("u", 10.0, View).ip("2.2.2.2"),
-    ];
-    assert_eq!(
-        only(&run_with(config.clone(), &events), Rule::MultipleIps),
-        vec![1]
-    );
+    let events = [e("u", 0.0, View).ip("1.1.1.1"), e("u", 10.0, View).ip("2.2.2.2")];
+    assert_eq!(only(&run_with(config.clone(), &events), Rule::MultipleIps), vec![1]);
     let mut d = detector(config);
     let mut state = d.new_state();
     let mut out = Vec::new();
     for (i, ev) in events.iter().enumerate() {
         d.process(&mut state, &ev.event(i), Mode::Live, &mut out);
     }
-    assert_eq!(
-        out[0].evidence["ips"],
-        serde_json::json!(["2.2.2.2", "1.1.1.1"])
-    );
+    assert_eq!(out[0].evidence["ips"], serde_json::json!(["2.2.2.2", "1.1.1.1"]));
 }
 
 #[test]
@@ -320,17 +294,9 @@ fn purchase_without_activity_needs_two_earlier_transactions_in_the_hour() {
     assert_eq!(only(&run(&cold), Rule::PurchaseWithoutActivity), vec![1]);
     let one = [e("u", 0.0, Cart), e("u", 10.0, Buy).amount(20.0)];
     assert_eq!(only(&run(&one), Rule::PurchaseWithoutActivity), vec![1]);
-    let two = [
-        e("u", 0.0, Cart),
-        e("u", 5.0, Cart),
-        e("u", 10.0, Buy).amount(20.0),
-    ];
+    let two = [e("u", 0.0, Cart), e("u", 5.0, Cart), e("u", 10.0, Buy).amount(20.0)];
     assert!(only(&run(&two), Rule::PurchaseWithoutActivity).is_empty());
-    let stale = [
-        e("u", 0.0, Cart),
-        e("u", 5.0, Cart),
-        e("u", 3605.0, Buy).amount(20.0),
-    ];
+    let stale = [e("u", 0.0, Cart), e("u", 5.0, Cart), e("u", 3605.0, Buy).amount(20.0)];
     assert_eq!(
         only(&run(&stale), Rule::PurchaseWithoutActivity),
         vec![2],
@@ -358,9 +324,7 @@ fn rapid_purchases_three_within_five_minutes() {
 
 #[test]
 fn a_card_tester_trips_several_rules_once_each() {
-    let events: Vec<E> = (0..5)
-        .map(|i| e("u", f64::from(i) * 8.0, Buy).amount(25.0))
-        .collect();
+    let events: Vec<E> = (0..5).map(|i| e("u", f64::from(i) * 8.0, Buy).amount(25.0)).collect();
     let fired = run(&events);
     assert_eq!(only(&fired, Rule::PurchaseWithoutActivity), vec![0]);
     assert_eq!(only(&fired, Rule::RapidPurchases), vec![2]);
@@ -388,21 +352,11 @@ fn warm_up_builds_state_but_emits_and_counts_nothing() {
     let mut state = d.new_state();
     let mut out = Vec::new();
     for i in 0..4 {
-        d.process(
-            &mut state,
-            &e("u", i as f64, Cart).event(i),
-            Mode::Warmup,
-            &mut out,
-        );
+        d.process(&mut state, &e("u", i as f64, Cart).event(i), Mode::Warmup, &mut out);
     }
     assert!(out.is_empty());
     assert_eq!(d.totals().events, 0);
-    d.process(
-        &mut state,
-        &e("u", 4.0, Cart).event(4),
-        Mode::Live,
-        &mut out,
-    );
+    d.process(&mut state, &e("u", 4.0, Cart).event(4), Mode::Live, &mut out);
     assert_eq!(out.len(), 1, "the live 5th event sees the replayed four");
     assert_eq!(out[0].rule, Rule::HighVelocity);
     assert_eq!(d.totals().alerts(), 1);
@@ -411,20 +365,10 @@ fn warm_up_builds_state_but_emits_and_counts_nothing() {
     let mut d = detector(FraudConfig::default());
     let mut state = d.new_state();
     for i in 0..6 {
-        d.process(
-            &mut state,
-            &e("u", i as f64, Cart).event(i),
-            Mode::Warmup,
-            &mut out,
-        );
+        d.process(&mut state, &e("u", i as f64, Cart).event(i), Mode::Warmup, &mut out);
     }
     out.clear();
-    d.process(
-        &mut state,
-        &e("u", 6.0, Cart).event(6),
-        Mode::Live,
-        &mut out,
-    );
+    d.process(&mut state, &e("u", 6.0, Cart).event(6), Mode::Live, &mut out);
     assert!(out.is_empty());
 }
 
@@ -449,11 +393,7 @@ fn replay_gives_the_same_alert_ids() {
         out.into_iter().map(|a| a.alert_id).collect::<Vec<_>>()
     };
     let first = ids(&events);
-    assert!(
-        first.len() >= 5,
-        "the stream raises alerts: {}",
-        first.len()
-    );
+    assert!(first.len() >= 5, "the stream raises alerts: {}", first.len());
     assert_eq!(first, ids(&events));
 }
 
@@ -484,11 +424,7 @@ fn eviction_forgets_only_what_can_no_longer_matter() {
         Mode::Live,
         &mut out,
     );
-    assert_eq!(
-        state.tracked_users(),
-        1,
-        "everyone older than two hours is gone"
-    );
+    assert_eq!(state.tracked_users(), 1, "everyone older than two hours is gone");
 }
 
 #[test]

@@ -12,13 +12,7 @@ pub struct Product {
     pub price: f64,
 }
 
-const fn p(
-    id: &'static str,
-    slug: &'static str,
-    name: &'static str,
-    category: &'static str,
-    price: f64,
-) -> Product {
+const fn p(id: &'static str, slug: &'static str, name: &'static str, category: &'static str, price: f64) -> Product {
     Product {
         id,
         slug,
@@ -31,20 +25,8 @@ const fn p(
 /// Prices are skewed cheap; a few items are dear enough that ordinary carts
 /// occasionally cross the default HIGH_VALUE_THRESHOLD ($500), as in a real shop.
 pub const PRODUCTS: &[Product] = &[
-    p(
-        "prod-001",
-        "laptop-pro-14",
-        "Laptop Pro 14",
-        "electronics",
-        999.99,
-    ),
-    p(
-        "prod-002",
-        "wireless-mouse",
-        "Wireless Mouse",
-        "electronics",
-        24.99,
-    ),
+    p("prod-001", "laptop-pro-14", "Laptop Pro 14", "electronics", 999.99),
+    p("prod-002", "wireless-mouse", "Wireless Mouse", "electronics", 24.99),
     p(
         "prod-003",
         "mechanical-keyboard",
@@ -60,74 +42,20 @@ pub const PRODUCTS: &[Product] = &[
         "electronics",
         249.99,
     ),
-    p(
-        "prod-006",
-        "smartphone-x",
-        "Smartphone X",
-        "electronics",
-        699.00,
-    ),
-    p(
-        "prod-007",
-        "running-shoes",
-        "Running Shoes",
-        "sports",
-        119.95,
-    ),
+    p("prod-006", "smartphone-x", "Smartphone X", "electronics", 699.00),
+    p("prod-007", "running-shoes", "Running Shoes", "sports", 119.95),
     p("prod-008", "yoga-mat", "Yoga Mat", "sports", 29.99),
-    p(
-        "prod-009",
-        "water-bottle",
-        "Insulated Water Bottle",
-        "sports",
-        19.99,
-    ),
+    p("prod-009", "water-bottle", "Insulated Water Bottle", "sports", 19.99),
     p("prod-010", "coffee-maker", "Coffee Maker", "home", 79.00),
     p("prod-011", "chef-knife", "Chef's Knife", "home", 59.50),
     p("prod-012", "desk-lamp", "LED Desk Lamp", "home", 34.90),
-    p(
-        "prod-013",
-        "office-chair",
-        "Ergonomic Office Chair",
-        "home",
-        329.00,
-    ),
-    p(
-        "prod-014",
-        "rust-book",
-        "The Rust Programming Language",
-        "books",
-        39.95,
-    ),
-    p(
-        "prod-015",
-        "kafka-guide",
-        "Kafka: The Definitive Guide",
-        "books",
-        49.99,
-    ),
-    p(
-        "prod-016",
-        "novel-bestseller",
-        "Bestselling Novel",
-        "books",
-        14.99,
-    ),
+    p("prod-013", "office-chair", "Ergonomic Office Chair", "home", 329.00),
+    p("prod-014", "rust-book", "The Rust Programming Language", "books", 39.95),
+    p("prod-015", "kafka-guide", "Kafka: The Definitive Guide", "books", 49.99),
+    p("prod-016", "novel-bestseller", "Bestselling Novel", "books", 14.99),
     p("prod-017", "t-shirt", "Organic T-Shirt", "clothing", 22.00),
-    p(
-        "prod-018",
-        "winter-jacket",
-        "Winter Jacket",
-        "clothing",
-        189.00,
-    ),
-    p(
-        "prod-019",
-        "sneakers",
-        "Everyday Sneakers",
-        "clothing",
-        74.95,
-    ),
+    p("prod-018", "winter-jacket", "Winter Jacket", "clothing", 189.00),
+    p("prod-019", "sneakers", "Everyday Sneakers", "clothing", 74.95),
     p("prod-020", "gift-card-25", "Gift Card $25", "gifts", 25.00),
 ];
 
@@ -137,14 +65,7 @@ pub const PRODUCT_WEIGHTS: &[u32] = &[4, 10, 6, 8, 5, 3, 6, 7, 9, 6, 5, 7, 2, 5,
 /// Dear items card testers never touch and high-value fraudsters favour.
 pub const PREMIUM_PRODUCTS: &[usize] = &[0, 5, 12];
 
-pub const CATEGORIES: &[&str] = &[
-    "electronics",
-    "sports",
-    "home",
-    "books",
-    "clothing",
-    "gifts",
-];
+pub const CATEGORIES: &[&str] = &["electronics", "sports", "home", "books", "clothing", "gifts"];
 
 /// Non-product pages and their weights.
 pub const PAGES: &[(&str, u32)] = &[
@@ -193,13 +114,7 @@ pub struct Place {
     pub weight: u32,
 }
 
-const fn place(
-    country: &'static str,
-    city: &'static str,
-    timezone: &'static str,
-    ip_octet: u8,
-    weight: u32,
-) -> Place {
+const fn place(country: &'static str, city: &'static str, timezone: &'static str, ip_octet: u8, weight: u32) -> Place {
     Place {
         country,
         city,
@@ -342,13 +257,7 @@ pub const BOT_DEVICES: &[DeviceProfile] = &[
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
         1,
     ),
-    d(
-        "desktop",
-        "Linux",
-        "python-requests",
-        "python-requests/2.31.0",
-        1,
-    ),
+    d("desktop", "Linux", "python-requests", "python-requests/2.31.0", 1),
 ];
 
 /// The shop's origin, prefixed to every page path.

@@ -91,8 +91,7 @@ struct DeliveryReports {
 
 impl ClientContext for DeliveryReports {
     fn stats(&self, statistics: Statistics) {
-        self.queued
-            .store(statistics.msg_cnt as i64, Ordering::Relaxed);
+        self.queued.store(statistics.msg_cnt as i64, Ordering::Relaxed);
         self.metrics.queue.set(statistics.msg_cnt as i64);
     }
 }
@@ -126,11 +125,7 @@ impl ProducerContext for DeliveryReports {
 }
 
 /// Generates and sends events until MAX_EVENTS or `shutdown`; blocking.
-pub fn run(
-    options: &ProduceOptions,
-    metrics: ProducerMetrics,
-    shutdown: &Shutdown,
-) -> anyhow::Result<ProduceStats> {
+pub fn run(options: &ProduceOptions, metrics: ProducerMetrics, shutdown: &Shutdown) -> anyhow::Result<ProduceStats> {
     let p = &options.producer;
     let reports = DeliveryReports {
         delivered: AtomicU64::new(0),
@@ -153,9 +148,11 @@ pub fn run(
     });
     sim.warm_up(p.start_time_ms.unwrap_or_else(now_ms));
     let mut truth = match &options.truth_file {
-        Some(path) => Some(BufWriter::new(File::create(path).with_context(|| {
-            format!("cannot create the truth file {}", path.display())
-        })?)),
+        Some(path) => {
+            Some(BufWriter::new(File::create(path).with_context(|| {
+                format!("cannot create the truth file {}", path.display())
+            })?))
+        }
         None => None,
     };
     tracing::info!(
@@ -227,8 +224,7 @@ pub fn run(
             actors += 1;
             if let Some(out) = truth.as_mut() {
                 serde_json::to_writer(&mut *out, &actor).context("cannot write the truth file")?;
-                out.write_all(b"\n")
-                    .context("cannot write the truth file")?;
+                out.write_all(b"\n").context("cannot write the truth file")?;
             }
         }
         if options.progress {
@@ -253,10 +249,7 @@ pub fn run(
     if let Err(e) = producer.flush(options.shutdown_timeout) {
         tracing::warn!(error = %e, "not every event was acknowledged before the shutdown timeout");
     }
-    tracing::debug!(
-        ms = flushing.elapsed().as_millis() as u64,
-        "producer flushed"
-    );
+    tracing::debug!(ms = flushing.elapsed().as_millis() as u64, "producer flushed");
     if let Some(mut out) = truth {
         out.flush().context("cannot write the truth file")?;
     }
@@ -290,8 +283,7 @@ pub async fn run_command(config: Config, truth_file: Option<PathBuf>) -> anyhow:
     };
     let metrics = telemetry.producer(&options.topic);
     let worker_shutdown = shutdown.clone();
-    let stats =
-        tokio::task::spawn_blocking(move || run(&options, metrics, &worker_shutdown)).await??;
+    let stats = tokio::task::spawn_blocking(move || run(&options, metrics, &worker_shutdown)).await??;
     shutdown.trigger();
     print!("{}", stats.render());
     if stats.failed > 0 || stats.unacknowledged() > 0 {

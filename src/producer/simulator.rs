@@ -192,8 +192,7 @@ pub struct Simulator {
 impl Simulator {
     pub fn new(config: &SimulatorConfig) -> Simulator {
         let target_open = if config.events_per_second > 0.0 {
-            ((config.events_per_second * MEAN_THINK_MS / 1000.0) as usize)
-                .clamp(MIN_OPEN_SESSIONS, MAX_OPEN_SESSIONS)
+            ((config.events_per_second * MEAN_THINK_MS / 1000.0) as usize).clamp(MIN_OPEN_SESSIONS, MAX_OPEN_SESSIONS)
         } else {
             MAX_OPEN_SESSIONS
         };
@@ -317,9 +316,7 @@ impl Simulator {
         }
         let slot = loop {
             let Reverse((_, _, slot)) = self.due.pop().expect("sessions were just opened");
-            let session = self.sessions[slot]
-                .as_mut()
-                .expect("scheduled sessions exist");
+            let session = self.sessions[slot].as_mut().expect("scheduled sessions exist");
             if let Some(Step::SwitchIp) = session.steps.get(session.next_step) {
                 if let Some(ip) = session.next_ip.take() {
                     session.ip = ip;
@@ -334,10 +331,7 @@ impl Simulator {
             self.open_session(now_ms, now_ms + stagger);
         };
 
-        let (think_lo, think_hi) = self.sessions[slot]
-            .as_ref()
-            .map(|s| s.think_ms)
-            .unwrap_or((1000, 2000));
+        let (think_lo, think_hi) = self.sessions[slot].as_ref().map(|s| s.think_ms).unwrap_or((1000, 2000));
         let think = self.rng.random_range(think_lo..=think_hi);
         write_uuid(&mut self.rng, &mut self.event_id);
         let session = self.sessions[slot].as_mut().expect("slot is live");
@@ -355,8 +349,7 @@ impl Simulator {
             // finds no steps left and recycles the slot.
             self.due.push(Reverse((now_ms, self.sequence, slot)));
         } else {
-            self.due
-                .push(Reverse((now_ms + i64::from(think), self.sequence, slot)));
+            self.due.push(Reverse((now_ms + i64::from(think), self.sequence, slot)));
         }
         self.emitted += 1;
 
@@ -560,11 +553,7 @@ impl Simulator {
                 session.actor = Some(FraudActor {
                     user_id: session.user_id.clone(),
                     scenario: scenario.as_str(),
-                    expected_rules: scenario
-                        .expected_rules()
-                        .iter()
-                        .map(|r| r.as_str())
-                        .collect(),
+                    expected_rules: scenario.expected_rules().iter().map(|r| r.as_str()).collect(),
                     session_id: session.session_id.clone(),
                     started_at: crate::eventtime::format_rfc3339_ms(now_ms),
                 });
@@ -576,8 +565,7 @@ impl Simulator {
 
     fn build_fraud(&mut self, scenario: Scenario) -> Option<Session> {
         let mut steps = vec![Step::View(Page::Static(0))];
-        let hostile =
-            &catalog::HOSTILE_PLACES[self.rng.random_range(0..catalog::HOSTILE_PLACES.len())];
+        let hostile = &catalog::HOSTILE_PLACES[self.rng.random_range(0..catalog::HOSTILE_PLACES.len())];
         let mut session = Session {
             user_id: String::new(),
             session_id: self.uuid(),
@@ -599,8 +587,7 @@ impl Simulator {
         };
         match scenario {
             Scenario::Bot => {
-                session.device =
-                    &catalog::BOT_DEVICES[self.rng.random_range(0..catalog::BOT_DEVICES.len())];
+                session.device = &catalog::BOT_DEVICES[self.rng.random_range(0..catalog::BOT_DEVICES.len())];
                 session.think_ms = (500, 2_500);
                 for _ in 0..self.rng.random_range(6..=12) {
                     let product = self.pick_product();
@@ -632,8 +619,7 @@ impl Simulator {
                 session.user_id = victim;
                 session.device = &catalog::DEVICES[weighted(&mut self.rng, &self.device_pick)];
                 session.think_ms = (2_000, 8_000);
-                let premium = catalog::PREMIUM_PRODUCTS
-                    [self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
+                let premium = catalog::PREMIUM_PRODUCTS[self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
                 steps = vec![
                     Step::View(Page::Static(6)),
                     Step::View(Page::Product(premium)),
@@ -649,10 +635,8 @@ impl Simulator {
                 session.place = place;
                 session.device = &catalog::DEVICES[weighted(&mut self.rng, &self.device_pick)];
                 session.think_ms = (2_000, 6_000);
-                let a = catalog::PREMIUM_PRODUCTS
-                    [self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
-                let b = catalog::PREMIUM_PRODUCTS
-                    [self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
+                let a = catalog::PREMIUM_PRODUCTS[self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
+                let b = catalog::PREMIUM_PRODUCTS[self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
                 steps.extend([
                     Step::View(Page::Product(a)),
                     Step::AddToCart(a),
@@ -882,10 +866,7 @@ mod tests {
         for i in 0..n {
             counts[sim.next_event(START + i * 10).event_type.index()] += 1;
         }
-        let share: Vec<f64> = counts
-            .iter()
-            .map(|c| *c as f64 * 100.0 / n as f64)
-            .collect();
+        let share: Vec<f64> = counts.iter().map(|c| *c as f64 * 100.0 / n as f64).collect();
         let target = [58.5, 25.0, 10.0, 4.5, 2.0];
         for (i, (got, want)) in share.iter().zip(target).enumerate() {
             assert!(
@@ -907,15 +888,12 @@ mod tests {
                 EventType::AddToCart => {
                     let entry = carts.entry(session).or_default();
                     entry.0 += 1;
-                    let expected =
-                        ((entry.1 + e.properties.price.unwrap()) * 100.0).round() / 100.0;
+                    let expected = ((entry.1 + e.properties.price.unwrap()) * 100.0).round() / 100.0;
                     assert_eq!(e.properties.cart_value, Some(expected));
                     entry.1 = expected;
                 }
                 EventType::Purchase => {
-                    let (items, value) = carts
-                        .remove(&session)
-                        .expect("a purchase follows cart additions");
+                    let (items, value) = carts.remove(&session).expect("a purchase follows cart additions");
                     assert!(items >= 2);
                     assert_eq!(e.properties.cart_value, Some(value));
                 }

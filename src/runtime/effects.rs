@@ -67,10 +67,8 @@ pub struct DeliveryChannel {
 
 impl ClientContext for DeliveryChannel {
     fn stats(&self, statistics: Statistics) {
-        self.queue_depth.store(
-            statistics.msg_cnt as i64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.queue_depth
+            .store(statistics.msg_cnt as i64, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -165,8 +163,7 @@ impl Effects {
                 Err((e, record)) => {
                     let pending = record.delivery_opaque;
                     tracing::warn!(error = %e, topic = %pending.record.topic, "cannot enqueue record; will retry");
-                    self.retries
-                        .push_back((Instant::now() + RETRY_BACKOFF, pending));
+                    self.retries.push_back((Instant::now() + RETRY_BACKOFF, pending));
                     return;
                 }
             }

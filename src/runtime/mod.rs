@@ -67,6 +67,12 @@ const REBALANCE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// (Kafka's default message size limit is 1 MB); longer ones are truncated
 /// and marked with the `dlq.truncated` header.
 pub const DLQ_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// Longest the final close of the Kafka client may take: by then offsets are
+/// committed and alerts flushed, and leaving the group takes milliseconds.
+const CLOSE_BUDGET: Duration = Duration::from_secs(5);
+/// Longest a new owner waits for the previous owner's handoff commit (also
+/// capped by `DRAIN_TIMEOUT`).
+const HANDOFF_WAIT: Duration = Duration::from_secs(5);
 /// How stale the loop heartbeat may be before `/healthz` and `/readyz` fail.
 pub const HEARTBEAT_TIMEOUT_MS: i64 = 30_000;
 
@@ -82,32 +88,17 @@ pub trait ConsumerApp: Send + 'static {
 
     /// Prints an output and returns the record to publish for it, if any.
     /// `now_ms` is the wall-clock time of publication.
-    fn publish(
-        &mut self,
-        output: <Self::Processor as Processor>::Output,
-        now_ms: i64,
-    ) -> Option<Record>;
+    fn publish(&mut self, output: <Self::Processor as Processor>::Output, now_ms: i64) -> Option<Record>;
 
     /// The report body for `/report` (and the metrics snapshot behind
     /// `/metrics`), for the partitions owned now.
-    fn snapshot(
-        &mut self,
-        partitions: &[(i32, &<Self::Processor as Processor>::State)],
-    ) -> serde_json::Value;
+    fn snapshot(&mut self, partitions: &[(i32, &<Self::Processor as Processor>::State)]) -> serde_json::Value;
 
     /// The periodic console report.
-    fn console_report(
-        &mut self,
-        partitions: &[(i32, &<Self::Processor as Processor>::State)],
-        header: &str,
-    ) -> String;
+    fn console_report(&mut self, partitions: &[(i32, &<Self::Processor as Processor>::State)], header: &str) -> String;
 
     /// The summary printed on exit.
-    fn final_summary(
-        &mut self,
-        partitions: &[(i32, &<Self::Processor as Processor>::State)],
-        header: &str,
-    ) -> String;
+    fn final_summary(&mut self, partitions: &[(i32, &<Self::Processor as Processor>::State)], header: &str) -> String;
 }
 
 /// Where and how to consume.
@@ -152,11 +143,7 @@ pub struct ConsumerStatus {
 
 impl ConsumerStatus {
     pub fn partition_list(&self) -> String {
-        let ids: Vec<String> = self
-            .partitions
-            .iter()
-            .map(|p| p.partition.to_string())
-            .collect();
+        let ids: Vec<String> = self.partitions.iter().map(|p| p.partition.to_string()).collect();
         format!("[{}]", ids.join(","))
     }
 }
@@ -182,9 +169,7 @@ impl ConsumerShared {
 
     /// `/readyz`: joined the group, loop alive, not stopping.
     pub fn ready(&self) -> bool {
-        self.healthy()
-            && self.joined.load(Ordering::Relaxed)
-            && !self.stopping.load(Ordering::Relaxed)
+        self.healthy() && self.joined.load(Ordering::Relaxed) && !self.stopping.load(Ordering::Relaxed)
     }
 }
 
@@ -228,6 +213,9 @@ struct Core<A: ConsumerApp> {
     live_since_report: u64,
     last_report: Instant,
     rejection_log: RateLimitedLog,
+    /// `AUDIT_LOG`: one line per live-processed offset, flushed before any
+    /// offset is stored or committed.
+    audit: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 /// At most a few log lines per second for repetitive warnings.
@@ -269,6 +257,10 @@ struct RuntimeContext<A: ConsumerApp> {
     core: Mutex<Core<A>>,
     /// High watermarks per partition, from librdkafka statistics.
     high_watermarks: Mutex<BTreeMap<i32, i64>>,
+    /// A handoff commit refused mid-rebalance, retried until this deadline.
+    pending_handoff: Mutex<Option<(TopicPartitionList, Instant)>>,
+    /// How long a new owner waits for the previous owner's handoff.
+    handoff_wait: Duration,
     metrics: ConsumerMetrics,
     topic: String,
     rebuild: bool,
@@ -291,16 +283,8 @@ impl<A: ConsumerApp> ClientContext for RuntimeContext<A> {
 }
 
 impl<A: ConsumerApp> ConsumerContext for RuntimeContext<A> {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.prepare_assignment(consumer, tpl);
@@ -339,10 +323,29 @@ impl<A: ConsumerApp> ConsumerContext for RuntimeContext<A> {
             Ok(()) => self.metrics.commits_ok.inc(),
             Err(e) => {
                 self.metrics.commits_failed.inc();
-                tracing::warn!(error = %e, "offset commit failed; the next commit will carry the same offsets");
+                // During a rebalance the coordinator refuses commits; the
+                // revocation path commits synchronously once it completes.
+                if is_rebalancing(&e) {
+                    tracing::debug!(error = %e, "offset commit deferred by a rebalance");
+                } else {
+                    tracing::warn!(error = %e, "offset commit failed; the next commit will carry the same offsets");
+                }
             }
         }
     }
+}
+
+/// Whether the coordinator refused a commit because the group is between
+/// generations: rebalancing, or already on a generation this member has not
+/// joined yet. Both pass once the member has rejoined, so such a commit is
+/// worth retrying.
+fn is_rebalancing(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            rdkafka::error::RDKafkaErrorCode::RebalanceInProgress | rdkafka::error::RDKafkaErrorCode::IllegalGeneration
+        )
+    )
 }
 
 fn partition_ids(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
@@ -369,6 +372,112 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         }
     }
 
+    /// Synchronously commits, for `partitions`, everything processed, marked
+    /// as a handoff: the commit of an owner giving the partitions up. The
+    /// same offsets are stored too, so librdkafka's own commit on revocation
+    /// carries the same metadata. On failure the commit is returned, to be
+    /// retried.
+    fn commit_handoff(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        core: &Core<A>,
+        partitions: &[i32],
+    ) -> Result<usize, (rdkafka::error::KafkaError, TopicPartitionList)> {
+        let mut commit = TopicPartitionList::new();
+        for p in partitions {
+            if let Some(slot) = core.slots.get(p)
+                && slot.rebuild.is_none()
+                && let Some((offset, mut meta)) = slot.tracker.committable()
+                && offset >= slot.live_from
+            {
+                meta.handoff = true;
+                let _ = commit.add_partition_offset(&self.topic, *p, Offset::Offset(offset));
+                if let Some(mut e) = commit.find_partition(&self.topic, *p) {
+                    e.set_metadata(meta.encode());
+                }
+            }
+        }
+        if commit.count() == 0 {
+            return Ok(0);
+        }
+        let _ = consumer.store_offsets(&commit);
+        match consumer.commit(&commit, CommitMode::Sync) {
+            Ok(()) => {
+                self.metrics.commits_ok.inc();
+                Ok(commit.count())
+            }
+            Err(e) => {
+                self.metrics.commits_failed.inc();
+                Err((e, commit))
+            }
+        }
+    }
+
+    /// Retries a handoff commit the coordinator refused during a rebalance.
+    /// Called from the poll loop until it is accepted or too old.
+    fn retry_handoff(&self, consumer: &BaseConsumer<Self>) {
+        let Ok(mut pending) = self.pending_handoff.lock() else {
+            return;
+        };
+        let Some((commit, deadline)) = pending.take() else {
+            return;
+        };
+        match consumer.commit(&commit, CommitMode::Sync) {
+            Ok(()) => {
+                self.metrics.commits_ok.inc();
+                tracing::info!(
+                    consumer = self.metrics.consumer,
+                    "handoff commit for {} accepted after the rebalance",
+                    format_ids(&partition_ids(&commit, &self.topic))
+                );
+            }
+            Err(e) if Instant::now() < deadline && is_rebalancing(&e) => *pending = Some((commit, deadline)),
+            Err(e) => {
+                self.metrics.commits_failed.inc();
+                tracing::warn!(
+                    consumer = self.metrics.consumer,
+                    error = %e,
+                    "handoff commit for {} abandoned; the next owner re-processes from the last commit",
+                    format_ids(&partition_ids(&commit, &self.topic))
+                );
+            }
+        }
+    }
+
+    /// A new owner waits (up to [`HANDOFF_WAIT`]) for the previous owner's
+    /// handoff commit on partitions whose committed offset is not one: the
+    /// previous owner may be retrying a commit the coordinator refused
+    /// mid-rebalance. After a crash no handoff comes; the wait expires and
+    /// processing resumes from the last commit.
+    fn await_handoffs(&self, consumer: &BaseConsumer<Self>, committed: &mut TopicPartitionList) {
+        let waiting = |c: &TopicPartitionList| -> Vec<i32> {
+            c.elements()
+                .iter()
+                .filter(|e| e.topic() == self.topic && matches!(e.offset(), Offset::Offset(_)))
+                .filter(|e| CommitMetadata::decode(e.metadata()).is_some_and(|m| !m.handoff))
+                .map(|e| e.partition())
+                .collect()
+        };
+        let deadline = Instant::now() + self.handoff_wait;
+        let mut pending = waiting(committed);
+        while !pending.is_empty() && Instant::now() < deadline {
+            // Polling the coordinator; the previous owner's retry lands
+            // within a few hundred milliseconds of the rebalance.
+            std::thread::sleep(Duration::from_millis(100));
+            if let Ok(fresh) = consumer.committed_offsets(committed.clone(), REBALANCE_CALL_TIMEOUT) {
+                *committed = fresh;
+            }
+            pending = waiting(committed);
+        }
+        if !pending.is_empty() {
+            tracing::info!(
+                consumer = self.metrics.consumer,
+                "no handoff from the previous owner of {} (it crashed?); resuming from its last commit",
+                format_ids(&pending)
+            );
+        }
+    }
+
     fn owned(&self) -> TopicPartitionList {
         let core = self.lock();
         let mut tpl = TopicPartitionList::new();
@@ -384,14 +493,14 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         let ids = partition_ids(tpl, &self.topic);
         self.metrics.rebalance_assign.inc();
         if ids.is_empty() {
-            tracing::info!(
-                consumer = self.metrics.consumer,
-                "joined; no new partitions assigned"
-            );
+            tracing::info!(consumer = self.metrics.consumer, "joined; no new partitions assigned");
             return;
         }
         let committed = match consumer.committed_offsets(tpl.clone(), REBALANCE_CALL_TIMEOUT) {
-            Ok(c) => Some(c),
+            Ok(mut c) => {
+                self.await_handoffs(consumer, &mut c);
+                Some(c)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read committed offsets; starting from the group's stored positions without rebuild");
                 None
@@ -399,9 +508,7 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         };
         let mut plans = Vec::new();
         for &p in &ids {
-            let element = committed
-                .as_ref()
-                .and_then(|c| c.find_partition(&self.topic, p));
+            let element = committed.as_ref().and_then(|c| c.find_partition(&self.topic, p));
             let (committed_offset, metadata) = match &element {
                 Some(e) => match e.offset() {
                     Offset::Offset(o) => (Some(o), CommitMetadata::decode(e.metadata())),
@@ -501,14 +608,10 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         };
         // The metadata's `from` covers the window in force when it was
         // written; a wider window now needs a timestamp lookup.
-        let target_ms = meta
-            .watermark_ms
-            .saturating_sub(self.window_ms + self.skew_ms);
+        let target_ms = meta.watermark_ms.saturating_sub(self.window_ms + self.skew_ms);
         let by_time = self.offset_for_time(consumer, partition, target_ms);
         let (from, via) = match by_time {
-            Some(o) if meta.window_ms >= self.window_ms => {
-                (o.min(meta.replay_from), "offsets_for_times+metadata")
-            }
+            Some(o) if meta.window_ms >= self.window_ms => (o.min(meta.replay_from), "offsets_for_times+metadata"),
             Some(o) => (o, "offsets_for_times"),
             None => (meta.replay_from, "commit metadata"),
         };
@@ -522,19 +625,12 @@ impl<A: ConsumerApp> RuntimeContext<A> {
 
     /// The earliest offset with a timestamp at or after `time_ms`, if the
     /// broker can say (librdkafka's mock cluster cannot).
-    fn offset_for_time(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        partition: i32,
-        time_ms: i64,
-    ) -> Option<i64> {
+    fn offset_for_time(&self, consumer: &BaseConsumer<Self>, partition: i32, time_ms: i64) -> Option<i64> {
         let mut query = TopicPartitionList::new();
         query
             .add_partition_offset(&self.topic, partition, Offset::Offset(time_ms))
             .ok()?;
-        let answer = consumer
-            .offsets_for_times(query, REBALANCE_CALL_TIMEOUT)
-            .ok()?;
+        let answer = consumer.offsets_for_times(query, REBALANCE_CALL_TIMEOUT).ok()?;
         match answer.find_partition(&self.topic, partition)?.offset() {
             Offset::Offset(o) if o >= 0 => Some(o),
             _ => None,
@@ -555,26 +651,34 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         let mut core = self.lock();
         if !lost {
             core.drain(&ids);
-            let mut commit = TopicPartitionList::new();
-            for p in &ids {
-                if let Some(slot) = core.slots.get(p)
-                    && slot.rebuild.is_none()
-                    && let Some((offset, meta)) = slot.tracker.committable()
-                    && offset >= slot.live_from
-                {
-                    let _ = commit.add_partition_offset(&self.topic, *p, Offset::Offset(offset));
-                    if let Some(mut e) = commit.find_partition(&self.topic, *p) {
-                        e.set_metadata(meta.encode());
+            core.flush_audit();
+            match self.commit_handoff(consumer, &core, &ids) {
+                Ok(_) => {}
+                Err((e, commit)) if is_rebalancing(&e) => {
+                    tracing::info!(
+                        consumer = self.metrics.consumer,
+                        "the coordinator deferred the handoff commit of {} (rebalance in progress); retrying",
+                        format_ids(&ids)
+                    );
+                    let deadline = Instant::now() + self.handoff_wait * 4;
+                    if let Ok(mut pending) = self.pending_handoff.lock() {
+                        let merged = match pending.take() {
+                            Some((mut earlier, _)) => {
+                                for e in commit.elements() {
+                                    let _ = earlier.add_partition_offset(e.topic(), e.partition(), e.offset());
+                                    if let Some(mut m) = earlier.find_partition(e.topic(), e.partition()) {
+                                        m.set_metadata(e.metadata());
+                                    }
+                                }
+                                earlier
+                            }
+                            None => commit,
+                        };
+                        *pending = Some((merged, deadline));
                     }
                 }
-            }
-            if commit.count() > 0 {
-                match consumer.commit(&commit, CommitMode::Sync) {
-                    Ok(()) => self.metrics.commits_ok.inc(),
-                    Err(e) => {
-                        self.metrics.commits_failed.inc();
-                        tracing::warn!(error = %e, "commit on revoke failed; the next owner re-processes from the last commit");
-                    }
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "commit on revoke failed; the next owner re-processes from the last commit");
                 }
             }
         }
@@ -619,6 +723,12 @@ impl<A: ConsumerApp> Core<A> {
         } else {
             Mode::Live
         };
+        if mode == Mode::Live
+            && let Some(audit) = &mut self.audit
+        {
+            use std::io::Write;
+            let _ = writeln!(audit, "{partition} {offset}");
+        }
         if mode == Mode::Warmup {
             if let Some(r) = &mut slot.rebuild {
                 r.replayed += 1;
@@ -641,8 +751,7 @@ impl<A: ConsumerApp> Core<A> {
                     self.counts.consumed += 1;
                     self.counts.processed += 1;
                     self.processing.observe(started.elapsed().as_secs_f64());
-                    self.e2e
-                        .observe((now - event.timestamp_ms).max(0) as f64 / 1000.0);
+                    self.e2e.observe((now - event.timestamp_ms).max(0) as f64 / 1000.0);
                     self.live_since_report += 1;
                     let epoch = slot.epoch;
                     for output in std::mem::take(&mut self.outputs) {
@@ -662,8 +771,7 @@ impl<A: ConsumerApp> Core<A> {
                 }
                 self.outputs.clear();
                 let slot = self.slots.get_mut(&partition).expect("slot checked above");
-                slot.tracker
-                    .processed(offset, Some(event.timestamp_ms), effects);
+                slot.tracker.processed(offset, Some(event.timestamp_ms), effects);
                 if mode == Mode::Warmup && offset + 1 >= slot.live_from {
                     Self::finish_rebuild(&self.metrics, partition, slot);
                 }
@@ -705,11 +813,7 @@ impl<A: ConsumerApp> Core<A> {
         }
     }
 
-    fn finish_rebuild(
-        metrics: &ConsumerMetrics,
-        partition: i32,
-        slot: &mut Slot<<A::Processor as Processor>::State>,
-    ) {
+    fn finish_rebuild(metrics: &ConsumerMetrics, partition: i32, slot: &mut Slot<<A::Processor as Processor>::State>) {
         if let Some(r) = slot.rebuild.take() {
             let seconds = r.started.elapsed().as_secs_f64();
             metrics.rebuild_events.inc_by(r.replayed);
@@ -783,8 +887,19 @@ impl<A: ConsumerApp> Core<A> {
         }
     }
 
+    /// Makes the audit trail durable up to what has been processed; called
+    /// before offsets are stored or committed.
+    fn flush_audit(&mut self) {
+        if let Some(audit) = &mut self.audit
+            && let Err(e) = std::io::Write::flush(audit)
+        {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
+    }
+
     /// Stores the committable offset of every live partition that advanced.
     fn store_offsets(&mut self, consumer: &BaseConsumer<RuntimeContext<A>>) {
+        self.flush_audit();
         let mut tpl = TopicPartitionList::new();
         for (p, slot) in &mut self.slots {
             if slot.rebuild.is_some() {
@@ -855,8 +970,7 @@ impl<A: ConsumerApp> Core<A> {
                     lag,
                     rebuilding: s.rebuild.is_some(),
                     live_from: (s.live_from != i64::MIN).then_some(s.live_from),
-                    replayed_events: s.replayed_total
-                        + s.rebuild.as_ref().map_or(0, |r| r.replayed),
+                    replayed_events: s.replayed_total + s.rebuild.as_ref().map_or(0, |r| r.replayed),
                     effects_in_flight: s.tracker.in_flight(),
                 }
             })
@@ -869,8 +983,7 @@ impl<A: ConsumerApp> Core<A> {
             partitions,
             events_consumed: self.totals.consumed + self.counts.consumed,
             events_processed: self.totals.processed + self.counts.processed,
-            events_rejected: self.totals.rejected.iter().sum::<u64>()
-                + self.counts.rejected.iter().sum::<u64>(),
+            events_rejected: self.totals.rejected.iter().sum::<u64>() + self.counts.rejected.iter().sum::<u64>(),
             rebalances: self.rebalances,
             ready: shared.ready(),
         }
@@ -893,27 +1006,13 @@ impl<A: ConsumerApp> Core<A> {
 
 /// The dead-letter copy of a rejected message: original key and bytes, and
 /// headers saying why and where it came from.
-fn dead_letter(
-    message: &BorrowedMessage<'_>,
-    rejection: &Rejection,
-    options: &RuntimeOptions,
-    now: i64,
-) -> Record {
+fn dead_letter(message: &BorrowedMessage<'_>, rejection: &Rejection, options: &RuntimeOptions, now: i64) -> Record {
     let payload = message.payload().unwrap_or_default();
     let truncated = payload.len() > DLQ_MAX_PAYLOAD_BYTES;
     let mut headers = vec![
-        (
-            "dlq.reason".to_string(),
-            rejection.reason.code().as_bytes().to_vec(),
-        ),
-        (
-            "dlq.detail".to_string(),
-            rejection.detail.as_bytes().to_vec(),
-        ),
-        (
-            "dlq.source.topic".to_string(),
-            message.topic().as_bytes().to_vec(),
-        ),
+        ("dlq.reason".to_string(), rejection.reason.code().as_bytes().to_vec()),
+        ("dlq.detail".to_string(), rejection.detail.as_bytes().to_vec()),
+        ("dlq.source.topic".to_string(), message.topic().as_bytes().to_vec()),
         (
             "dlq.source.partition".to_string(),
             message.partition().to_string().into_bytes(),
@@ -922,21 +1021,12 @@ fn dead_letter(
             "dlq.source.offset".to_string(),
             message.offset().to_string().into_bytes(),
         ),
-        (
-            "dlq.consumer.group".to_string(),
-            options.group.as_bytes().to_vec(),
-        ),
-        (
-            "dlq.time".to_string(),
-            Rfc3339(now).to_string().into_bytes(),
-        ),
+        ("dlq.consumer.group".to_string(), options.group.as_bytes().to_vec()),
+        ("dlq.time".to_string(), Rfc3339(now).to_string().into_bytes()),
     ];
     if truncated {
         headers.push(("dlq.truncated".to_string(), b"true".to_vec()));
-        headers.push((
-            "dlq.original.bytes".to_string(),
-            payload.len().to_string().into_bytes(),
-        ));
+        headers.push(("dlq.original.bytes".to_string(), payload.len().to_string().into_bytes()));
     }
     if let Some(original) = message.headers() {
         for h in original.iter() {
@@ -976,6 +1066,8 @@ pub enum RuntimeError {
     Consumer(rdkafka::error::KafkaError),
     #[error("cannot create the Kafka producer for alerts and dead letters: {0}")]
     Producer(rdkafka::error::KafkaError),
+    #[error("cannot open the audit log {path}: {error}")]
+    Audit { path: String, error: std::io::Error },
     #[error("cannot subscribe to {topic}: {error}")]
     Subscribe {
         topic: String,
@@ -1007,6 +1099,25 @@ pub fn run<A: ConsumerApp>(
     ))
     .map_err(RuntimeError::Producer)?;
     let name = app.name();
+    let audit = match &options.consumer.audit_log {
+        Some(dir) => {
+            static INSTANCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!("{name}-{}-{n}.log", std::process::id()));
+            let file = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(&path));
+            match file {
+                Ok(f) => Some(std::io::BufWriter::with_capacity(1 << 16, f)),
+                Err(error) => {
+                    return Err(RuntimeError::Audit {
+                        path: path.display().to_string(),
+                        error,
+                    });
+                }
+            }
+        }
+        None => None,
+    };
     let context = RuntimeContext {
         core: Mutex::new(Core {
             app,
@@ -1024,8 +1135,11 @@ pub fn run<A: ConsumerApp>(
             live_since_report: 0,
             last_report: Instant::now(),
             rejection_log: RateLimitedLog::new(),
+            audit,
         }),
         high_watermarks: Mutex::new(BTreeMap::new()),
+        pending_handoff: Mutex::new(None),
+        handoff_wait: options.consumer.drain_timeout.min(HANDOFF_WAIT),
         metrics: metrics.clone(),
         topic: options.topic.clone(),
         rebuild: options.consumer.state_rebuild,
@@ -1070,6 +1184,9 @@ pub fn run<A: ConsumerApp>(
             if last_store.elapsed() >= Duration::from_millis(100) {
                 core.store_offsets(&consumer);
                 last_store = Instant::now();
+                drop(core);
+                ctx.retry_handoff(&consumer);
+                core = ctx.lock();
             }
             if last_flush.elapsed() >= Duration::from_millis(250) {
                 core.flush_metrics();
@@ -1091,9 +1208,7 @@ pub fn run<A: ConsumerApp>(
                 let mut core = ctx.lock();
                 core.handle(&message, now_ms());
                 let interval = core.options.consumer.stats_interval;
-                if core.live_since_report >= interval
-                    && core.last_report.elapsed() >= Duration::from_secs(1)
-                {
+                if core.live_since_report >= interval && core.last_report.elapsed() >= Duration::from_secs(1) {
                     core.live_since_report = 0;
                     core.last_report = Instant::now();
                     drop(core);
@@ -1121,6 +1236,31 @@ pub fn run<A: ConsumerApp>(
             slots.iter().map(|(p, s)| (*p, &s.state)).collect();
         app.final_summary(&views, &header)
     };
+    // Commit everything processed while still a full member of the group.
+    // A coordinator in the middle of someone else's rebalance may refuse
+    // (librdkafka's mock does; Kafka refuses only between join and sync):
+    // keep polling so this member takes part, and retry, for up to half the
+    // shutdown budget. Messages polled meanwhile are not processed.
+    let precommit_deadline = Instant::now() + options.consumer.shutdown_timeout / 2;
+    loop {
+        let result = {
+            let mut core = ctx.lock();
+            let owned: Vec<i32> = core.slots.keys().copied().collect();
+            core.drain(&owned);
+            core.flush_audit();
+            ctx.commit_handoff(&consumer, &core, &owned)
+        };
+        match result {
+            Ok(_) => break,
+            Err((e, _)) if Instant::now() < precommit_deadline && is_rebalancing(&e) => {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+            Err((e, _)) => {
+                tracing::warn!(consumer = name, error = %e, "final commit failed; the next owner re-processes from the last commit");
+                break;
+            }
+        }
+    }
     consumer.unsubscribe();
     while Instant::now() < deadline && !ctx.lock().slots.is_empty() {
         // Messages still arriving belong to partitions being given up; they
@@ -1144,13 +1284,37 @@ pub fn run<A: ConsumerApp>(
             tracing::warn!(error = %e, "not every alert was acknowledged before exit");
         }
     }
-    drop(consumer);
+    let close_budget = deadline
+        .saturating_duration_since(Instant::now())
+        .clamp(Duration::from_secs(1), CLOSE_BUDGET);
+    close_within(consumer, close_budget, name);
     tracing::info!(consumer = name, "stopped");
     Ok(RunOutcome {
         final_summary,
         final_report,
         status,
     })
+}
+
+/// Closes the Kafka consumer (leave the group, destroy the client), waiting
+/// at most `budget`. Everything that matters (drain, handoff commit, alert
+/// flush) is done by now; librdkafka's destroy can still block on a request
+/// a broker never answers (seen with the embedded broker's coordinator), and
+/// a pod must exit within its grace period regardless.
+fn close_within<C: ConsumerContext + 'static>(consumer: BaseConsumer<C>, budget: Duration, name: &str) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let closer = std::thread::Builder::new()
+        .name(format!("{name}-close"))
+        .spawn(move || {
+            drop(consumer);
+            let _ = done_tx.send(());
+        });
+    if closer.is_err() || done_rx.recv_timeout(budget).is_err() {
+        tracing::warn!(
+            consumer = name,
+            "the Kafka client did not close within the shutdown budget; exiting anyway (offsets are committed)"
+        );
+    }
 }
 
 fn publish_snapshot<A: ConsumerApp>(
@@ -1161,11 +1325,7 @@ fn publish_snapshot<A: ConsumerApp>(
 ) -> (serde_json::Value, ConsumerStatus) {
     let member = member_id(consumer);
     shared.joined.store(member.is_some(), Ordering::Relaxed);
-    let high_watermarks = ctx
-        .high_watermarks
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_default();
+    let high_watermarks = ctx.high_watermarks.lock().map(|h| h.clone()).unwrap_or_default();
     let mut core = ctx.lock();
     let status = core.status(&high_watermarks, shared, member);
     for p in &status.partitions {
@@ -1173,12 +1333,9 @@ fn publish_snapshot<A: ConsumerApp>(
             core.metrics.set_lag(&core.options.topic, p.partition, lag);
         }
     }
-    core.metrics
-        .ready
-        .set(i64::from(status.ready && !final_snapshot));
+    core.metrics.ready.set(i64::from(status.ready && !final_snapshot));
     let Core { app, slots, .. } = &mut *core;
-    let views: Vec<(i32, &<A::Processor as Processor>::State)> =
-        slots.iter().map(|(p, s)| (*p, &s.state)).collect();
+    let views: Vec<(i32, &<A::Processor as Processor>::State)> = slots.iter().map(|(p, s)| (*p, &s.state)).collect();
     let mut report = app.snapshot(&views);
     drop(core);
     if let serde_json::Value::Object(map) = &mut report {
@@ -1205,8 +1362,7 @@ fn print_console_report<A: ConsumerApp>(
     let mut core = ctx.lock();
     let header = core.header(&status);
     let Core { app, slots, .. } = &mut *core;
-    let views: Vec<(i32, &<A::Processor as Processor>::State)> =
-        slots.iter().map(|(p, s)| (*p, &s.state)).collect();
+    let views: Vec<(i32, &<A::Processor as Processor>::State)> = slots.iter().map(|(p, s)| (*p, &s.state)).collect();
     let text = app.console_report(&views, &header);
     drop(core);
     if !text.is_empty() {

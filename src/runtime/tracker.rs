@@ -10,7 +10,7 @@
 //! queue, so the common case costs nothing.
 //!
 //! Each commit carries metadata for whoever owns the partition next:
-//! `v1;wm=<ms>;from=<offset>` — the event-time watermark of everything before
+//! `v1;wm=<ms>;from=<offset>;window=<ms>[;handoff=1]` — the event-time watermark of everything before
 //! the committed offset, and an offset from which replaying rebuilds the
 //! processor's window exactly. `from` comes from checkpoints: the first offset
 //! at which the watermark reached each granule of event time. Every event
@@ -30,12 +30,16 @@ pub struct CommitMetadata {
     pub replay_from: i64,
     /// The window `replay_from` was computed for.
     pub window_ms: i64,
+    /// Written by an owner giving the partition up cleanly (revocation or
+    /// shutdown): nothing after this offset was processed by it.
+    pub handoff: bool,
 }
 
 impl CommitMetadata {
     pub fn encode(&self) -> String {
+        let handoff = if self.handoff { ";handoff=1" } else { "" };
         format!(
-            "v1;wm={};from={};window={}",
+            "v1;wm={};from={};window={}{handoff}",
             self.watermark_ms, self.replay_from, self.window_ms
         )
     }
@@ -50,6 +54,7 @@ impl CommitMetadata {
         let mut wm = None;
         let mut from = None;
         let mut window = None;
+        let mut handoff = false;
         for part in parts {
             let (k, v) = part.split_once('=')?;
             let v: i64 = v.parse().ok()?;
@@ -57,6 +62,7 @@ impl CommitMetadata {
                 "wm" => wm = Some(v),
                 "from" => from = Some(v),
                 "window" => window = Some(v),
+                "handoff" => handoff = v == 1,
                 _ => {}
             }
         }
@@ -64,6 +70,7 @@ impl CommitMetadata {
             watermark_ms: wm?,
             replay_from: from?,
             window_ms: window.unwrap_or(0),
+            handoff,
         })
     }
 }
@@ -174,6 +181,7 @@ impl OffsetTracker {
                 watermark_ms: watermark,
                 replay_from,
                 window_ms: self.window_ms,
+                handoff: false,
             },
         ))
     }
@@ -199,9 +207,7 @@ impl OffsetTracker {
     /// Keeps the checkpoints a replay could still need: everything newer than
     /// `watermark − window − granule`, plus the last one before that.
     fn prune_checkpoints(&mut self) {
-        let horizon = self
-            .watermark_ms
-            .saturating_sub(self.window_ms + self.granule_ms);
+        let horizon = self.watermark_ms.saturating_sub(self.window_ms + self.granule_ms);
         while self.checkpoints.len() > 1 && self.checkpoints[1].0 <= horizon {
             self.checkpoints.pop_front();
         }
@@ -223,17 +229,9 @@ mod tests {
         t.processed(13, Some(4_000), 2); // two effects
         t.processed(14, Some(5_000), 0);
         assert_eq!(t.committable().unwrap().0, 11, "11 is not done");
-        assert_eq!(
-            t.committable().unwrap().1.watermark_ms,
-            1_000,
-            "watermark before 11"
-        );
+        assert_eq!(t.committable().unwrap().1.watermark_ms, 1_000, "watermark before 11");
         t.acknowledged(13);
-        assert_eq!(
-            t.committable().unwrap().0,
-            11,
-            "acks out of order do not skip 11"
-        );
+        assert_eq!(t.committable().unwrap().0, 11, "acks out of order do not skip 11");
         t.acknowledged(11);
         assert_eq!(t.committable().unwrap().0, 13, "13 still has one effect");
         t.acknowledged(13);
@@ -266,15 +264,8 @@ mod tests {
         assert_eq!(m.watermark_ms, 599_000);
         // Every event within the window before the watermark is replayed.
         let first_needed = 100 + (599_000 - window) / 1_000;
-        assert!(
-            m.replay_from <= first_needed,
-            "{} > {first_needed}",
-            m.replay_from
-        );
-        assert!(
-            m.replay_from >= first_needed - 2,
-            "replays at most a granule more"
-        );
+        assert!(m.replay_from <= first_needed, "{} > {first_needed}", m.replay_from);
+        assert!(m.replay_from >= first_needed - 2, "replays at most a granule more");
     }
 
     #[test]
@@ -289,10 +280,7 @@ mod tests {
         // i.e. offsets 4 and 6; everything before replay_from must be older.
         for (i, &time) in times.iter().enumerate() {
             if (i as i64) < m.replay_from {
-                assert!(
-                    time < 90_000,
-                    "offset {i} ({time}) skipped but inside the window"
-                );
+                assert!(time < 90_000, "offset {i} ({time}) skipped but inside the window");
             }
         }
     }
@@ -312,12 +300,16 @@ mod tests {
 
     #[test]
     fn metadata_round_trips_and_rejects_foreign_text() {
-        let m = CommitMetadata {
+        let mut m = CommitMetadata {
             watermark_ms: 1_705_312_800_000,
             replay_from: 42,
             window_ms: 7_200_000,
+            handoff: false,
         };
         assert_eq!(CommitMetadata::decode(&m.encode()), Some(m));
+        m.handoff = true;
+        assert_eq!(CommitMetadata::decode(&m.encode()), Some(m));
+        assert!(m.encode().ends_with(";handoff=1"));
         assert_eq!(CommitMetadata::decode(""), None);
         assert_eq!(CommitMetadata::decode("v2;wm=1;from=2"), None);
         assert_eq!(CommitMetadata::decode("v1;wm=x;from=2"), None);

@@ -36,10 +36,7 @@ pub fn init(config: &LogConfig, service: &str) -> LogGuard {
         Some(dir) => {
             let appender = tracing_appender::rolling::daily(dir, format!("{service}.log"));
             let (writer, guard) = tracing_appender::non_blocking(appender);
-            let layer = tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(writer)
-                .boxed();
+            let layer = tracing_subscriber::fmt::layer().json().with_writer(writer).boxed();
             (Some(layer), Some(guard))
         }
         None => (None, None),

@@ -21,21 +21,19 @@ use std::sync::{Arc, Mutex};
 use prometheus::core::Collector;
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::event::RejectReason;
 
 /// Latency buckets (seconds) from 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Per-event processing-time buckets (seconds) from 250 ns to 10 ms.
 pub const PROCESSING_BUCKETS: &[f64] = &[
-    0.00000025, 0.0000005, 0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001,
-    0.001, 0.01,
+    0.00000025, 0.0000005, 0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.001, 0.01,
 ];
 /// State-rebuild duration buckets (seconds).
 pub const REBUILD_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -81,35 +79,21 @@ struct ProducerFamilies {
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let v = IntCounterVec::new(Opts::new(name, help), labels)
-        .expect("static metric definition is valid");
-    r.register(Box::new(v.clone()))
-        .expect("metric registered once");
+    let v = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
+    r.register(Box::new(v.clone())).expect("metric registered once");
     v
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let v =
-        IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
-    r.register(Box::new(v.clone()))
-        .expect("metric registered once");
+    let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
+    r.register(Box::new(v.clone())).expect("metric registered once");
     v
 }
 
-fn histogram_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-    buckets: &[f64],
-) -> HistogramVec {
-    let v = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-        labels,
-    )
-    .expect("static metric definition is valid");
-    r.register(Box::new(v.clone()))
-        .expect("metric registered once");
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    let v = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+        .expect("static metric definition is valid");
+    r.register(Box::new(v.clone())).expect("metric registered once");
     v
 }
 
@@ -124,12 +108,7 @@ impl Telemetry {
                 "Messages read from the activities topic (live, not replayed).",
                 c,
             ),
-            processed: counter_vec(
-                &r,
-                "activity_events_processed_total",
-                "Valid events processed live.",
-                c,
-            ),
+            processed: counter_vec(&r, "activity_events_processed_total", "Valid events processed live.", c),
             rejected: counter_vec(
                 &r,
                 "activity_events_rejected_total",
@@ -247,8 +226,7 @@ impl Telemetry {
                     p,
                 )
                 .expect("static metric definition is valid");
-                r.register(Box::new(v.clone()))
-                    .expect("metric registered once");
+                r.register(Box::new(v.clone())).expect("metric registered once");
                 v
             },
         };
@@ -312,12 +290,8 @@ impl Telemetry {
                 .map(|r| f.dlq.with_label_values(&[consumer, group, r.code()]))
                 .collect(),
             processing: f.processing.with_label_values(&l),
-            e2e_processed: f
-                .end_to_end
-                .with_label_values(&[consumer, group, "processed"]),
-            e2e_alert: f
-                .end_to_end
-                .with_label_values(&[consumer, group, "alert_published"]),
+            e2e_processed: f.end_to_end.with_label_values(&[consumer, group, "processed"]),
+            e2e_alert: f.end_to_end.with_label_values(&[consumer, group, "alert_published"]),
             assigned: f.assigned.clone(),
             lag: f.lag.clone(),
             rebalance_assign: f.rebalances.with_label_values(&[consumer, group, "assign"]),
@@ -386,9 +360,7 @@ impl ConsumerMetrics {
         let _ = self
             .assigned
             .remove_label_values(&[self.consumer, &self.group, topic, &p]);
-        let _ = self
-            .lag
-            .remove_label_values(&[self.consumer, &self.group, topic, &p]);
+        let _ = self.lag.remove_label_values(&[self.consumer, &self.group, topic, &p]);
     }
 
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
@@ -427,12 +399,7 @@ pub mod family {
             .collect()
     }
 
-    fn family(
-        name: &str,
-        help: &str,
-        kind: MetricType,
-        metrics: Vec<proto::Metric>,
-    ) -> MetricFamily {
+    fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<proto::Metric>) -> MetricFamily {
         let mut f = MetricFamily::default();
         f.set_name(name.to_string());
         f.set_help(help.to_string());
@@ -518,9 +485,7 @@ mod tests {
         t.add_source(Arc::new(Fixed));
         let text = t.render();
         assert!(
-            text.contains(
-                r#"activity_events_consumed_total{consumer="fraud",group="fraud-detectors"} 1"#
-            ),
+            text.contains(r#"activity_events_consumed_total{consumer="fraud",group="fraud-detectors"} 1"#),
             "{text}"
         );
         assert!(text.contains(r#"activity_consumer_assigned_partitions{consumer="fraud",group="fraud-detectors",partition="3",topic="user-activities"} 1"#));

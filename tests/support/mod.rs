@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use activity_tracker::broker::EmbeddedBroker;
-use activity_tracker::config::{Command, Config, Sources, TopicsConfig};
+use activity_tracker::config::{Config, Sources, TopicsConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -53,7 +54,7 @@ pub fn broker(partitions: i32) -> EmbeddedBroker {
 
 /// A configuration pointing at `bootstrap`, with test-friendly timeouts and
 /// any extra `VAR=value` settings.
-pub fn config(command: Command, bootstrap: &str, extra: &[(&str, &str)]) -> Config {
+pub fn config(command: activity_tracker::config::Command, bootstrap: &str, extra: &[(&str, &str)]) -> Config {
     let mut pairs: Vec<(&str, &str)> = vec![
         ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
         ("HTTP_ADDR", "127.0.0.1:0"),
@@ -100,14 +101,9 @@ pub fn produce(bootstrap: &str, topic: &str, messages: &[Outgoing]) {
     for m in messages {
         let mut headers = rdkafka::message::OwnedHeaders::new();
         for (k, v) in &m.headers {
-            headers = headers.insert(rdkafka::message::Header {
-                key: k,
-                value: Some(v),
-            });
+            headers = headers.insert(rdkafka::message::Header { key: k, value: Some(v) });
         }
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
-            .timestamp(m.timestamp_ms)
-            .headers(headers);
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).timestamp(m.timestamp_ms).headers(headers);
         if let Some(k) = &m.key {
             record = record.key(k.as_slice());
         }
@@ -144,8 +140,7 @@ impl Received {
         serde_json::from_slice(&self.payload).expect("payload is JSON")
     }
     pub fn header(&self, key: &str) -> String {
-        String::from_utf8_lossy(self.headers.get(key).map(Vec::as_slice).unwrap_or_default())
-            .into_owned()
+        String::from_utf8_lossy(self.headers.get(key).map(Vec::as_slice).unwrap_or_default()).into_owned()
     }
 }
 
@@ -160,11 +155,7 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Received> {
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
-    let partitions: Vec<i32> = metadata.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| p.id())
-        .collect();
+    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
     let mut tpl = TopicPartitionList::new();
     let mut remaining = BTreeMap::new();
     for p in &partitions {
@@ -173,8 +164,7 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Received> {
             .expect("watermarks");
         if high > low {
             remaining.insert(*p, high);
-            tpl.add_partition_offset(topic, *p, Offset::Offset(low))
-                .expect("tpl");
+            tpl.add_partition_offset(topic, *p, Offset::Offset(low)).expect("tpl");
         }
     }
     let mut out = Vec::new();
@@ -192,10 +182,7 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Received> {
         let mut headers = BTreeMap::new();
         if let Some(h) = m.headers() {
             for header in h.iter() {
-                headers.insert(
-                    header.key.to_string(),
-                    header.value.unwrap_or_default().to_vec(),
-                );
+                headers.insert(header.key.to_string(), header.value.unwrap_or_default().to_vec());
             }
         }
         out.push(Received {
@@ -260,22 +247,20 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     http_request(addr, "GET", path)
 }
 
+/// A minimal HTTP/1.1 request: (status, body); status 0 when nothing answers
+/// (yet), so callers can poll.
 pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+        return (0, String::new());
+    };
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .expect("send");
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read");
+    if stream.write_all(request.as_bytes()).is_err() || stream.read_to_end(&mut raw).is_err() {
+        return (0, String::new());
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
@@ -308,4 +293,52 @@ fn dechunk(body: &str) -> String {
 /// The path of the binary under test.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_activity-tracker")
+}
+
+/// A child process killed when the guard is dropped (a failing test leaves
+/// nothing running).
+pub struct Process {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Process {
+    pub fn spawn(name: &str, mut command: std::process::Command) -> Process {
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Process {
+            child,
+            name: name.into(),
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {}", self.name);
+    }
+
+    /// Waits for exit (polling with a deadline) and returns the exit code.
+    pub fn wait(&mut self, timeout: Duration) -> i32 {
+        let mut code = None;
+        wait_until(&format!("{} to exit", self.name), timeout, || {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    code = Some(status.code().unwrap_or(-1));
+                    true
+                }
+                _ => false,
+            }
+        });
+        code.unwrap_or(-1)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
