@@ -167,6 +167,8 @@ pub const SETTINGS: &[Setting] = &[
     s("LOG_LEVEL", Some("INFO"), Scope::ALL, "DEBUG, INFO, WARNING or ERROR (or a tracing filter such as `info,rdkafka=debug`)."),
     s("LOG_FORMAT", Some("pretty"), Scope::ALL, "pretty or json."),
     s("LOG_DIR", None, Scope::ALL, "Also write logs to a daily-rotated file in this directory."),
+    s("OTEL_EXPORTER_OTLP_ENDPOINT", None, Scope::ALL, "Export OpenTelemetry traces over OTLP/HTTP to this endpoint (e.g. http://otel-collector:4318); unset: no tracing. The other standard OTEL_* variables (headers, sampler) are honoured by the SDK."),
+    s("OTEL_SERVICE_NAME", None, Scope::ALL, "Service name in traces; default activity-tracker-<command>."),
 ];
 
 /// A value that could not be used. Its message names the variable or flag,
@@ -475,6 +477,16 @@ pub struct LogConfig {
     pub filter: String,
     pub format: LogFormat,
     pub dir: Option<PathBuf>,
+    /// OTLP endpoint for traces; `None` disables tracing.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+}
+
+impl LogConfig {
+    /// Whether spans are recorded and W3C trace context is written to Kafka.
+    pub fn tracing(&self) -> bool {
+        self.otlp_endpoint.is_some()
+    }
 }
 
 /// The whole configuration of one command.
@@ -904,6 +916,8 @@ impl Config {
                 }
             })?,
             dir: r.optional_string("LOG_DIR").map(PathBuf::from),
+            otlp_endpoint: r.optional_string("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            service_name: r.optional_string("OTEL_SERVICE_NAME"),
         };
 
         let default_addr = SocketAddr::from(([127, 0, 0, 1], command.default_http_port()));

@@ -85,6 +85,7 @@ pub async fn run_command(mut config: Config) -> anyhow::Result<()> {
         truth_file: None,
         shutdown_timeout: config.consumer.shutdown_timeout,
         progress: true,
+        trace: config.log.tracing(),
     };
     let metrics = telemetry.producer(&options.topic);
     let producer_shutdown = shutdown.clone();

@@ -347,6 +347,7 @@ pub async fn run_command(mut config: Config, options: FleetOptions) -> anyhow::R
             truth_file: None,
             shutdown_timeout: config.consumer.shutdown_timeout,
             progress: false,
+            trace: config.log.tracing(),
         };
         let telemetry = crate::telemetry::Telemetry::new();
         let metrics = telemetry.producer(&produce.topic);

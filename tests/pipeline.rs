@@ -384,10 +384,10 @@ fn http_endpoints_serve_report_metrics_and_health() {
     let (status, metrics) = http_get(addr, "/metrics");
     assert_eq!(status, 200);
     for needle in [
-        r#"activity_events_total{event_type="purchase"} 5"#,
-        r#"activity_purchases_total 5"#,
-        r#"activity_funnel_users{stage="page_view"} 4"#,
-        r#"activity_fraud_alerts_total{rule="HIGH_VELOCITY",severity="HIGH"} 1"#,
+        r#"activity_events_total{event_type="purchase",group="analytics-processors"} 5"#,
+        r#"activity_purchases_total{group="analytics-processors"} 5"#,
+        r#"activity_funnel_users{group="analytics-processors",stage="page_view"} 4"#,
+        r#"activity_fraud_alerts_total{group="fraud-detectors",rule="HIGH_VELOCITY",severity="HIGH"} 1"#,
         r#"activity_consumer_assigned_partitions{consumer="fraud",group="fraud-detectors",partition="1",topic="user-activities"} 1"#,
         r#"activity_events_processed_total{consumer="analytics",group="analytics-processors"} 24"#,
     ] {
@@ -429,6 +429,7 @@ fn injected_fraud_actors_are_detected() {
         truth_file: Some(truth_path.clone()),
         shutdown_timeout: Duration::from_secs(30),
         progress: false,
+        trace: false,
     };
     let telemetry = Telemetry::new();
     let stats = activity_tracker::producer::run(&options, telemetry.producer(ACTIVITIES), &Shutdown::new()).unwrap();

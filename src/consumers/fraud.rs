@@ -1,69 +1,13 @@
 //! The `fraud` consumer: the fraud detector on the shared runtime; alerts
 //! printed and published to `KAFKA_ALERTS_TOPIC`, `/report` and metrics.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use prometheus::proto::MetricFamily;
 use serde_json::json;
 
-use crate::fraud::{Alert, FraudDetector, FraudPartition, FraudTotals, Rule, Severity};
+use crate::fraud::{Alert, FraudDetector, FraudPartition, Rule, Severity};
 use crate::runtime::{ConsumerApp, Record};
-use crate::telemetry::FamilySource;
-use crate::telemetry::metrics::family;
-
-#[derive(Default)]
-pub struct FraudMetrics {
-    latest: Mutex<Option<(FraudTotals, usize, usize)>>,
-}
-
-impl FamilySource for FraudMetrics {
-    fn families(&self) -> Vec<MetricFamily> {
-        let Ok(latest) = self.latest.lock() else {
-            return Vec::new();
-        };
-        let Some((totals, tracked, bytes)) = latest.as_ref() else {
-            return Vec::new();
-        };
-        vec![
-            family::counter(
-                "activity_fraud_alerts_total",
-                "Fraud alerts raised live, by rule and severity.",
-                Rule::ALL
-                    .iter()
-                    .map(|r| {
-                        (
-                            vec![
-                                ("rule", r.as_str().to_string()),
-                                ("severity", r.severity().as_str().to_string()),
-                            ],
-                            totals.alerts_by_rule[r.index()] as f64,
-                        )
-                    })
-                    .collect(),
-            ),
-            family::counter(
-                "activity_fraud_high_value_purchases_total",
-                "Purchases at or above HIGH_VALUE_THRESHOLD.",
-                vec![(vec![], totals.high_value_purchases as f64)],
-            ),
-            family::counter(
-                "activity_fraud_high_value_amount_total",
-                "Sum of high-value purchase amounts, in the shop's currency.",
-                vec![(vec![], totals.high_value_amount)],
-            ),
-            family::gauge(
-                "activity_fraud_tracked_users",
-                "Users with fraud state in the owned partitions.",
-                vec![(vec![], *tracked as f64)],
-            ),
-            family::gauge(
-                "activity_fraud_state_bytes",
-                "Approximate heap bytes of the owned partitions' fraud state.",
-                vec![(vec![], *bytes as f64)],
-            ),
-        ]
-    }
-}
+use crate::telemetry::business::FraudMetrics;
 
 pub struct FraudApp {
     detector: FraudDetector,
@@ -74,11 +18,11 @@ pub struct FraudApp {
 }
 
 impl FraudApp {
-    pub fn new(detector: FraudDetector, alerts_topic: String) -> FraudApp {
+    pub fn new(detector: FraudDetector, alerts_topic: String, group: &str) -> FraudApp {
         FraudApp {
             detector,
             alerts_topic,
-            metrics: Arc::new(FraudMetrics::default()),
+            metrics: Arc::new(FraudMetrics::new(group)),
             print_alerts: true,
         }
     }
@@ -138,9 +82,7 @@ impl ConsumerApp for FraudApp {
     fn snapshot(&mut self, partitions: &[(i32, &FraudPartition)]) -> serde_json::Value {
         let tracked = partitions.iter().map(|(_, s)| s.tracked_users()).sum();
         let bytes = partitions.iter().map(|(_, s)| s.heap_bytes()).sum();
-        if let Ok(mut latest) = self.metrics.latest.lock() {
-            *latest = Some((self.detector.totals().clone(), tracked, bytes));
-        }
+        self.metrics.update(self.detector.totals().clone(), tracked, bytes);
         self.figures(partitions)
     }
 

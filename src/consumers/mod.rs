@@ -46,7 +46,10 @@ impl Kind {
 }
 
 pub fn analytics_app(config: &Config) -> AnalyticsApp {
-    AnalyticsApp::new(AnalyticsProcessor::new(config.analytics.clone()))
+    AnalyticsApp::new(
+        AnalyticsProcessor::new(config.analytics.clone()),
+        &config.consumer.analytics_group,
+    )
 }
 
 pub fn fraud_app(config: &Config) -> FraudApp {
@@ -56,6 +59,7 @@ pub fn fraud_app(config: &Config) -> FraudApp {
             IpRenderer::new(config.ip_privacy.clone()),
         ),
         config.topics.alerts.clone(),
+        &config.consumer.fraud_group,
     )
 }
 
@@ -83,6 +87,7 @@ pub fn spawn<A: ConsumerApp>(
         group: group.clone(),
         consumer: config.consumer.clone(),
         limits: config.limits.clone(),
+        trace: config.log.tracing(),
     };
     let metrics = telemetry.consumer(name, &group);
     let kafka = config.kafka.clone();

@@ -46,6 +46,8 @@ pub struct ProduceOptions {
     pub shutdown_timeout: Duration,
     /// Print progress lines (the demo and the CLI do; benchmarks do not).
     pub progress: bool,
+    /// Start a trace per event and write its W3C context into the headers.
+    pub trace: bool,
 }
 
 /// The final statistics.
@@ -204,6 +206,25 @@ pub fn run(options: &ProduceOptions, metrics: ProducerMetrics, shutdown: &Shutdo
             .key(key.as_str())
             .payload(&buf)
             .timestamp(timestamp);
+        let span = options.trace.then(|| {
+            tracing::info_span!(
+                "produce_event",
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.destination.name = %options.topic,
+                event_type = event.event_type.as_str(),
+            )
+        });
+        if let Some(span) = &span {
+            let mut headers = rdkafka::message::OwnedHeaders::new();
+            for (k, v) in crate::telemetry::trace::inject(span) {
+                headers = headers.insert(rdkafka::message::Header {
+                    key: &k,
+                    value: Some(&v),
+                });
+            }
+            record = record.headers(headers);
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -280,6 +301,7 @@ pub async fn run_command(config: Config, truth_file: Option<PathBuf>) -> anyhow:
         truth_file,
         shutdown_timeout: config.consumer.shutdown_timeout,
         progress: true,
+        trace: config.log.tracing(),
     };
     let metrics = telemetry.producer(&options.topic);
     let worker_shutdown = shutdown.clone();

@@ -110,6 +110,8 @@ pub struct RuntimeOptions {
     pub client_id: String,
     pub consumer: ConsumerConfig,
     pub limits: DecodeLimits,
+    /// Record a span per live event, continuing the trace in its headers.
+    pub trace: bool,
 }
 
 /// A partition as shown in `/report`.
@@ -738,6 +740,25 @@ impl<A: ConsumerApp> Core<A> {
         }
         let reference_ms = message.timestamp().to_millis().unwrap_or(now);
         let payload = message.payload().unwrap_or_default();
+        // With tracing on, each live event is a span in the trace its
+        // producer started (W3C context from the message headers).
+        let span = (self.options.trace && mode == Mode::Live).then(|| {
+            let span = tracing::info_span!(
+                "process_event",
+                otel.kind = "consumer",
+                messaging.system = "kafka",
+                messaging.destination.name = %message.topic(),
+                messaging.kafka.partition = partition,
+                messaging.kafka.offset = offset,
+                consumer = self.metrics.consumer,
+            );
+            let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
+                &span,
+                crate::telemetry::trace::extract(header_pairs(message)),
+            );
+            span
+        });
+        let _entered = span.as_ref().map(tracing::Span::enter);
         let started = Instant::now();
         let decoded = decode(payload, reference_ms, &self.options.limits)
             .and_then(|event| check_key(message.key(), &event).map(|()| event));
@@ -755,7 +776,12 @@ impl<A: ConsumerApp> Core<A> {
                     self.live_since_report += 1;
                     let epoch = slot.epoch;
                     for output in std::mem::take(&mut self.outputs) {
-                        if let Some(record) = self.app.publish(output, now) {
+                        if let Some(mut record) = self.app.publish(output, now) {
+                            // The alert continues the event's trace.
+                            record.headers.extend(match &span {
+                                Some(span) => crate::telemetry::trace::inject(span),
+                                None => crate::telemetry::trace::passthrough(header_pairs(message)),
+                            });
                             effects += 1;
                             self.effects.send(Box::new(Pending {
                                 partition,
@@ -1041,6 +1067,15 @@ fn dead_letter(message: &BorrowedMessage<'_>, rejection: &Rejection, options: &R
         payload: payload[..payload.len().min(DLQ_MAX_PAYLOAD_BYTES)].to_vec(),
         headers,
     }
+}
+
+/// A message's headers as (key, value) pairs.
+fn header_pairs<'a>(message: &'a BorrowedMessage<'_>) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+    message
+        .headers()
+        .into_iter()
+        .flat_map(|h| h.iter())
+        .map(|h| (h.key, h.value.unwrap_or_default()))
 }
 
 /// The consumer's member id, once it has joined its group.

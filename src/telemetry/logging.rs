@@ -1,23 +1,57 @@
-//! Logs: `tracing` to stderr (pretty or JSON) and optionally to a
-//! daily-rotated file in `LOG_DIR`, as the seed's `logs/` directory.
+//! Logs and traces: `tracing` to stderr (pretty or JSON), optionally to a
+//! daily-rotated file in `LOG_DIR` (as the seed's `logs/` directory), and to
+//! OpenTelemetry when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 //!
 //! Standard output is kept for what the seed printed there (reports, alerts,
 //! progress lines); diagnostics go to standard error, so piping a report or
 //! the alert stream never mixes in log lines.
 
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Keeps the file writer flushing until dropped (hold it for the whole run).
+/// Keeps the file writer and the trace exporter flushing until dropped (hold
+/// it for the whole run); dropping it flushes pending spans.
 pub struct LogGuard {
     _file: Option<tracing_appender::non_blocking::WorkerGuard>,
+    traces: Option<SdkTracerProvider>,
 }
 
-/// Installs the global subscriber. Later calls (tests) are no-ops.
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.traces.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("warning: could not flush traces: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber for a command. Later calls (tests) are
+/// no-ops.
 pub fn init(config: &LogConfig, service: &str) -> LogGuard {
+    let provider = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            let name = config.service_name.clone().unwrap_or_else(|| service.to_string());
+            match super::trace::provider(endpoint, &name) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!("warning: {e}; continuing without traces");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    install(config, service, provider)
+}
+
+/// Installs the global subscriber with an explicit trace provider (tests use
+/// an in-memory exporter).
+pub fn install(config: &LogConfig, service: &str, traces: Option<SdkTracerProvider>) -> LogGuard {
     let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let stderr = match config.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -41,10 +75,14 @@ pub fn init(config: &LogConfig, service: &str) -> LogGuard {
         }
         None => (None, None),
     };
+    // Spans go to OpenTelemetry whatever LOG_LEVEL filters out of the logs.
+    let otel = traces
+        .as_ref()
+        .map(|p| super::trace::layer(p).with_filter(tracing_subscriber::filter::filter_fn(|m| m.is_span())));
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(stderr)
+        .with(stderr.with_filter(filter))
         .with(file_layer)
+        .with(otel)
         .try_init();
-    LogGuard { _file: guard }
+    LogGuard { _file: guard, traces }
 }

@@ -264,6 +264,10 @@ impl Telemetry {
                 families.extend(s.families());
             }
         }
+        // A family without series (a label set still empty, such as product
+        // revenue before the first purchase) makes the encoder stop, which
+        // would silently truncate the exposition: leave such families out.
+        families.retain(|f| !f.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::with_capacity(16 * 1024);
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
@@ -388,8 +392,10 @@ pub mod family {
     pub type Labels<'a> = Vec<(&'a str, String)>;
 
     fn labels(pairs: &Labels<'_>) -> Vec<proto::LabelPair> {
-        pairs
-            .iter()
+        let mut sorted: Vec<&(&str, String)> = pairs.iter().collect();
+        sorted.sort_by_key(|(k, _)| *k);
+        sorted
+            .into_iter()
             .map(|(k, v)| {
                 let mut l = proto::LabelPair::default();
                 l.set_name(k.to_string());
@@ -438,7 +444,7 @@ pub mod family {
 
     /// A histogram from per-bucket counts (`counts[i]` for `bounds[i]`, the
     /// last for +Inf), as kept by [`crate::analytics::Histogram`].
-    pub fn histogram(name: &str, help: &str, h: &crate::analytics::Histogram) -> MetricFamily {
+    pub fn histogram(name: &str, help: &str, labels_: Labels<'_>, h: &crate::analytics::Histogram) -> MetricFamily {
         let mut cumulative = 0;
         let buckets = h
             .bounds
@@ -456,7 +462,7 @@ pub mod family {
         hist.set_sample_count(h.count);
         hist.set_sample_sum(h.sum);
         hist.set_bucket(buckets);
-        let mut m = proto::Metric::default();
+        let mut m = proto::Metric::from_label(labels(&labels_));
         m.set_histogram(hist);
         family(name, help, MetricType::HISTOGRAM, vec![m])
     }
@@ -483,7 +489,19 @@ mod tests {
         m.consumed.inc();
         m.partition_assigned("user-activities", 3);
         t.add_source(Arc::new(Fixed));
+        struct Empty;
+        impl FamilySource for Empty {
+            fn families(&self) -> Vec<MetricFamily> {
+                vec![family::counter("activity_aaa_empty_total", "No series yet.", vec![])]
+            }
+        }
+        t.add_source(Arc::new(Empty));
         let text = t.render();
+        assert!(
+            text.contains("process_resident_memory_bytes"),
+            "an empty family must not truncate the exposition"
+        );
+        assert!(!text.contains("activity_aaa_empty_total"));
         assert!(
             text.contains(r#"activity_events_consumed_total{consumer="fraud",group="fraud-detectors"} 1"#),
             "{text}"

@@ -1,6 +1,9 @@
-//! Telemetry in one place: metric names and handles ([`metrics`]) and log
-//! setup ([`logging`]).
+//! Telemetry in one place: metric names and handles ([`metrics`]), the
+//! processors' business metrics ([`business`]), log
+//! setup ([`logging`]), and traces across Kafka ([`trace`]).
+pub mod business;
 pub mod logging;
 pub mod metrics;
+pub mod trace;
 
 pub use metrics::{ConsumerMetrics, FamilySource, ProducerMetrics, Telemetry};
