@@ -20,6 +20,8 @@ pub struct Invocation {
     pub brokers: i32,
     pub markdown: bool,
     pub fleet: Option<crate::fleet::FleetOptions>,
+    /// `probe`: the URL or path to check, and the timeout.
+    pub probe: Option<(String, std::time::Duration)>,
 }
 
 fn with_settings(mut cmd: Command, scope: Scope) -> Command {
@@ -130,6 +132,21 @@ pub fn command() -> Command {
                         .help("Changes to make, one per --step: replica counts and `kill` (SIGKILL the newest), e.g. 3,2,kill,4"),
                 )
                 .arg(
+                    Arg::new("manifest")
+                        .long("manifest")
+                        .value_name("FILE")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("Run the replicas as this rendered manifest configures the pods (`helm template` output or deploy/kubernetes/activity-tracker.yaml): subcommand, environment, replica count, pod names")
+                        .conflicts_with("consumer"),
+                )
+                .arg(
+                    Arg::new("workload")
+                        .long("workload")
+                        .value_name("NAME")
+                        .requires("manifest")
+                        .help("The Deployment or StatefulSet in --manifest, by full name or suffix (fraud, analytics) [default: fraud]"),
+                )
+                .arg(
                     Arg::new("step")
                         .long("step")
                         .value_name("DURATION")
@@ -138,6 +155,24 @@ pub fn command() -> Command {
                 ),
             Scope::FLEET,
         ))
+        .subcommand(
+            Command::new("probe")
+                .about("Check a health endpoint (exit 0 on a 2xx answer): for images without curl, e.g. container healthchecks")
+                .arg(
+                    Arg::new("target")
+                        .value_name("URL|PATH")
+                        .default_value("/readyz")
+                        .help("http://host:port/path, or a path on this container's own server (HTTP_ADDR)"),
+                )
+                .arg(
+                    Arg::new("timeout")
+                        .long("timeout")
+                        .value_name("SECONDS")
+                        .default_value("3")
+                        .value_parser(clap::value_parser!(u64).range(1..=300))
+                        .help("Connect and read timeout"),
+                ),
+        )
         .subcommand(with_settings(
             Command::new("config")
                 .about("Print the effective configuration (secrets redacted) and exit")
@@ -182,11 +217,17 @@ where
         "fraud" => (config::Command::Fraud, sub),
         "demo" => (config::Command::Demo, sub),
         "fleet" => (config::Command::Fleet, sub),
+        "probe" => (config::Command::Probe, sub),
         _ => (config::Command::Config, sub),
     };
     let mut sources = env_sources;
     sources.flags = flags(m);
     let fleet = if name == "fleet" { Some(fleet_options(m)?) } else { None };
+    if let Some(workload) = fleet.as_ref().and_then(|f| f.workload.as_ref()) {
+        // The pods' environment wins over ours, as in the cluster; flags
+        // still win over everything.
+        sources.env.extend(workload.env.iter().cloned());
+    }
     Ok(Invocation {
         command,
         sources,
@@ -196,6 +237,13 @@ where
         brokers: optional::<i32>(m, "brokers").unwrap_or(1),
         markdown: optional::<bool>(m, "markdown").unwrap_or(false),
         fleet,
+        probe: (name == "probe").then(|| {
+            let target = optional::<String>(m, "target").unwrap_or_else(|| "/readyz".into());
+            (
+                target,
+                std::time::Duration::from_secs(optional::<u64>(m, "timeout").unwrap_or(3)),
+            )
+        }),
     })
 }
 
@@ -213,15 +261,32 @@ fn fleet_options(m: &ArgMatches) -> Result<crate::fleet::FleetOptions, clap::Err
     let step_text = optional::<String>(m, "step").unwrap_or_else(|| "20s".into());
     let step = config::parse_duration(&step_text)
         .ok_or_else(|| invalid(format!("--step {step_text:?} is not a duration such as 20s")))?;
-    let kind = match optional::<String>(m, "consumer").as_deref() {
+    let mut kind = match optional::<String>(m, "consumer").as_deref() {
         Some("analytics") => crate::consumers::Kind::Analytics,
         _ => crate::consumers::Kind::Fraud,
     };
+    let mut replicas = optional::<u16>(m, "replicas").unwrap_or(1) as usize;
+    let workload = match optional::<PathBuf>(m, "manifest") {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| invalid(format!("--manifest {}: {e}", path.display())))?;
+            let wanted = optional::<String>(m, "workload").unwrap_or_else(|| "fraud".into());
+            let workload = crate::manifest::workload(&text, &wanted)
+                .map_err(|e| invalid(format!("--manifest {}: {e}", path.display())))?;
+            kind = workload.consumer;
+            if m.value_source("replicas") != Some(clap::parser::ValueSource::CommandLine) {
+                replicas = workload.replicas;
+            }
+            Some(workload)
+        }
+        None => None,
+    };
     Ok(crate::fleet::FleetOptions {
         kind,
-        replicas: optional::<u16>(m, "replicas").unwrap_or(1) as usize,
+        replicas,
         plan,
         step,
+        workload,
     })
 }
 

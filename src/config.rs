@@ -44,6 +44,7 @@ impl Scope {
     pub const KAFKA: Scope =
         Scope(Self::TOPICS.0 | Self::PRODUCE.0 | Self::CONSUMERS.0 | Self::DLQ.0 | Self::COLLECT.0 | Self::BENCH.0);
     pub const ALL: Scope = Scope(u16::MAX);
+    pub const NONE: Scope = Scope(0);
 
     pub const fn or(self, other: Scope) -> Scope {
         Scope(self.0 | other.0)
@@ -252,6 +253,7 @@ pub enum Command {
     Bench,
     Fleet,
     Config,
+    Probe,
 }
 
 impl Command {
@@ -268,6 +270,7 @@ impl Command {
             Command::Bench => Scope::BENCH,
             Command::Fleet => Scope::FLEET,
             Command::Config => Scope::ALL,
+            Command::Probe => Scope::NONE,
         }
     }
 

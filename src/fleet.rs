@@ -64,6 +64,9 @@ pub fn parse_plan(text: &str) -> Result<Vec<Step>, String> {
 pub struct ReplicaSpec {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The rendered workload the replicas reproduce: its downward-API
+    /// variables (the pod name…) differ per replica.
+    pub workload: Option<crate::manifest::Workload>,
 }
 
 /// A running replica.
@@ -122,6 +125,13 @@ impl Fleet {
         for (k, v) in &self.spec.env {
             command.env(k, v);
         }
+        let mut pod = String::new();
+        if let Some(w) = &self.spec.workload {
+            for (k, v) in w.pod_env(self.next_number) {
+                command.env(k, v);
+            }
+            pod = format!(", pod {}", w.pod_name(self.next_number));
+        }
         command
             .env("HTTP_ADDR", http.to_string())
             .stdin(Stdio::null())
@@ -132,7 +142,7 @@ impl Fleet {
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().context("cannot start a replica")?;
         println!(
-            "➕ started replica {} (pid {}, http://{http})",
+            "➕ started replica {} (pid {}, http://{http}{pod})",
             self.next_number,
             child.id()
         );
@@ -318,6 +328,8 @@ pub struct FleetOptions {
     pub replicas: usize,
     pub plan: Vec<Step>,
     pub step: Duration,
+    /// From `--manifest`: the workload whose pods the replicas reproduce.
+    pub workload: Option<crate::manifest::Workload>,
 }
 
 /// The `fleet` command.
@@ -355,11 +367,43 @@ pub async fn run_command(mut config: Config, options: FleetOptions) -> anyhow::R
         Some(std::thread::spawn(move || crate::producer::run(&produce, metrics, &s)))
     };
 
-    let mut env = vec![
+    let mut env: Vec<(String, String)> = Vec::new();
+    if let Some(w) = &options.workload {
+        println!(
+            "📄 {} {} from the manifest: `{}`, {} replica{}, {} environment variables{}",
+            match w.kind {
+                crate::manifest::WorkloadKind::Deployment => "Deployment",
+                crate::manifest::WorkloadKind::StatefulSet => "StatefulSet",
+            },
+            w.name,
+            w.args.join(" "),
+            w.replicas,
+            if w.replicas == 1 { "" } else { "s" },
+            w.env_map().len(),
+            if w.pod_fields.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " + per pod {}",
+                    w.pod_fields
+                        .iter()
+                        .map(|(k, _)| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        for note in &w.skipped {
+            println!("   not used locally: {note}");
+        }
+        env.extend(w.env_map());
+    }
+    env.extend([
         ("KAFKA_BOOTSTRAP_SERVERS".into(), config.kafka.bootstrap_servers.clone()),
         ("KAFKA_ACTIVITIES_TOPIC".into(), config.topics.activities.clone()),
+        // Replicas log to this terminal: warnings only.
         ("LOG_LEVEL".into(), "WARNING".into()),
-    ];
+    ]);
     if _broker.is_some() {
         // The embedded broker's group coordinator completes every rebalance
         // only when a session timeout (minus a second) has passed, even once
@@ -371,8 +415,12 @@ pub async fn run_command(mut config: Config, options: FleetOptions) -> anyhow::R
         env.push(("DRAIN_TIMEOUT".into(), format!("{}ms", drain.as_millis())));
     }
     let spec = ReplicaSpec {
-        args: vec![options.kind.name().to_string()],
+        args: match &options.workload {
+            Some(w) => w.args.clone(),
+            None => vec![options.kind.name().to_string()],
+        },
         env,
+        workload: options.workload.clone(),
     };
     let partitions = config.topics.partitions as usize;
     let consumer = format!("{} (group {})", options.kind.name(), options.kind.group(&config));

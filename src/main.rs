@@ -11,6 +11,9 @@ fn main() -> ExitCode {
         Ok(i) => i,
         Err(e) => e.exit(),
     };
+    if let Some((target, timeout)) = &invocation.probe {
+        return activity_tracker::probe::run_command(target, *timeout);
+    }
     if invocation.markdown {
         print!("{}", activity_tracker::config::markdown_table());
         return ExitCode::SUCCESS;

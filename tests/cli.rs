@@ -210,3 +210,100 @@ fn demo_with_max_events_stops_by_itself_with_every_summary() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The `kubectl scale` demo on a laptop, configured by the chart itself: the
+/// fleet reads the rendered Deployment (CI keeps this file equal to a fresh
+/// `helm template`), runs its replicas as processes against an embedded
+/// broker, scales them and prints who owns which partition.
+#[test]
+fn fleet_runs_the_charts_rendered_deployment_and_scales_it() {
+    let dir = scratch("fleet-manifest");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/activity-tracker.yaml");
+    let manifest = manifest.to_str().unwrap();
+    let mut command = at(
+        &[
+            "fleet",
+            "--manifest",
+            manifest,
+            "--workload",
+            "fraud",
+            "--plan",
+            "3",
+            "--step",
+            "1s",
+        ],
+        &[],
+        &dir,
+    );
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut fleet = Process::spawn("fleet", command);
+    let stdout = fleet.child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    let mut tables = 0;
+    wait_until(
+        "two ownership tables (1, then 3 replicas)",
+        Duration::from_secs(150),
+        || {
+            while let Ok(line) = rx.try_recv() {
+                tables += usize::from(line.starts_with("🔁"));
+                lines.push(line);
+            }
+            tables >= 2 && lines.iter().rev().take_while(|l| !l.starts_with("🔁")).count() >= 3
+        },
+    );
+    let text = lines.join("\n");
+    let header = lines
+        .iter()
+        .find(|l| l.starts_with("📄 Deployment activity-tracker-fraud from the manifest: `fraud`, "))
+        .unwrap_or_else(|| panic!("no workload line:\n{text}"));
+    // The first table has the chart's replica count.
+    let chart_replicas = header.split(", ").nth(1).unwrap().split(' ').next().unwrap();
+    let first = lines.iter().find(|l| l.starts_with("🔁")).unwrap();
+    assert!(first.starts_with(&format!("🔁 {chart_replicas} replica")), "{text}");
+    assert!(text.contains("not used locally: KAFKA_BOOTSTRAP_SERVERS"), "{text}");
+    // The last table: three replicas sharing the chart's 6 partitions.
+    let last = &lines[lines.iter().rposition(|l| l.starts_with("🔁")).unwrap()..];
+    assert!(
+        last[0].contains("3 replicas of fraud (group fraud-detectors)"),
+        "{text}"
+    );
+    let mut owned: Vec<i64> = last[1..4]
+        .iter()
+        .flat_map(|l| {
+            let list = l
+                .split('[')
+                .nth(1)
+                .and_then(|r| r.split(']').next())
+                .unwrap_or_default();
+            list.split(',')
+                .filter_map(|p| p.trim().parse::<i64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    owned.sort_unstable();
+    assert_eq!(
+        owned,
+        vec![0, 1, 2, 3, 4, 5],
+        "every partition owned exactly once:\n{text}"
+    );
+
+    use std::io::Write;
+    writeln!(fleet.child.stdin.as_mut().unwrap(), "quit").unwrap();
+    assert_eq!(
+        fleet.wait(Duration::from_secs(60)),
+        0,
+        "the fleet stops its replicas and exits"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

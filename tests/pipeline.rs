@@ -511,3 +511,32 @@ fn injected_fraud_actors_are_detected() {
     assert!(recall >= 0.95, "recall {recall}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn consumers_started_before_their_topic_exists_wait_for_it_then_consume() {
+    // A fresh cluster: the pods can start before the topics Job has run
+    // (with kafka.deploy the Job is a post-install hook). They must pick the
+    // topic up when it appears, and not claim readiness before.
+    let broker = broker(2);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let topic = "activities-created-late";
+    let running = start_consumers(&bootstrap, &[("KAFKA_ACTIVITIES_TOPIC", topic)]);
+    let fraud = running.fraud.shared.clone();
+    wait_until("the consumer loop to be alive", Duration::from_secs(10), || {
+        fraud.healthy()
+    });
+    assert!(!fraud.ready(), "not ready while its topic does not exist");
+
+    broker.create_topic(topic, 2).unwrap();
+    let messages: Vec<Outgoing> = scripted()
+        .iter()
+        .map(|e| Outgoing::keyed(e.user, e.json(), e.time_ms()))
+        .collect();
+    produce(&bootstrap, topic, &messages);
+    wait_until("both consumers to read the late topic", Duration::from_secs(40), || {
+        processed(&running.analytics.shared) == 24 && processed(&fraud) == 24
+    });
+    assert!(fraud.ready());
+    let (analytics, _) = stop(running);
+    assert_eq!(analytics.final_report["total_events"], json!(24));
+}
