@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Offline validation of everything we deploy with, by the real tools:
+#
+#   - the Helm chart: `helm lint --strict` and `helm template` (real helm) for
+#     the default values and every scenario under helm/activity-tracker/ci/,
+#     and for deploy/strimzi/values.yaml;
+#   - every rendered object against the Kubernetes schemas, strictly
+#     (kubernetes-validate for built-in kinds, the CRD models for
+#     ServiceMonitor, PodMonitor, PrometheusRule, ScaledObject,
+#     TriggerAuthentication; an unknown kind fails);
+#   - negative tests: values typos rejected by values.schema.json, a
+#     grace period not above SHUTDOWN_TIMEOUT refused, invalid objects and
+#     unknown kinds failing the validator;
+#   - the CRD guards: no Prometheus Operator object without its API;
+#   - generated files in sync: values.schema.json and the chart README's
+#     values table, the plain manifests in deploy/kubernetes/, the dashboard
+#     ConfigMaps byte-identical to grafana/dashboards/;
+#   - deploy/docker-compose.yml through Docker Compose's own loader, its
+#     Prometheus config through promtool, the Strimzi manifests against the
+#     chart values that go with them;
+#   - hadolint on the Dockerfile.
+#
+# Tools: HELM (a helm binary), PYTHON (a Python with the packages of .ci/run),
+# DOCKER_COMPOSE (a docker-compose binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${HELM:?HELM must name a helm binary}" "${PYTHON:?}" "${DOCKER_COMPOSE:?}"
+CHART=helm/activity-tracker
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+CRD_APIS=(--api-versions monitoring.coreos.com/v1 --api-versions keda.sh/v1alpha1)
+
+# Helm logs every followed symbolic link (files/ links to grafana/) at INFO.
+quiet() { "$@" 2> >(grep -v 'found symbolic link in path' >&2); }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+section() { printf -- '-- %s\n' "$*"; }
+
+section "helm $("$HELM" version --short)"
+scenarios=(default)
+for f in "$CHART"/ci/*-values.yaml; do scenarios+=("$(basename "$f" -values.yaml)"); done
+renders=()
+for s in "${scenarios[@]}"; do
+    values=()
+    [ "$s" != default ] && values=(-f "$CHART/ci/$s-values.yaml")
+    quiet "$HELM" lint --strict "$CHART" "${values[@]}" >"$WORK/lint-$s.log" \
+        || { cat "$WORK/lint-$s.log"; fail "helm lint --strict ($s)"; }
+    quiet "$HELM" template "at-$s" "$CHART" --namespace "ns-$s" "${values[@]}" "${CRD_APIS[@]}" >"$WORK/$s.yaml" \
+        || fail "helm template ($s)"
+    renders+=("$WORK/$s.yaml")
+    printf '   %-14s lint --strict ok, %3d objects rendered\n' "$s" "$(grep -c '^kind:' "$WORK/$s.yaml")"
+done
+quiet "$HELM" template at-strimzi "$CHART" -f deploy/strimzi/values.yaml "${CRD_APIS[@]}" >"$WORK/strimzi.yaml"
+renders+=("$WORK/strimzi.yaml")
+
+section "Kubernetes schemas, strict"
+"$PYTHON" scripts/validate-manifests.py "${renders[@]}" deploy/kubernetes/activity-tracker.yaml
+
+section "negative tests: each must be refused"
+# refused WHAT PATTERN COMMAND...: COMMAND must fail, saying PATTERN (so it
+# fails for the reason under test, not another).
+refused() {
+    local what="$1" pattern="$2"; shift 2
+    if "$@" >"$WORK/refused.log" 2>&1; then
+        cat "$WORK/refused.log"
+        fail "accepted: $what"
+    fi
+    grep -qE -- "$pattern" "$WORK/refused.log" || { cat "$WORK/refused.log"; fail "$what refused, but not for /$pattern/"; }
+    printf '   refused %-42s %s\n' "$what:" "$(grep -m1 -E -- "$pattern" "$WORK/refused.log" | sed 's/^[- ]*//' | cut -c1-100)"
+}
+n=0
+bad_values() { # what, pattern, values YAML
+    n=$((n + 1))
+    printf '%s\n' "$3" >"$WORK/bad-values-$n.yaml"
+    refused "$1" "$2" "$HELM" template x "$CHART" -f "$WORK/bad-values-$n.yaml"
+}
+bad_values 'fraud.replicaCount: "three"' 'replicaCount.*(integer|string)' 'fraud: {replicaCount: "three"}'
+bad_values 'a typo (fraud.replicaCont)' "additional properties 'replicaCont' not allowed" 'fraud: {replicaCont: 3}'
+bad_values 'a top-level typo (servicemonitor)' "additional properties 'servicemonitor' not allowed" 'servicemonitor: {enabled: true}'
+bad_values 'kafka.securityProtocol: tls' 'securityProtocol.*(one of|enum|must be)' 'kafka: {securityProtocol: tls}'
+bad_values 'a negative KEDA lag threshold' 'lagThreshold.*(minimum|>=)' 'fraud: {keda: {enabled: true, lagThreshold: -5}}'
+bad_values 'grace period not above SHUTDOWN_TIMEOUT' 'terminationGracePeriodSeconds \(20\)' 'fraud: {terminationGracePeriodSeconds: 20}'
+cat >"$WORK/bad-objects.yaml" <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: typo}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: x}}
+  template:
+    metadata: {labels: {app: x}}
+    spec:
+      containers: [{name: x, image: x, resourcez: {}}]
+YAML
+refused "a Deployment with an unknown field" "INVALID.*resourcez" "$PYTHON" scripts/validate-manifests.py "$WORK/bad-objects.yaml"
+printf 'apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n' >"$WORK/unknown-kind.yaml"
+refused "an unknown kind" "INVALID.*no schema for example.com/v1 Widget" "$PYTHON" scripts/validate-manifests.py "$WORK/unknown-kind.yaml"
+cat >"$WORK/bad-sm.yaml" <<'YAML'
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: sm}
+spec:
+  selector: {matchLabels: {app: x}}
+  endpoints: [{port: http, intervall: 15s}]
+YAML
+refused "a ServiceMonitor with an unknown field" "INVALID.*intervall" "$PYTHON" scripts/validate-manifests.py "$WORK/bad-sm.yaml"
+
+section "CRD guards"
+quiet "$HELM" template at "$CHART" -f "$CHART/ci/monitoring-values.yaml" -f "$CHART/ci/keda-values.yaml" >"$WORK/no-crds.yaml"
+if grep -qE '^kind: (ServiceMonitor|PodMonitor|PrometheusRule|ScaledObject|TriggerAuthentication)$' "$WORK/no-crds.yaml"; then
+    fail "custom resources rendered although their APIs are absent"
+fi
+echo "   without the Prometheus Operator and KEDA APIs, no custom resource is rendered"
+
+section "generated files in sync"
+"$PYTHON" scripts/chart-docs.py --check
+HELM="$HELM" scripts/render-manifests.sh --check
+"$PYTHON" scripts/check-deploy.py dashboards "$WORK/monitoring.yaml" grafana/dashboards
+
+section "docker compose, Prometheus config, Strimzi"
+"$PYTHON" scripts/check-deploy.py compose deploy/docker-compose.yml "$DOCKER_COMPOSE"
+promtool check config --syntax-only deploy/prometheus.yml
+"$PYTHON" scripts/check-deploy.py strimzi deploy/strimzi "$WORK/strimzi.yaml"
+
+section "Dockerfile"
+"$(dirname "$PYTHON")/hadolint" Dockerfile && echo "   hadolint: clean"
