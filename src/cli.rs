@@ -20,6 +20,8 @@ pub struct Invocation {
     pub brokers: i32,
     pub markdown: bool,
     pub fleet: Option<crate::fleet::FleetOptions>,
+    /// `dlq inspect|replay`.
+    pub dlq: Option<crate::dlq::DlqAction>,
     /// `probe`: the URL or path to check, and the timeout.
     pub probe: Option<(String, std::time::Duration)>,
 }
@@ -103,6 +105,57 @@ pub fn command() -> Command {
             Command::new("fraud").about("Consume events and raise fraud alerts").arg(report_file()),
             Scope::FRAUD,
         ))
+        .subcommand(
+            Command::new("dlq")
+                .about("Operate the dead-letter topic: see what was rejected and why, replay it after a fix")
+                .subcommand_required(true)
+                .subcommand(with_settings(
+                    Command::new("inspect")
+                        .about("Count dead letters by reason and consumer group and show the latest ones")
+                        .arg(
+                            Arg::new("limit")
+                                .long("limit")
+                                .value_name("N")
+                                .default_value("10")
+                                .value_parser(clap::value_parser!(usize))
+                                .help("How many of the latest dead letters to show"),
+                        )
+                        .arg(
+                            Arg::new("json")
+                                .long("json")
+                                .action(ArgAction::SetTrue)
+                                .help("Print every dead letter as a JSON line instead (for jq)"),
+                        ),
+                    Scope::DLQ,
+                ))
+                .subcommand(with_settings(
+                    Command::new("replay")
+                        .about("Send dead letters back to the activities topic once each; those the current decoder still refuses stay")
+                        .arg(
+                            Arg::new("reason")
+                                .long("reason")
+                                .value_name("CODE")
+                                .action(ArgAction::Append)
+                                .value_parser(clap::builder::PossibleValuesParser::new(
+                                    crate::event::RejectReason::ALL.map(|r| r.code()),
+                                ))
+                                .help("Only dead letters with this reason (repeatable)"),
+                        )
+                        .arg(
+                            Arg::new("rekey")
+                                .long("rekey")
+                                .action(ArgAction::SetTrue)
+                                .help("Key events that arrived without their user_id key (or with another) by user_id"),
+                        )
+                        .arg(
+                            Arg::new("dry-run")
+                                .long("dry-run")
+                                .action(ArgAction::SetTrue)
+                                .help("Say what would be replayed; send nothing"),
+                        ),
+                    Scope::DLQ,
+                )),
+        )
         .subcommand(with_settings(
             Command::new("demo").about("Broker, producer, analytics and fraud detection in one process"),
             Scope::DEMO,
@@ -216,6 +269,10 @@ where
         "analytics" => (config::Command::Analytics, sub),
         "fraud" => (config::Command::Fraud, sub),
         "demo" => (config::Command::Demo, sub),
+        "dlq" => (
+            config::Command::Dlq,
+            sub.subcommand().expect("a dlq subcommand is required").1,
+        ),
         "fleet" => (config::Command::Fleet, sub),
         "probe" => (config::Command::Probe, sub),
         _ => (config::Command::Config, sub),
@@ -237,6 +294,23 @@ where
         brokers: optional::<i32>(m, "brokers").unwrap_or(1),
         markdown: optional::<bool>(m, "markdown").unwrap_or(false),
         fleet,
+        dlq: match (name, sub.subcommand()) {
+            ("dlq", Some(("inspect", m))) => Some(crate::dlq::DlqAction::Inspect(crate::dlq::InspectOptions {
+                limit: optional::<usize>(m, "limit").unwrap_or(10),
+                json: optional::<bool>(m, "json").unwrap_or(false),
+            })),
+            ("dlq", Some((_, m))) => Some(crate::dlq::DlqAction::Replay(crate::dlq::ReplayOptions {
+                reasons: m
+                    .get_many::<String>("reason")
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| crate::event::RejectReason::from_code(c))
+                    .collect(),
+                rekey: optional::<bool>(m, "rekey").unwrap_or(false),
+                dry_run: optional::<bool>(m, "dry-run").unwrap_or(false),
+            })),
+            _ => None,
+        },
         probe: (name == "probe").then(|| {
             let target = optional::<String>(m, "target").unwrap_or_else(|| "/readyz".into());
             (

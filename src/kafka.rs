@@ -5,10 +5,16 @@
 //! pass-through last, so any property can be overridden without a release.
 //! The values chosen here are deliberate; each is commented with why.
 
-use rdkafka::ClientConfig;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientConfig, ClientContext, Statistics};
 
 use crate::config::{ConsumerConfig, KafkaConfig};
+use crate::shutdown::Shutdown;
 
 /// Connection settings shared by every client.
 pub fn connection(k: &KafkaConfig) -> ClientConfig {
@@ -36,6 +42,10 @@ pub fn connection(k: &KafkaConfig) -> ClientConfig {
     if let Some(p) = &k.ssl_key_password {
         c.set("ssl.key.password", p.expose());
     }
+    // Reconnect to a broker that went away at most 2 s apart (librdkafka's
+    // default backs off to 10 s): after an outage the clients are back
+    // within seconds of the broker, at the cost of a few more attempts.
+    c.set("reconnect.backoff.max.ms", "2000");
     // Route librdkafka's own log lines through `log` → tracing at warn and
     // above; LOG_LEVEL=debug with a filter such as `rdkafka=debug` shows more.
     c.set_log_level(RDKafkaLogLevel::Warning);
@@ -123,4 +133,118 @@ pub fn admin(k: &KafkaConfig) -> ClientConfig {
     let mut c = connection(k);
     c.set("client.id", "activity-tracker-admin");
     with_passthrough(c, k)
+}
+
+// ---- Errors that retrying cannot fix -------------------------------------
+
+/// The first client error after which retrying cannot help: the cluster
+/// refused our credentials. librdkafka would retry a wrong password forever
+/// while the process looks alive and does nothing; instead every
+/// long-running command stops (see [`stop_on_fatal_error`]) and `main`
+/// prints this and exits 1 — in Kubernetes, a pod in CrashLoopBackOff whose
+/// log says why.
+static FATAL: OnceLock<String> = OnceLock::new();
+static ON_FATAL: Mutex<Vec<Shutdown>> = Mutex::new(Vec::new());
+/// Whether any client of this process has been accepted by a broker (seen
+/// in its statistics). After that, an authentication error is a failed
+/// re-authentication of a long-lived connection — brokers differ there, and
+/// librdkafka recovers on a new connection — so it is logged, not fatal.
+static ACCEPTED: AtomicBool = AtomicBool::new(false);
+
+/// Every client's statistics callback: notes that a broker accepted us.
+pub fn observe(statistics: &Statistics) {
+    if !ACCEPTED.load(Ordering::Relaxed)
+        && statistics
+            .brokers
+            .values()
+            .any(|b| b.source != "internal" && b.state == "UP")
+    {
+        ACCEPTED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Triggers `shutdown` when a Kafka client of this process meets a fatal
+/// error (immediately if one already happened).
+pub fn stop_on_fatal_error(shutdown: &Shutdown) {
+    if let Ok(mut watchers) = ON_FATAL.lock() {
+        watchers.push(shutdown.clone());
+    }
+    if FATAL.get().is_some() {
+        shutdown.trigger();
+    }
+}
+
+/// The fatal client error of this process, if there was one.
+pub fn fatal_error() -> Option<&'static str> {
+    FATAL.get().map(String::as_str)
+}
+
+/// Whether `error` (a global client error) means the cluster refused us for
+/// good rather than for now: refused credentials, unless a broker has
+/// already `accepted` them.
+pub fn is_fatal(error: &KafkaError, accepted: bool) -> bool {
+    !accepted
+        && matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+        )
+}
+
+/// Every client's global-error callback: logs the error as librdkafka's
+/// default does, and turns a fatal one into a stop.
+pub fn client_error(error: &KafkaError, reason: &str) {
+    if !is_fatal(error, ACCEPTED.load(Ordering::Relaxed)) {
+        tracing::error!("librdkafka: {error}: {reason}");
+        return;
+    }
+    let message = format!(
+        "Kafka refused authentication: {reason} (check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, \
+         KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE)"
+    );
+    if FATAL.set(message).is_ok() {
+        tracing::error!("{}", fatal_error().unwrap_or_default());
+        if let Ok(watchers) = ON_FATAL.lock() {
+            for shutdown in watchers.iter() {
+                shutdown.trigger();
+            }
+        }
+    }
+}
+
+/// The context of clients that need nothing else (admin, readers, the DLQ
+/// tool's producer): librdkafka's defaults plus [`client_error`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BaseContext;
+
+impl ClientContext for BaseContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        client_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for BaseContext {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_credentials_refused_from_the_start_are_fatal() {
+        let refused = KafkaError::Global(RDKafkaErrorCode::Authentication);
+        assert!(is_fatal(&refused, false));
+        assert!(is_fatal(
+            &KafkaError::Global(RDKafkaErrorCode::SaslAuthenticationFailed),
+            false
+        ));
+        // A failed re-authentication after the cluster accepted us once.
+        assert!(!is_fatal(&refused, true));
+        for transient in [
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::Resolve,
+            RDKafkaErrorCode::RequestTimedOut,
+        ] {
+            assert!(!is_fatal(&KafkaError::Global(transient), false), "{transient:?}");
+        }
+    }
 }

@@ -31,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod consumers;
 pub mod demo;
+pub mod dlq;
 pub mod event;
 pub mod eventtime;
 pub mod fleet;

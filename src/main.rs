@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use activity_tracker::config::{Command, Config, Sources};
-use activity_tracker::{broker, cli, consumers, demo, fleet, producer, telemetry, topics};
+use activity_tracker::{broker, cli, consumers, demo, dlq, fleet, producer, telemetry, topics};
 
 fn main() -> ExitCode {
     let invocation = match cli::parse(std::env::args_os(), Sources::from_process()) {
@@ -50,6 +50,10 @@ fn main() -> ExitCode {
             }
             Command::Fraud => consumers::run_command(consumers::Kind::Fraud, config, invocation.report_file).await,
             Command::Demo => demo::run_command(config).await,
+            Command::Dlq => match invocation.dlq {
+                Some(action) => dlq::run_command(config, action).await,
+                None => anyhow::bail!("dlq action missing"),
+            },
             Command::Fleet => match invocation.fleet {
                 Some(options) => fleet::run_command(config, options).await,
                 None => anyhow::bail!("fleet options missing"),
@@ -60,6 +64,11 @@ fn main() -> ExitCode {
     // Consumer threads and the HTTP server have stopped; don't wait for idle
     // blocking-pool threads.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Some(fatal) = activity_tracker::kafka::fatal_error() {
+        // Whatever the command made of it, this is why it stopped.
+        eprintln!("error: {fatal}");
+        return ExitCode::FAILURE;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

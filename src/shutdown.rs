@@ -68,9 +68,12 @@ impl Shutdown {
     }
 }
 
-/// Triggers `shutdown` on SIGINT or SIGTERM. A second signal exits at once
-/// with status 130, for a user who really means it.
+/// Triggers `shutdown` on SIGINT or SIGTERM, and when a Kafka client meets
+/// an error retrying cannot fix ([`crate::kafka::stop_on_fatal_error`]). A
+/// second signal exits at once with status 130, for a user who really means
+/// it.
 pub fn on_signals(shutdown: Shutdown) {
+    crate::kafka::stop_on_fatal_error(&shutdown);
     tokio::spawn(async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,

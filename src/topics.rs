@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::config::{KafkaConfig, TopicsConfig};
@@ -61,19 +60,34 @@ pub enum TopicsError {
     },
 }
 
+/// Whether `topic` exists (None when the cluster cannot be asked), for error
+/// messages that can then say what is wrong. Lists all topics rather than
+/// asking for this one, which could auto-create it.
+pub fn exists(kafka: &KafkaConfig, topic: &str) -> Option<bool> {
+    let admin: AdminClient<crate::kafka::BaseContext> = crate::kafka::admin(kafka)
+        .create_with_context(crate::kafka::BaseContext)
+        .ok()?;
+    let metadata = admin.inner().fetch_metadata(None, Duration::from_secs(5)).ok()?;
+    Some(
+        metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none()),
+    )
+}
+
 /// Makes sure the three topics exist; see the module documentation.
 pub async fn ensure_topics(
     kafka: &KafkaConfig,
     topics: &TopicsConfig,
     recreate: bool,
 ) -> Result<Vec<TopicOutcome>, TopicsError> {
-    let admin: AdminClient<DefaultClientContext> =
-        crate::kafka::admin(kafka)
-            .create()
-            .map_err(|error| TopicsError::Client {
-                servers: kafka.bootstrap_servers.clone(),
-                error,
-            })?;
+    let admin: AdminClient<crate::kafka::BaseContext> = crate::kafka::admin(kafka)
+        .create_with_context(crate::kafka::BaseContext)
+        .map_err(|error| TopicsError::Client {
+            servers: kafka.bootstrap_servers.clone(),
+            error,
+        })?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, ADMIN_TIMEOUT)

@@ -9,9 +9,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use activity_tracker::config::Command as Cmd;
@@ -54,52 +52,29 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-struct Replica {
-    process: Process,
-    http: SocketAddr,
-    report: PathBuf,
-}
+type Replica = ConsumerProcess;
 
+/// Replica `n` of `kind`, with the fleet tests' short timeouts.
 fn start(kind: &str, bootstrap: &str, dir: &Path, n: usize) -> Replica {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let http = SocketAddr::from(([127, 0, 0, 1], port));
-    let report = dir.join(format!("report-{n}.json"));
-    let mut c = Command::new(binary());
-    c.arg(kind)
-        .arg("--report-file")
-        .arg(&report)
-        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
-        .env("HTTP_ADDR", http.to_string())
-        .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
-        .env("DRAIN_TIMEOUT", "3s")
-        .env("KAFKA_COMMIT_INTERVAL_MS", "200")
-        .env("AUDIT_LOG", dir.join("audit"))
-        .env(
-            "LOG_LEVEL",
-            std::env::var("FLEET_TEST_LOG").unwrap_or_else(|_| "WARNING".into()),
-        )
-        .stdout(Stdio::null());
-    std::os::unix::process::CommandExt::process_group(&mut c, 0);
-    Replica {
-        process: Process::spawn(&format!("{kind} replica {n}"), c),
-        http,
-        report,
-    }
+    ConsumerProcess::start(
+        kind,
+        bootstrap,
+        dir,
+        n,
+        &[
+            ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+            ("DRAIN_TIMEOUT", "3s"),
+            ("KAFKA_COMMIT_INTERVAL_MS", "200"),
+        ],
+    )
 }
 
 fn stop(r: &mut Replica) {
-    r.process.signal("TERM");
-    assert_eq!(
-        r.process.wait(Duration::from_secs(30)),
-        0,
-        "{} exits cleanly",
-        r.process.name
-    );
+    r.stop();
 }
 
 fn report(r: &Replica) -> Option<Value> {
-    let (status, body) = http_get(r.http, "/report");
-    (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+    r.report()
 }
 
 /// Waits until every partition is owned by exactly one of `replicas`, evenly,
@@ -168,33 +143,6 @@ fn wait_committed(bootstrap: &str, group: &str) {
         Duration::from_secs(120),
         || committed(bootstrap, group, ACTIVITIES, PARTITIONS) == ends,
     );
-}
-
-/// (partition, offset) → how many times a replica processed it live.
-fn audit(dir: &Path) -> BTreeMap<(i32, i64), u32> {
-    let mut seen = BTreeMap::new();
-    for entry in std::fs::read_dir(dir.join("audit")).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for line in text.lines() {
-            let mut parts = line.split_whitespace();
-            let p: i32 = parts.next().unwrap().parse().unwrap();
-            let o: i64 = parts.next().unwrap().parse().unwrap();
-            *seen.entry((p, o)).or_default() += 1;
-        }
-    }
-    seen
-}
-
-fn assert_every_offset_processed(bootstrap: &str, seen: &BTreeMap<(i32, i64), u32>) -> u32 {
-    let mut duplicates = 0;
-    for (p, high) in high_watermarks(bootstrap, ACTIVITIES, PARTITIONS) {
-        for o in 0..high {
-            let n = seen.get(&(p, o)).copied().unwrap_or(0);
-            assert!(n >= 1, "partition {p} offset {o} was never processed");
-            duplicates += n - 1;
-        }
-    }
-    duplicates
 }
 
 fn alert_ids(bootstrap: &str) -> Vec<String> {
@@ -269,7 +217,7 @@ fn scaling_and_crashing_the_fraud_fleet_changes_no_alert() {
     // Every offset was processed at least once (a killed replica's audit
     // lines after its last commit may be lost; those events were processed
     // again by the new owner, so they still appear).
-    assert_every_offset_processed(&bootstrap, &audit(&dir));
+    assert_every_offset_processed(&bootstrap, ACTIVITIES, PARTITIONS, &audit(&dir.join("audit"), ""));
     println!(
         "fleet: {} events, {} alerts published ({} unique; {} copies re-sent after the kill -9, dropped by alert_id); every offset processed at least once",
         events.len(),
@@ -279,7 +227,7 @@ fn scaling_and_crashing_the_fraud_fleet_changes_no_alert() {
     );
     assert_eq!(unique, expected, "the fleet raises exactly the single replica's alerts");
     assert_eq!(
-        audit(&dir_a).len(),
+        audit(&dir_a.join("audit"), "").len(),
         events.len(),
         "the single replica processed each event once"
     );
@@ -361,7 +309,7 @@ fn analytics_totals_of_a_graceful_fleet_add_up_to_one_replicas() {
         }
         assert_eq!(serde_json::to_value(&merged).unwrap(), totals_a[key], "{key}");
     }
-    let duplicates = assert_every_offset_processed(&bootstrap, &audit(&dir));
+    let duplicates = assert_every_offset_processed(&bootstrap, ACTIVITIES, PARTITIONS, &audit(&dir.join("audit"), ""));
     assert_eq!(duplicates, 0, "graceful moves process nothing twice");
     println!(
         "analytics fleet: {} events over 5 replicas summed to the single replica's totals; funnel and active users match",
@@ -539,8 +487,8 @@ fn revoking_partitions_under_heavy_load_loses_and_duplicates_nothing() {
     b_stop.trigger();
     b.thread.join().unwrap().unwrap();
 
-    let seen = audit(&dir);
-    let duplicates = assert_every_offset_processed(&bootstrap, &seen);
+    let seen = audit(&dir.join("audit"), "");
+    let duplicates = assert_every_offset_processed(&bootstrap, ACTIVITIES, PARTITIONS, &seen);
     println!(
         "revoke under load: {} events, {} processed by the first replica when partitions moved, {} duplicates",
         total, a_processed_at_move, duplicates

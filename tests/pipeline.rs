@@ -5,11 +5,9 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use activity_tracker::config::Command;
-use activity_tracker::consumers::{self, Kind, RunningConsumer};
 use activity_tracker::fraud::Rule;
 use activity_tracker::fraud::alert::alert_id;
 use activity_tracker::runtime::{ConsumerShared, RunOutcome};
@@ -177,43 +175,8 @@ fn expected_alerts() -> BTreeSet<String> {
     .collect()
 }
 
-struct Running {
-    shutdown: Shutdown,
-    analytics: RunningConsumer,
-    fraud: RunningConsumer,
-    telemetry: Arc<Telemetry>,
-}
-
-fn start_consumers(bootstrap: &str, extra: &[(&str, &str)]) -> Running {
-    let config = support::config(Command::Demo, bootstrap, extra);
-    let shutdown = Shutdown::new();
-    let telemetry = Telemetry::new();
-    let analytics_app = consumers::analytics_app(&config);
-    telemetry.add_source(analytics_app.metrics_source());
-    let fraud_app = consumers::fraud_app(&config).quiet();
-    telemetry.add_source(fraud_app.metrics_source());
-    let analytics = consumers::spawn(
-        analytics_app,
-        &config,
-        Kind::Analytics.group(&config),
-        &telemetry,
-        shutdown.clone(),
-    )
-    .unwrap();
-    let fraud = consumers::spawn(
-        fraud_app,
-        &config,
-        Kind::Fraud.group(&config),
-        &telemetry,
-        shutdown.clone(),
-    )
-    .unwrap();
-    Running {
-        shutdown,
-        analytics,
-        fraud,
-        telemetry,
-    }
+fn start_consumers(bootstrap: &str, extra: &[(&str, &str)]) -> InProcess {
+    InProcess::start(&support::config(Command::Demo, bootstrap, extra))
 }
 
 fn processed(shared: &ConsumerShared) -> u64 {
@@ -228,10 +191,8 @@ fn in_flight(shared: &ConsumerShared) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-fn stop(running: Running) -> (RunOutcome, RunOutcome) {
-    running.shutdown.trigger();
-    let a = running.analytics.thread.join().unwrap().unwrap();
-    let f = running.fraud.thread.join().unwrap().unwrap();
+fn stop(running: InProcess) -> (RunOutcome, RunOutcome) {
+    let (a, f, _) = running.stop();
     (a, f)
 }
 

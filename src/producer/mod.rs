@@ -92,7 +92,11 @@ struct DeliveryReports {
 }
 
 impl ClientContext for DeliveryReports {
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::kafka::client_error(&error, reason);
+    }
     fn stats(&self, statistics: Statistics) {
+        crate::kafka::observe(&statistics);
         self.queued.store(statistics.msg_cnt as i64, Ordering::Relaxed);
         self.metrics.queue.set(statistics.msg_cnt as i64);
     }
@@ -267,7 +271,10 @@ pub fn run(options: &ProduceOptions, metrics: ProducerMetrics, shutdown: &Shutdo
     }
 
     let flushing = Instant::now();
-    if let Err(e) = producer.flush(options.shutdown_timeout) {
+    if crate::kafka::fatal_error().is_some() {
+        // Refused credentials: nothing queued can be delivered; don't wait.
+        producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+    } else if let Err(e) = producer.flush(options.shutdown_timeout) {
         tracing::warn!(error = %e, "not every event was acknowledged before the shutdown timeout");
     }
     tracing::debug!(ms = flushing.elapsed().as_millis() as u64, "producer flushed");
@@ -308,6 +315,17 @@ pub async fn run_command(config: Config, truth_file: Option<PathBuf>) -> anyhow:
     let stats = tokio::task::spawn_blocking(move || run(&options, metrics, &worker_shutdown)).await??;
     shutdown.trigger();
     print!("{}", stats.render());
+    if stats.delivered == 0
+        && stats.sent > 0
+        && crate::kafka::fatal_error().is_none()
+        && crate::topics::exists(&config.kafka, &config.topics.activities) == Some(false)
+    {
+        anyhow::bail!(
+            "topic {} does not exist on {} and the cluster did not create it: create it with `activity-tracker topics create`",
+            config.topics.activities,
+            config.kafka.bootstrap_servers
+        );
+    }
     if stats.failed > 0 || stats.unacknowledged() > 0 {
         anyhow::bail!(
             "{} events failed and {} were not acknowledged before SHUTDOWN_TIMEOUT (is the broker at KAFKA_BOOTSTRAP_SERVERS={} reachable?)",

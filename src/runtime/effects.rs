@@ -66,7 +66,11 @@ pub struct DeliveryChannel {
 }
 
 impl ClientContext for DeliveryChannel {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::kafka::client_error(&error, reason);
+    }
     fn stats(&self, statistics: Statistics) {
+        crate::kafka::observe(&statistics);
         self.queue_depth
             .store(statistics.msg_cnt as i64, std::sync::atomic::Ordering::Relaxed);
     }

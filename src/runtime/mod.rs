@@ -271,7 +271,11 @@ struct RuntimeContext<A: ConsumerApp> {
 }
 
 impl<A: ConsumerApp> ClientContext for RuntimeContext<A> {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::kafka::client_error(&error, reason);
+    }
     fn stats(&self, statistics: Statistics) {
+        crate::kafka::observe(&statistics);
         if let Some(topic) = statistics.topics.get(&self.topic)
             && let Ok(mut hw) = self.high_watermarks.lock()
         {
@@ -1050,6 +1054,10 @@ fn dead_letter(message: &BorrowedMessage<'_>, rejection: &Rejection, options: &R
         ("dlq.consumer.group".to_string(), options.group.as_bytes().to_vec()),
         ("dlq.time".to_string(), Rfc3339(now).to_string().into_bytes()),
     ];
+    if let Some(t) = message.timestamp().to_millis() {
+        // Replay restores it, so event-time checks see the original.
+        headers.push(("dlq.source.timestamp".to_string(), t.to_string().into_bytes()));
+    }
     if truncated {
         headers.push(("dlq.truncated".to_string(), b"true".to_vec()));
         headers.push(("dlq.original.bytes".to_string(), payload.len().to_string().into_bytes()));

@@ -342,3 +342,247 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// (partition, offset) → how many times it was processed live, from the
+/// `AUDIT_LOG` files in `dir` whose names start with `consumer` ("" = all).
+pub fn audit(dir: &std::path::Path, consumer: &str) -> BTreeMap<(i32, i64), u32> {
+    let mut seen = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().starts_with(consumer) {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let mut parts = line.split_whitespace();
+            let p: i32 = parts.next().unwrap().parse().unwrap();
+            let o: i64 = parts.next().unwrap().parse().unwrap();
+            *seen.entry((p, o)).or_default() += 1;
+        }
+    }
+    seen
+}
+
+/// Asserts every offset of `topic` was processed at least once; returns how
+/// many were processed more than once (extra copies).
+pub fn assert_every_offset_processed(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    seen: &BTreeMap<(i32, i64), u32>,
+) -> u32 {
+    let mut duplicates = 0;
+    for (p, high) in high_watermarks(bootstrap, topic, partitions) {
+        for o in 0..high {
+            let n = seen.get(&(p, o)).copied().unwrap_or(0);
+            assert!(n >= 1, "partition {p} offset {o} was never processed");
+            duplicates += n - 1;
+        }
+    }
+    duplicates
+}
+
+/// Both consumers running in this process, as `demo` runs them.
+pub struct InProcess {
+    pub shutdown: activity_tracker::shutdown::Shutdown,
+    pub analytics: activity_tracker::consumers::RunningConsumer,
+    pub fraud: activity_tracker::consumers::RunningConsumer,
+    pub telemetry: std::sync::Arc<activity_tracker::telemetry::Telemetry>,
+}
+
+impl InProcess {
+    pub fn start(config: &Config) -> InProcess {
+        use activity_tracker::consumers::{self, Kind};
+        let shutdown = activity_tracker::shutdown::Shutdown::new();
+        let telemetry = activity_tracker::telemetry::Telemetry::new();
+        let analytics_app = consumers::analytics_app(config);
+        telemetry.add_source(analytics_app.metrics_source());
+        let fraud_app = consumers::fraud_app(config).quiet();
+        telemetry.add_source(fraud_app.metrics_source());
+        let analytics = consumers::spawn(
+            analytics_app,
+            config,
+            Kind::Analytics.group(config),
+            &telemetry,
+            shutdown.clone(),
+        )
+        .unwrap();
+        let fraud = consumers::spawn(
+            fraud_app,
+            config,
+            Kind::Fraud.group(config),
+            &telemetry,
+            shutdown.clone(),
+        )
+        .unwrap();
+        InProcess {
+            shutdown,
+            analytics,
+            fraud,
+            telemetry,
+        }
+    }
+
+    /// Messages seen (processed or rejected) by (analytics, fraud).
+    pub fn seen(&self) -> (u64, u64) {
+        let seen = |c: &activity_tracker::consumers::RunningConsumer| {
+            c.shared
+                .status
+                .read()
+                .map(|s| s.events_processed + s.events_rejected)
+                .unwrap_or(0)
+        };
+        (seen(&self.analytics), seen(&self.fraud))
+    }
+
+    /// Fails if a consumer thread has stopped on its own.
+    pub fn assert_running(&self) {
+        assert!(
+            !self.analytics.thread.is_finished() && !self.fraud.thread.is_finished(),
+            "a consumer stopped"
+        );
+    }
+
+    /// Waits until both consumers have seen `n` messages.
+    pub fn wait_seen(&self, n: u64, timeout: Duration) {
+        wait_until(&format!("both consumers to see {n} messages"), timeout, || {
+            self.assert_running();
+            let (a, f) = self.seen();
+            a >= n && f >= n
+        });
+    }
+
+    /// Stops both; returns their outcomes and the final /metrics text.
+    pub fn stop(
+        self,
+    ) -> (
+        activity_tracker::runtime::RunOutcome,
+        activity_tracker::runtime::RunOutcome,
+        String,
+    ) {
+        let metrics = self.telemetry.render();
+        self.shutdown.trigger();
+        let a = self.analytics.thread.join().expect("no panic").expect("analytics ran");
+        let f = self.fraud.thread.join().expect("no panic").expect("fraud ran");
+        (a, f, metrics)
+    }
+}
+
+/// A consumer (`fraud` or `analytics`) running as its own process, as a pod
+/// runs it: its own HTTP port, an audit log and a report file in `dir`.
+pub struct ConsumerProcess {
+    pub process: Process,
+    pub http: SocketAddr,
+    pub report: std::path::PathBuf,
+}
+
+impl ConsumerProcess {
+    pub fn start(
+        kind: &str,
+        bootstrap: &str,
+        dir: &std::path::Path,
+        n: usize,
+        env: &[(&str, &str)],
+    ) -> ConsumerProcess {
+        Self::spawn(kind, bootstrap, dir, n, env, None)
+    }
+
+    /// [`ConsumerProcess::start`], with stderr (the log) written to `log`.
+    pub fn start_logged(
+        kind: &str,
+        bootstrap: &str,
+        dir: &std::path::Path,
+        n: usize,
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> ConsumerProcess {
+        Self::spawn(kind, bootstrap, dir, n, env, Some(log))
+    }
+
+    fn spawn(
+        kind: &str,
+        bootstrap: &str,
+        dir: &std::path::Path,
+        n: usize,
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> ConsumerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let http = SocketAddr::from(([127, 0, 0, 1], port));
+        let report = dir.join(format!("report-{kind}-{n}.json"));
+        let mut c = std::process::Command::new(binary());
+        c.arg(kind)
+            .arg("--report-file")
+            .arg(&report)
+            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+            .env("HTTP_ADDR", http.to_string())
+            .env("AUDIT_LOG", dir.join("audit"))
+            .env(
+                "LOG_LEVEL",
+                std::env::var("FLEET_TEST_LOG").unwrap_or_else(|_| "WARNING".into()),
+            )
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null());
+        if let Some(log) = log {
+            c.stderr(std::fs::File::create(log).expect("the log file can be created"));
+        }
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        ConsumerProcess {
+            process: Process::spawn(&format!("{kind} {n}"), c),
+            http,
+            report,
+        }
+    }
+
+    /// SIGTERM, and a clean exit within 30 s.
+    pub fn stop(&mut self) {
+        self.process.signal("TERM");
+        assert_eq!(
+            self.process.wait(Duration::from_secs(30)),
+            0,
+            "{} exits cleanly",
+            self.process.name
+        );
+    }
+
+    /// Fails if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.process.child.try_wait() {
+            panic!("{} exited: {status}", self.process.name);
+        }
+    }
+
+    /// `GET /report`, when it answers.
+    pub fn report(&self) -> Option<serde_json::Value> {
+        let (status, body) = http_get(self.http, "/report");
+        (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+    }
+
+    /// Events processed, from `/report` (0 while it does not answer).
+    pub fn processed(&self) -> u64 {
+        self.report()
+            .and_then(|v| v["consumer"]["events_processed"].as_u64())
+            .unwrap_or(0)
+    }
+}
+
+/// Processes the activities topic once more, fault-free, with fresh groups,
+/// publishing the alerts to `reference-alerts`: what a run that met no
+/// fault produces, to compare a faulty run's alerts with.
+pub fn reference_run(broker: &EmbeddedBroker, partitions: i32, events: u64, timeout: Duration) {
+    broker.create_topic("reference-alerts", partitions).unwrap();
+    let reference = InProcess::start(&config(
+        activity_tracker::config::Command::Demo,
+        broker.bootstrap_servers(),
+        &[
+            ("KAFKA_ALERTS_TOPIC", "reference-alerts"),
+            ("KAFKA_ANALYTICS_GROUP", "reference-analytics"),
+            ("KAFKA_FRAUD_GROUP", "reference-fraud"),
+        ],
+    ));
+    reference.wait_seen(events, timeout);
+    let _ = reference.stop();
+}
