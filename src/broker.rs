@@ -11,12 +11,21 @@
 //! message sets per partition and silently deletes older data, it cannot look
 //! offsets up by timestamp, and it does not implement the CreateTopics admin
 //! call (so [`EmbeddedBroker::start`] creates our topics itself). Data lives
-//! in memory and is gone when the process exits.
+//! in memory and is gone when the process exits. It answers a fetch only
+//! after `fetch.wait.max.ms` even when data arrives sooner (a real broker
+//! answers at once), so consumers of it in this process (demo, bench) wait
+//! at most [`FETCH_WAIT_MAX`].
+
+use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
 use crate::config::TopicsConfig;
+
+/// fetch.wait.max.ms for consumers of the embedded broker (librdkafka's
+/// default, 500 ms, would set every latency on it).
+pub const FETCH_WAIT_MAX: Duration = Duration::from_millis(5);
 
 /// A running embedded broker; dropping it stops it.
 pub struct EmbeddedBroker {

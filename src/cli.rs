@@ -22,6 +22,8 @@ pub struct Invocation {
     pub fleet: Option<crate::fleet::FleetOptions>,
     /// `dlq inspect|replay`.
     pub dlq: Option<crate::dlq::DlqAction>,
+    /// `bench`: what to measure.
+    pub bench: Option<crate::bench::BenchOptions>,
     /// `probe`: the URL or path to check, and the timeout.
     pub probe: Option<(String, std::time::Duration)>,
 }
@@ -161,6 +163,24 @@ pub fn command() -> Command {
             Scope::DEMO,
         ))
         .subcommand(with_settings(
+            Command::new("bench")
+                .about("Benchmark end to end on the embedded broker (or KAFKA_BOOTSTRAP_SERVERS): producer, the raw-consume ceiling, both consumers, latency, rebalance pause, memory; prints one table")
+                .arg(
+                    Arg::new("quick")
+                        .long("quick")
+                        .action(ArgAction::SetTrue)
+                        .help("A short run that proves every phase works (50,000 events)"),
+                )
+                .arg(
+                    Arg::new("events")
+                        .long("events")
+                        .value_name("N")
+                        .value_parser(clap::value_parser!(u64).range(1000..))
+                        .help("Events in the backlog the throughput phases drain [default: 2000000, --quick 50000]"),
+                ),
+            Scope::BENCH,
+        ))
+        .subcommand(with_settings(
             Command::new("fleet")
                 .about("Run N local replicas of a consumer in one group and change N while they run, showing who owns which partitions")
                 .arg(
@@ -274,6 +294,7 @@ where
             sub.subcommand().expect("a dlq subcommand is required").1,
         ),
         "fleet" => (config::Command::Fleet, sub),
+        "bench" => (config::Command::Bench, sub),
         "probe" => (config::Command::Probe, sub),
         _ => (config::Command::Config, sub),
     };
@@ -294,6 +315,17 @@ where
         brokers: optional::<i32>(m, "brokers").unwrap_or(1),
         markdown: optional::<bool>(m, "markdown").unwrap_or(false),
         fleet,
+        bench: (name == "bench").then(|| {
+            let mut options = if optional::<bool>(m, "quick").unwrap_or(false) {
+                crate::bench::BenchOptions::quick()
+            } else {
+                crate::bench::BenchOptions::full()
+            };
+            if let Some(events) = optional::<u64>(m, "events") {
+                options.events = events;
+            }
+            options
+        }),
         dlq: match (name, sub.subcommand()) {
             ("dlq", Some(("inspect", m))) => Some(crate::dlq::DlqAction::Inspect(crate::dlq::InspectOptions {
                 limit: optional::<usize>(m, "limit").unwrap_or(10),

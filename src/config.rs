@@ -142,11 +142,11 @@ pub const SETTINGS: &[Setting] = &[
     s("SIM_START_TIME", None, PRODUCERS, "Simulate traffic starting at this RFC 3339 time instead of now: event i is stamped start + i/EVENTS_PER_SECOND and sent as fast as possible."),
     // Consumers.
     s("STATS_INTERVAL", Some("50"), Scope::CONSUMERS, "Print a report every N events (at most one per second)."),
-    s("HTTP_ADDR", None, HTTP, "Listen address of /metrics, /healthz, /readyz and /report. Default 127.0.0.1 with a per-command port (demo 9100, analytics 9101, fraud 9102, produce 9103, collect 8080); use 0.0.0.0:PORT in containers, port 0 for any free port."),
+    s("HTTP_ADDR", None, HTTP, "Listen address of /metrics, /healthz, /readyz and /report. Default 127.0.0.1 with a per-command port (demo 9100, analytics 9101, fraud 9102, produce 9103); use 0.0.0.0:PORT in containers, port 0 for any free port."),
     s("STATE_REBUILD", Some("true"), Scope::CONSUMERS, "Rebuild a newly assigned partition's windowed state by replaying its recent events before going live."),
     s("SHUTDOWN_TIMEOUT", Some("20s"), Scope::CONSUMERS.or(Scope::PRODUCE).or(Scope::COLLECT), "Upper bound on a graceful stop (drain, commit, leave the group); keep it below Kubernetes' terminationGracePeriodSeconds."),
     s("DRAIN_TIMEOUT", Some("10s"), Scope::CONSUMERS, "How long a revoked partition may wait for its in-flight alerts before its offsets are committed; below the session timeout."),
-    s("AUDIT_LOG", None, Scope::CONSUMERS, "Directory for a processing audit: each consumer process appends `partition offset` per live-processed event to its own file, flushed before offsets are stored (for verifying delivery; costs one write per batch)."),
+    s("AUDIT_LOG", None, Scope::CONSUMERS, "Directory for a processing audit: each consumer process appends `partition offset unix_ms` per live-processed event to its own file, flushed before offsets are stored (for verifying delivery; costs one write per batch)."),
     s("MAX_EVENT_BYTES", Some("65536"), DECODERS, "Largest accepted event; bigger ones are dead-lettered as too_large."),
     s("MAX_EVENT_FUTURE_SKEW", Some("5m"), DECODERS, "How far after its Kafka timestamp (or receipt) an event may be stamped."),
     s("MAX_EVENT_AGE", Some("7d"), DECODERS, "How far before its Kafka timestamp (or receipt) an event may be stamped."),
@@ -154,7 +154,7 @@ pub const SETTINGS: &[Setting] = &[
     // Analytics.
     s("ANALYTICS_WINDOW", Some("1h"), ANALYTICS, "Event-time window of the distinct-user figures (funnel, active users, top users)."),
     s("ANALYTICS_SESSION_TIMEOUT", Some("30m"), ANALYTICS, "Inactivity after which a session is closed for the session-duration figures."),
-    s("ANALYTICS_MAX_USERS_PER_PARTITION", Some("250000"), ANALYTICS, "Users tracked exactly per partition (~56 bytes each); beyond it distinct counts use a HyperLogLog sketch."),
+    s("ANALYTICS_MAX_USERS_PER_PARTITION", Some("250000"), ANALYTICS, "Users tracked exactly per partition (about 90 bytes each at the cap, hash-table headroom included); beyond it distinct counts use a HyperLogLog sketch."),
     // Fraud.
     s("HIGH_VALUE_THRESHOLD", Some("500.0"), FRAUD, "HIGH_VALUE_PURCHASE: purchase amount at or above this."),
     s("VELOCITY_THRESHOLD", Some("5"), FRAUD, "HIGH_VELOCITY: transactional events within 60 s, counting the current one."),
@@ -417,6 +417,9 @@ pub struct ConsumerConfig {
     pub shutdown_timeout: Duration,
     pub drain_timeout: Duration,
     pub audit_log: Option<PathBuf>,
+    /// fetch.wait.max.ms when set; not a setting (KAFKA_CONFIG_FETCH_WAIT_MAX_MS
+    /// is): the embedded broker's consumers need it, see [`crate::broker`].
+    pub fetch_wait_max: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -735,6 +738,7 @@ impl Config {
                 parse_duration(t).filter(|d| !d.is_zero())
             })?,
             audit_log: r.optional_string("AUDIT_LOG").map(PathBuf::from),
+            fetch_wait_max: None,
         };
         for (var, group) in [
             ("KAFKA_ANALYTICS_GROUP", &consumer.analytics_group),

@@ -34,6 +34,7 @@ pub async fn run_command(mut config: Config) -> anyhow::Result<()> {
     } else {
         let broker = EmbeddedBroker::start(1, &config.topics)?;
         config.kafka.bootstrap_servers = broker.bootstrap_servers().to_string();
+        config.consumer.fetch_wait_max = Some(crate::broker::FETCH_WAIT_MAX);
         println!(
             "🧪 Embedded Kafka broker on {} — topics {} ({} partitions), {}, {}",
             broker.bootstrap_servers(),

@@ -109,11 +109,20 @@ pub fn consumer(k: &KafkaConfig, cc: &ConsumerConfig, group: &str, client_id: &s
         // Prefetch at most 16 MB (librdkafka's default is 64 MB): bounds
         // memory under a backlog while keeping the pipeline full.
         .set("queued.max.messages.kbytes", "16384")
+        // When that prefetch is full librdkafka stops fetching for
+        // fetch.queue.backoff.ms — 1 s by default, during which a consumer
+        // that drains 16 MB in a few tens of ms sits idle. 10 ms keeps the
+        // pipeline full: draining a backlog went from 41k to 567k events/s
+        // (`activity-tracker bench`).
+        .set("fetch.queue.backoff.ms", "10")
         .set("fetch.max.bytes", "8388608")
         .set("statistics.interval.ms", "5000")
         .set("enable.partition.eof", "false");
     if let Some(id) = &cc.group_instance_id {
         c.set("group.instance.id", id);
+    }
+    if let Some(wait) = cc.fetch_wait_max {
+        c.set("fetch.wait.max.ms", wait.as_millis().to_string());
     }
     with_passthrough(c, k)
 }

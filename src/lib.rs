@@ -26,6 +26,7 @@
 //!   consumer, scaled while they run.
 //! - [`privacy`], [`shutdown`], [`cli`] — small supporting pieces.
 pub mod analytics;
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use activity_tracker::config::{Command, Config, Sources};
-use activity_tracker::{broker, cli, consumers, demo, dlq, fleet, producer, telemetry, topics};
+use activity_tracker::{bench, broker, cli, consumers, demo, dlq, fleet, producer, telemetry, topics};
 
 fn main() -> ExitCode {
     let invocation = match cli::parse(std::env::args_os(), Sources::from_process()) {
@@ -53,6 +53,10 @@ fn main() -> ExitCode {
             Command::Dlq => match invocation.dlq {
                 Some(action) => dlq::run_command(config, action).await,
                 None => anyhow::bail!("dlq action missing"),
+            },
+            Command::Bench => match invocation.bench {
+                Some(options) => bench::run_command(config, options).await,
+                None => anyhow::bail!("bench options missing"),
             },
             Command::Fleet => match invocation.fleet {
                 Some(options) => fleet::run_command(config, options).await,
