@@ -220,6 +220,38 @@ pub fn client_error(error: &KafkaError, reason: &str) {
     }
 }
 
+/// `fetch_metadata` that gives up as soon as the cluster has refused our
+/// credentials (a plain call would wait its whole timeout while librdkafka
+/// retries), else after `timeout`.
+pub fn fetch_metadata<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: Option<&str>,
+    timeout: std::time::Duration,
+) -> rdkafka::error::KafkaResult<rdkafka::metadata::Metadata> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match client.fetch_metadata(topic, left.min(std::time::Duration::from_millis(500))) {
+            Err(e) if fatal_error().is_none() && !left.is_zero() && is_timeout(&e) => continue,
+            Err(e) => {
+                // A refused login fails the request before librdkafka's
+                // error callback has said why; give it a moment, so the
+                // caller (and `main`) can report the real reason.
+                let settle = std::time::Instant::now() + std::time::Duration::from_millis(500);
+                while fatal_error().is_none() && std::time::Instant::now() < settle {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                return Err(e);
+            }
+            ok => return ok,
+        }
+    }
+}
+
+fn is_timeout(e: &KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut)
+}
+
 /// The context of clients that need nothing else (admin, readers, the DLQ
 /// tool's producer): librdkafka's defaults plus [`client_error`].
 #[derive(Clone, Copy, Debug, Default)]

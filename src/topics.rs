@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::config::{KafkaConfig, TopicsConfig};
@@ -88,10 +89,17 @@ pub async fn ensure_topics(
             servers: kafka.bootstrap_servers.clone(),
             error,
         })?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, ADMIN_TIMEOUT)
-        .map_err(|error| TopicsError::Metadata {
+    // Metadata through a consumer-type client: its error callback reports a
+    // refused login (the admin client's does not), so a wrong password is
+    // named as such.
+    let reader: BaseConsumer<crate::kafka::BaseContext> = crate::kafka::reader(kafka, "activity-tracker-admin")
+        .create_with_context(crate::kafka::BaseContext)
+        .map_err(|error| TopicsError::Client {
+            servers: kafka.bootstrap_servers.clone(),
+            error,
+        })?;
+    let metadata =
+        crate::kafka::fetch_metadata(reader.client(), None, ADMIN_TIMEOUT).map_err(|error| TopicsError::Metadata {
             servers: kafka.bootstrap_servers.clone(),
             error,
         })?;

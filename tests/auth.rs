@@ -257,6 +257,17 @@ fn sasl_scram_credentials_are_enforced_end_to_end() {
         "the error names what to check: {}",
         refused.output
     );
+    let refused_admin = run(&dir, &["topics", "create"], &refs(&wrong_env), Duration::from_secs(60));
+    assert_eq!(
+        refused_admin.code, 1,
+        "topics create with a wrong password: {}",
+        refused_admin.output
+    );
+    assert!(
+        refused_admin.output.contains("error: Kafka refused authentication"),
+        "{}",
+        refused_admin.output
+    );
     let refused_consumer = run(&dir, &["fraud"], &refs(&wrong_env), Duration::from_secs(60));
     assert_eq!(
         refused_consumer.code, 1,
@@ -279,6 +290,7 @@ fn sasl_scram_credentials_are_enforced_end_to_end() {
         ("produce", &produced.output),
         ("refused produce", &refused.output),
         ("refused fraud", &refused_consumer.output),
+        ("refused topics create", &refused_admin.output),
         ("analytics", &consumer_log),
     ] {
         assert!(
@@ -291,11 +303,12 @@ fn sasl_scram_credentials_are_enforced_end_to_end() {
     println!(
         "auth: tansu with SASL/SCRAM enforced — {EVENTS} events produced as alice (SCRAM-SHA-512, password file), \
          {EVENTS} processed by bob's analytics (SCRAM-SHA-256, password env) {:.1} s after the producer started, 0 lost; \
-         wrong password refused with exit 1 in {:.2} s (produce) and {:.2} s (fraud); \
+         wrong password refused with exit 1 in {:.2} s (produce), {:.2} s (fraud) and {:.2} s (topics create); \
          no credentials refused; no password in any log or config dump",
         consumed_after.as_secs_f64(),
         refused.took.as_secs_f64(),
-        refused_consumer.took.as_secs_f64()
+        refused_consumer.took.as_secs_f64(),
+        refused_admin.took.as_secs_f64()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
