@@ -88,6 +88,18 @@ pub fn producer(k: &KafkaConfig, client_id: &str) -> ClientConfig {
     with_passthrough(c, k)
 }
 
+/// The runtime's producer of alerts and dead letters: the event producer's
+/// settings, but batching for 1 ms instead of 5. Alerts are a few per
+/// hundred events, so there is little to batch, and every millisecond is
+/// detection latency; the offsets of their events also wait for the ack.
+pub fn effects_producer(k: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut c = producer(k, client_id);
+    if !k.passthrough.contains_key("linger.ms") {
+        c.set("linger.ms", "1");
+    }
+    c
+}
+
 /// A consumer-group member of the shared runtime.
 pub fn consumer(k: &KafkaConfig, cc: &ConsumerConfig, group: &str, client_id: &str) -> ClientConfig {
     let mut c = connection(k);

@@ -1151,7 +1151,7 @@ pub fn run<A: ConsumerApp>(
     shutdown: Shutdown,
 ) -> Result<RunOutcome, RuntimeError> {
     let window_ms = app.processor().rebuild_window_ms();
-    let effects = Effects::new(&crate::kafka::producer(
+    let effects = Effects::new(&crate::kafka::effects_producer(
         kafka,
         &format!("{}-effects", options.client_id),
     ))
