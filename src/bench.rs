@@ -349,7 +349,6 @@ fn drain_consumer(config: &Config, kind: consumers::Kind, n: u64, group: &str) -
     let shutdown = Shutdown::new();
     let c = start(config, kind, group, &shutdown)?;
     // The CPU is sampled when the first message is handled.
-    let mut cpu0 = None;
     let deadline = Instant::now() + STALL;
     while handled(&c) == 0 {
         if Instant::now() > deadline || c.thread.is_finished() {
@@ -357,9 +356,9 @@ fn drain_consumer(config: &Config, kind: consumers::Kind, n: u64, group: &str) -
         }
         std::thread::sleep(Duration::from_micros(200));
     }
-    cpu0.get_or_insert_with(process_cpu);
+    let cpu0 = process_cpu();
     let (first, last) = wait_handled(&[&c], n)?;
-    let cpu = process_cpu().saturating_sub(cpu0.unwrap_or_default());
+    let cpu = process_cpu().saturating_sub(cpu0);
     stop(&shutdown, vec![c])?;
     Ok(Drained {
         messages: n,
@@ -424,8 +423,19 @@ fn latency(
         while in_flight() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(300)); // metrics are flushed every 250 ms
-        let after = latency_buckets(&telemetry);
+        // The runtime flushes its histograms every 250 ms: wait until every
+        // event of this rate is in them.
+        let mut after = latency_buckets(&telemetry);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while diff(&after, &before, "fraud", "processed")
+            .last()
+            .map_or(0, |(_, c)| *c)
+            < n
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+            after = latency_buckets(&telemetry);
+        }
         for (stage, label) in [("processed", "processed"), ("alert_published", "alert acknowledged")] {
             let counts = diff(&after, &before, "fraud", stage);
             let total = counts.last().map_or(0, |(_, c)| *c);

@@ -152,6 +152,19 @@ fn alice(bootstrap: &str, password_file: &Path) -> Vec<(String, String)> {
     ]
 }
 
+/// Runs the binary with credentials the broker refuses: it must exit 1
+/// and say why.
+fn refused_run(dir: &Path, args: &[&str], env: &[(String, String)]) -> Run {
+    let r = run(dir, args, &refs(env), Duration::from_secs(60));
+    assert_eq!(r.code, 1, "{args:?} with a wrong password: {}", r.output);
+    assert!(
+        r.output.contains("error: Kafka refused authentication"),
+        "{args:?}: {}",
+        r.output
+    );
+    r
+}
+
 fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
@@ -245,40 +258,14 @@ fn sasl_scram_credentials_are_enforced_end_to_end() {
     // for a producer and for a consumer alike.
     let mut wrong_env = alice(&bootstrap, &wrong_file);
     wrong_env.push(("MAX_EVENTS".into(), "10".into()));
-    let refused = run(&dir, &["produce"], &refs(&wrong_env), Duration::from_secs(60));
-    assert_eq!(refused.code, 1, "produce with a wrong password: {}", refused.output);
-    assert!(
-        refused.output.contains("error: Kafka refused authentication"),
-        "{}",
-        refused.output
-    );
+    let refused = refused_run(&dir, &["produce"], &wrong_env);
     assert!(
         refused.output.contains("KAFKA_SASL_PASSWORD"),
         "the error names what to check: {}",
         refused.output
     );
-    let refused_admin = run(&dir, &["topics", "create"], &refs(&wrong_env), Duration::from_secs(60));
-    assert_eq!(
-        refused_admin.code, 1,
-        "topics create with a wrong password: {}",
-        refused_admin.output
-    );
-    assert!(
-        refused_admin.output.contains("error: Kafka refused authentication"),
-        "{}",
-        refused_admin.output
-    );
-    let refused_consumer = run(&dir, &["fraud"], &refs(&wrong_env), Duration::from_secs(60));
-    assert_eq!(
-        refused_consumer.code, 1,
-        "fraud with a wrong password: {}",
-        refused_consumer.output
-    );
-    assert!(
-        refused_consumer.output.contains("error: Kafka refused authentication"),
-        "{}",
-        refused_consumer.output
-    );
+    let refused_admin = refused_run(&dir, &["topics", "create"], &wrong_env);
+    let refused_consumer = refused_run(&dir, &["fraud"], &wrong_env);
 
     // Secrets never printed: not in the config dump, not in any log.
     let dump = run(&dir, &["config"], &refs(&alice_env), Duration::from_secs(10)).output;
