@@ -740,7 +740,14 @@ impl<A: ConsumerApp> Core<A> {
             && let Some(audit) = &mut self.audit
         {
             use std::io::Write;
-            let _ = writeln!(audit, "{partition} {offset} {now}");
+            // One write per line: `writeln!` writes piece by piece, and a
+            // buffer flush between pieces would leave half a line on disk
+            // for a reader (or a kill -9) to find.
+            let mut line = [0u8; 64];
+            let mut cursor = std::io::Cursor::new(&mut line[..]);
+            let _ = writeln!(cursor, "{partition} {offset} {now}");
+            let len = cursor.position() as usize;
+            let _ = audit.write_all(&line[..len]);
         }
         if mode == Mode::Warmup {
             if let Some(r) = &mut slot.rebuild {

@@ -352,14 +352,34 @@ pub fn audit(dir: &std::path::Path, consumer: &str) -> BTreeMap<(i32, i64), u32>
         if !path.file_name().unwrap().to_string_lossy().starts_with(consumer) {
             continue;
         }
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
-            let mut parts = line.split_whitespace();
-            let p: i32 = parts.next().unwrap().parse().unwrap();
-            let o: i64 = parts.next().unwrap().parse().unwrap();
+        for (p, o, _) in audit_lines(&path) {
             *seen.entry((p, o)).or_default() += 1;
         }
     }
     seen
+}
+
+/// The complete `partition offset unix_ms` lines of one audit file. A line
+/// still being written (no newline yet) is not a record: the process writing
+/// it may be running, or may have been killed mid-write.
+pub fn audit_lines(path: &std::path::Path) -> Vec<(i32, i64, u64)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
+        .map(|line| {
+            let mut parts = line.split(' ').map(|part| {
+                part.parse::<u64>()
+                    .unwrap_or_else(|e| panic!("audit line {line:?} of {}: {e}", path.display()))
+            });
+            let mut next = || {
+                parts
+                    .next()
+                    .unwrap_or_else(|| panic!("short audit line {line:?} of {}", path.display()))
+            };
+            (next() as i32, next() as i64, next())
+        })
+        .collect()
 }
 
 /// Asserts every offset of `topic` was processed at least once; returns how
