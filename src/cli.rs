@@ -107,6 +107,11 @@ pub fn command() -> Command {
             Command::new("fraud").about("Consume events and raise fraud alerts").arg(report_file()),
             Scope::FRAUD,
         ))
+        .subcommand(with_settings(
+            Command::new("collect")
+                .about("Accept events over HTTP (POST /v1/events, GET /v1/tracker.js) and send them to Kafka"),
+            Scope::COLLECT,
+        ))
         .subcommand(
             Command::new("dlq")
                 .about("Operate the dead-letter topic: see what was rejected and why, replay it after a fix")
@@ -293,6 +298,7 @@ where
             config::Command::Dlq,
             sub.subcommand().expect("a dlq subcommand is required").1,
         ),
+        "collect" => (config::Command::Collect, sub),
         "fleet" => (config::Command::Fleet, sub),
         "bench" => (config::Command::Bench, sub),
         "probe" => (config::Command::Probe, sub),

@@ -164,6 +164,19 @@ pub const SETTINGS: &[Setting] = &[
     s("IP_PRIVACY", Some("none"), FRAUD.or(Scope::COLLECT), "How IP addresses appear in alerts, logs and metrics: none, truncate (IPv4 /24, IPv6 /48) or hash (keyed HMAC)."),
     secret("IP_HASH_KEY", FRAUD.or(Scope::COLLECT), "Key of IP_PRIVACY=hash (prefer IP_HASH_KEY_FILE)."),
     s("IP_HASH_KEY_FILE", None, FRAUD.or(Scope::COLLECT), "File holding the IP hashing key."),
+    // HTTP collector.
+    secret("COLLECT_WRITE_KEYS", Scope::COLLECT, "Write keys the collector accepts, comma-separated (prefer COLLECT_WRITE_KEYS_FILE); at least one is required."),
+    s("COLLECT_WRITE_KEYS_FILE", None, Scope::COLLECT, "File holding the write keys, one per line or comma-separated, e.g. a mounted Kubernetes Secret."),
+    s("COLLECT_ALLOWED_ORIGINS", None, Scope::COLLECT, "Browser origins allowed to send events (CORS), comma-separated such as https://shop.example.com; `*` allows any. Unset: requests carrying an Origin header are refused."),
+    s("COLLECT_TRUSTED_PROXIES", Some("0"), Scope::COLLECT, "Proxies in front of the collector that append to X-Forwarded-For (load balancer, ingress); the client IP is the address that many hops from the right. 0: the socket's peer address."),
+    s("COLLECT_COUNTRY_HEADER", None, Scope::COLLECT, "Request header holding the client's ISO country code, set by a trusted edge (e.g. CF-IPCountry, CloudFront-Viewer-Country); used when COLLECT_GEOIP_DB has no answer."),
+    s("COLLECT_GEOIP_DB", None, Scope::COLLECT, "MaxMind-format database (.mmdb, GeoIP2/GeoLite2 City or Country) for each event's location."),
+    s("COLLECT_RATE_LIMIT", Some("100"), Scope::COLLECT, "Events per second accepted from one client IP (sustained); 0 turns the limit off."),
+    s("COLLECT_RATE_BURST", Some("1000"), Scope::COLLECT, "Events one client IP may send at once before COLLECT_RATE_LIMIT applies."),
+    s("COLLECT_MAX_BODY_BYTES", Some("1048576"), Scope::COLLECT, "Largest request body; larger requests get 413."),
+    s("COLLECT_MAX_BATCH", Some("500"), Scope::COLLECT, "Most events in one request; more get 413."),
+    s("COLLECT_REQUEST_TIMEOUT", Some("10s"), Scope::COLLECT, "Longest a request may take, body upload and broker acknowledgement included (408 for a slow upload)."),
+    s("COLLECT_ACK_TIMEOUT", Some("5s"), Scope::COLLECT, "How long the collector waits for the brokers to acknowledge a request's events before answering 503 (librdkafka message.timeout.ms)."),
     // Logging.
     s("LOG_LEVEL", Some("INFO"), Scope::ALL, "DEBUG, INFO, WARNING or ERROR (or a tracing filter such as `info,rdkafka=debug`)."),
     s("LOG_FORMAT", Some("pretty"), Scope::ALL, "pretty or json."),
@@ -495,6 +508,26 @@ impl LogConfig {
     }
 }
 
+/// The HTTP collector's settings (`collect`).
+#[derive(Clone, Debug)]
+pub struct CollectConfig {
+    /// Accepted write keys; never empty when the collector runs.
+    pub write_keys: Vec<Secret>,
+    /// `None`: any origin (`*`); otherwise the exact origins allowed.
+    pub allowed_origins: Option<Vec<String>>,
+    pub trusted_proxies: usize,
+    /// Lower-case header name.
+    pub country_header: Option<String>,
+    pub geoip_db: Option<PathBuf>,
+    /// Events per second per client IP; 0 = unlimited.
+    pub rate_limit: u32,
+    pub rate_burst: u32,
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+    pub request_timeout: Duration,
+    pub ack_timeout: Duration,
+}
+
 /// The whole configuration of one command.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -507,6 +540,7 @@ pub struct Config {
     pub analytics: AnalyticsConfig,
     pub fraud: FraudConfig,
     pub ip_privacy: IpPrivacy,
+    pub collect: CollectConfig,
     pub log: LogConfig,
     pub http_addr: SocketAddr,
     /// Every setting's effective value, for `describe` (secrets redacted).
@@ -913,6 +947,8 @@ impl Config {
             }
         };
 
+        let collect = Self::collect(&mut r, command)?;
+
         let log = LogConfig {
             filter: r.required("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", log_filter)?,
             format: r.required("LOG_FORMAT", "pretty or json", |t| {
@@ -944,10 +980,110 @@ impl Config {
             analytics,
             fraud,
             ip_privacy,
+            collect,
             log,
             http_addr,
             effective: r.effective,
         })
+    }
+
+    fn collect(r: &mut Reader<'_>, command: Command) -> Result<CollectConfig, ConfigError> {
+        let keys = r.secret("COLLECT_WRITE_KEYS", "COLLECT_WRITE_KEYS_FILE")?;
+        let write_keys: Vec<Secret> = keys
+            .as_ref()
+            .map(|k| {
+                k.expose()
+                    .split([',', '\n', '\r'])
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty() && !k.starts_with('#'))
+                    .map(Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if command == Command::Collect && write_keys.is_empty() {
+            return Err(ConfigError::Inconsistent(
+                "collect needs at least one write key: set COLLECT_WRITE_KEYS or COLLECT_WRITE_KEYS_FILE".into(),
+            ));
+        }
+        if let Some(short) = write_keys.iter().find(|k| k.expose().len() < 8) {
+            return Err(ConfigError::Invalid {
+                name: "COLLECT_WRITE_KEYS".into(),
+                value: format!("{} characters", short.expose().len()),
+                expected: "keys of at least 8 characters".into(),
+            });
+        }
+        let allowed_origins = r
+            .parse(
+                "COLLECT_ALLOWED_ORIGINS",
+                "`*` or comma-separated origins such as https://shop.example.com",
+                |t| {
+                    if t == "*" {
+                        return Some(None);
+                    }
+                    let origins: Vec<String> = t
+                        .split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                        .filter(|o| !o.is_empty())
+                        .collect();
+                    let valid = |o: &String| {
+                        o.split_once("://").is_some_and(|(scheme, host)| {
+                            matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/')
+                        })
+                    };
+                    origins.iter().all(valid).then_some(Some(origins))
+                },
+            )?
+            .unwrap_or(Some(Vec::new()));
+        let country_header = r.parse(
+            "COLLECT_COUNTRY_HEADER",
+            "an HTTP header name such as CF-IPCountry",
+            |t| {
+                let valid = !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                valid.then(|| t.to_ascii_lowercase())
+            },
+        )?;
+        let count = |max: u32| move |t: &str| t.parse::<u32>().ok().filter(|v| *v <= max);
+        let timeout = |t: &str| parse_duration(t).filter(|d| d.as_millis() >= 100 && d.as_secs() <= 300);
+        let collect = CollectConfig {
+            write_keys,
+            allowed_origins,
+            trusted_proxies: r.required(
+                "COLLECT_TRUSTED_PROXIES",
+                "a whole number of proxies from 0 to 10",
+                count(10),
+            )? as usize,
+            country_header,
+            geoip_db: r.optional_string("COLLECT_GEOIP_DB").map(PathBuf::from),
+            rate_limit: r.required(
+                "COLLECT_RATE_LIMIT",
+                "events per second from 0 (off) to 1000000",
+                count(1_000_000),
+            )?,
+            rate_burst: r.required(
+                "COLLECT_RATE_BURST",
+                "a whole number of events from 1 to 1000000",
+                |t| count(1_000_000)(t).filter(|v| *v >= 1),
+            )?,
+            max_body_bytes: r.required("COLLECT_MAX_BODY_BYTES", "bytes from 1024 to 67108864", |t| {
+                t.parse::<usize>().ok().filter(|v| (1024..=64 << 20).contains(v))
+            })?,
+            max_batch: r.required("COLLECT_MAX_BATCH", "a whole number of events from 1 to 10000", |t| {
+                t.parse::<usize>().ok().filter(|v| (1..=10_000).contains(v))
+            })?,
+            request_timeout: r.required(
+                "COLLECT_REQUEST_TIMEOUT",
+                "a duration from 100ms to 5m, e.g. 10s",
+                timeout,
+            )?,
+            ack_timeout: r.required("COLLECT_ACK_TIMEOUT", "a duration from 100ms to 5m, e.g. 5s", timeout)?,
+        };
+        if collect.ack_timeout >= collect.request_timeout {
+            return Err(ConfigError::Inconsistent(format!(
+                "COLLECT_ACK_TIMEOUT ({:?}) must be shorter than COLLECT_REQUEST_TIMEOUT ({:?})",
+                collect.ack_timeout, collect.request_timeout
+            )));
+        }
+        Ok(collect)
     }
 
     /// `VAR=value` lines of every setting this command uses, secrets shown as

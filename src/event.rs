@@ -625,7 +625,8 @@ fn too_long(name: &str, len: usize) -> Rejection {
     )
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

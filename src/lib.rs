@@ -29,6 +29,7 @@ pub mod analytics;
 pub mod bench;
 pub mod broker;
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod consumers;
 pub mod demo;

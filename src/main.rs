@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use activity_tracker::config::{Command, Config, Sources};
-use activity_tracker::{bench, broker, cli, consumers, demo, dlq, fleet, producer, telemetry, topics};
+use activity_tracker::{bench, broker, cli, collect, consumers, demo, dlq, fleet, producer, telemetry, topics};
 
 fn main() -> ExitCode {
     let invocation = match cli::parse(std::env::args_os(), Sources::from_process()) {
@@ -50,6 +50,7 @@ fn main() -> ExitCode {
             }
             Command::Fraud => consumers::run_command(consumers::Kind::Fraud, config, invocation.report_file).await,
             Command::Demo => demo::run_command(config).await,
+            Command::Collect => collect::run_command(config).await,
             Command::Dlq => match invocation.dlq {
                 Some(action) => dlq::run_command(config, action).await,
                 None => anyhow::bail!("dlq action missing"),

@@ -111,6 +111,33 @@ impl IpRenderer {
         }
     }
 
+    /// The address the collector stores in an event: still an IP address,
+    /// so downstream rules keep working, but reduced by `IP_PRIVACY`.
+    /// `truncate` keeps the network (IPv4 /24, IPv6 /48) as its first
+    /// address; `hash` maps each address to its own pseudonymous IPv6 /64 in
+    /// the unique-local range fd00::/8 (keyed HMAC, not reversible without
+    /// the key), so distinct addresses stay distinct for MULTIPLE_IPS.
+    pub fn stored(&self, ip: IpAddr) -> IpAddr {
+        match &self.mode {
+            IpPrivacy::None => ip,
+            IpPrivacy::Truncate => match ip {
+                IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4) & 0xffff_ff00)),
+                IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (!0u128 << 80))),
+            },
+            IpPrivacy::Hash(key) => {
+                let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose().as_bytes()) else {
+                    return IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+                };
+                mac.update(ip.to_string().as_bytes());
+                let digest = mac.finalize().into_bytes();
+                let mut network = [0u8; 8];
+                network.copy_from_slice(&digest[..8]);
+                let network = (u64::from_be_bytes(network) >> 8) | 0xfd00_0000_0000_0000;
+                IpAddr::V6(Ipv6Addr::from(u128::from(network) << 64))
+            }
+        }
+    }
+
     /// Whether addresses leave the process unchanged.
     pub fn is_identity(&self) -> bool {
         matches!(self.mode, IpPrivacy::None)
@@ -120,6 +147,31 @@ impl IpRenderer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_addresses_stay_addresses_and_distinct_ones_stay_distinct() {
+        let a: IpAddr = "203.0.113.7".parse().unwrap();
+        let b: IpAddr = "203.0.113.9".parse().unwrap();
+        let v6: IpAddr = "2001:db8:1234:5678::1".parse().unwrap();
+        let none = IpRenderer::new(IpPrivacy::None);
+        assert_eq!(none.stored(a), a);
+        let truncate = IpRenderer::new(IpPrivacy::Truncate);
+        assert_eq!(truncate.stored(a).to_string(), "203.0.113.0");
+        assert_eq!(truncate.stored(b), truncate.stored(a));
+        assert_eq!(truncate.stored(v6).to_string(), "2001:db8:1234::");
+        let hash = IpRenderer::new(IpPrivacy::Hash(crate::config::Secret::new("0123456789abcdef")));
+        let (ha, hb) = (hash.stored(a), hash.stored(b));
+        assert_ne!(ha, hb);
+        assert_eq!(ha, hash.stored(a), "deterministic");
+        assert!(ha.to_string().starts_with("fd"), "{ha}");
+        assert_ne!(
+            ip_key(&ha.to_string()),
+            ip_key(&hb.to_string()),
+            "distinct for MULTIPLE_IPS"
+        );
+        let other = IpRenderer::new(IpPrivacy::Hash(crate::config::Secret::new("another key 0123")));
+        assert_ne!(other.stored(a), ha, "keyed");
+    }
     use crate::config::Secret;
 
     #[test]

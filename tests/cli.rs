@@ -46,6 +46,32 @@ fn bad_configuration_is_a_one_line_error_with_exit_code_2() {
         assert!(stderr.starts_with(&format!("error: {var}=")), "{stderr}");
         assert!(!stderr.contains("panicked"));
     }
+    // The collector refuses to run open to the world or with nonsense.
+    for (env, says) in [
+        (vec![], "collect needs at least one write key"),
+        (
+            vec![("COLLECT_WRITE_KEYS", "short")],
+            "COLLECT_WRITE_KEYS=\"5 characters\"",
+        ),
+        (
+            vec![
+                ("COLLECT_WRITE_KEYS", "long-enough-key"),
+                ("COLLECT_ALLOWED_ORIGINS", "shop.example.com"),
+            ],
+            "COLLECT_ALLOWED_ORIGINS=",
+        ),
+        (
+            vec![("COLLECT_WRITE_KEYS_FILE", "/nonexistent/keys")],
+            "COLLECT_WRITE_KEYS_FILE: cannot read /nonexistent/keys",
+        ),
+    ] {
+        let out = at(&["collect"], &env, &dir).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(says), "{says} in {stderr}");
+        assert!(!stderr.contains("long-enough-key"), "keys are never printed");
+    }
     // A .env file in the working directory is read; the environment wins.
     std::fs::write(dir.join(".env"), "EVENTS_PER_SECOND=sluggish\n").unwrap();
     let out = at(&["config"], &[], &dir).output().unwrap();

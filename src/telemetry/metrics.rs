@@ -79,19 +79,19 @@ struct ProducerFamilies {
     rate: prometheus::GaugeVec,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(crate) fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let v = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
     r.register(Box::new(v.clone())).expect("metric registered once");
     v
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+pub(crate) fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
     r.register(Box::new(v.clone())).expect("metric registered once");
     v
 }
 
-fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+pub(crate) fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
     let v = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
         .expect("static metric definition is valid");
     r.register(Box::new(v.clone())).expect("metric registered once");
@@ -248,6 +248,11 @@ impl Telemetry {
             producer,
             sources: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The registry, for a command's own families (the collector's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Adds a snapshot source rendered at every scrape.

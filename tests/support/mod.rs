@@ -133,6 +133,8 @@ pub struct Received {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: BTreeMap<String, Vec<u8>>,
+    /// The Kafka message timestamp.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Received {
@@ -191,6 +193,7 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Received> {
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().unwrap_or_default().to_vec(),
             headers,
+            timestamp_ms: m.timestamp().to_millis(),
         });
         if remaining
             .get(&m.partition())
@@ -250,22 +253,67 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 /// A minimal HTTP/1.1 request: (status, body); status 0 when nothing answers
 /// (yet), so callers can poll.
 pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
-        return (0, String::new());
+    let r = http_send(addr, method, path, &[], b"");
+    (r.status, r.body)
+}
+
+/// An HTTP answer: status (0 if there was none), raw header block, body.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// A header's value (case-insensitive name), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+}
+
+/// One HTTP/1.1 request with extra headers and a body, on a new connection.
+pub fn http_send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    let failed = HttpResponse {
+        status: 0,
+        headers: String::new(),
+        body: String::new(),
     };
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+        return failed;
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
     let mut raw = Vec::new();
-    if stream.write_all(request.as_bytes()).is_err() || stream.read_to_end(&mut raw).is_err() {
-        return (0, String::new());
+    // A server may answer (413) and close before reading a large body.
+    let sent = stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.write_all(body));
+    if stream.read_to_end(&mut raw).is_err() && sent.is_err() {
+        return failed;
     }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, dechunk(&body))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    HttpResponse {
+        status,
+        headers: head.to_string(),
+        body: dechunk(body),
+    }
 }
 
 /// Undoes `Transfer-Encoding: chunked` if present.
