@@ -44,6 +44,11 @@ def panel(title, kind, queries, unit=None, width=8, height=8, description="", op
     }
 
 
+def row(title):
+    """A full-width row header; the panels after it belong to it."""
+    return {"title": title, "kind": "row", "width": 24, "height": 1}
+
+
 def quantiles(metric, selector, by="", legend_prefix=""):
     by_clause = f"le{', ' + by if by else ''}"
     return [
@@ -159,7 +164,7 @@ FRAUD = {
 FLEET = {
     "uid": "activity-fleet",
     "title": "Consumer Fleet",
-    "description": "The fleet: which pod owns which partition over time (the picture of scaling), lag, throughput, latency, rebalances and state rebuilds.",
+    "description": "The fleet: which pod owns which partition over time (the picture of scaling), lag, throughput, latency, rebalances and state rebuilds; and the HTTP collector that takes events in.",
     "panels": [
         panel("Partitions owned per pod", "timeseries",
               [q(f"sum by (consumer, pod, instance) (activity_consumer_assigned_partitions{{{SEL}}})", "{{consumer}} {{pod}}{{instance}}")],
@@ -202,6 +207,25 @@ FLEET = {
               [q(f"sum by (pod, instance) (activity_producer_queue_messages{{{SEL_NO_GROUP}}})", "{{pod}}{{instance}}")], "short", 8, 8),
         panel("Resident memory per pod", "timeseries",
               [q(f"sum by (pod, instance) (process_resident_memory_bytes{{{SEL_NO_GROUP}}})", "{{pod}}{{instance}}")], "bytes", 8, 8),
+        row("Collector (HTTP intake: activity-tracker collect)"),
+        panel("Collector requests per second by status", "timeseries",
+              [q(f"sum by (route, status) (rate(activity_collector_requests_total{{{SEL_NO_GROUP}}}[{RATE}]))", "{{route}} {{status}}")],
+              "reqps", 8, 8, "Requests to /v1/events (events), /v1/tracker.js (tracker) and CORS preflights, by HTTP status.", stacked=True),
+        panel("Collector events accepted and rejected per second", "timeseries", [
+            q(f"sum(rate(activity_collector_events_accepted_total{{{SEL_NO_GROUP}}}[{RATE}]))", "accepted"),
+            q(f"sum by (reason) (rate(activity_collector_events_rejected_total{{{SEL_NO_GROUP}}}[{RATE}]))", "rejected {{reason}}"),
+        ], "ops", 8, 8,
+              "Accepted: acknowledged by Kafka and answered 202. Rejected by reason: a decoder code (missing_field…), "
+              "or unauthorized, forbidden_origin, rate_limited, too_large, too_many_events, timeout, kafka_unavailable."),
+        panel("Collector Kafka connection per pod", "timeseries",
+              [q(f"max by (pod, instance) (activity_collector_kafka_up{{{SEL_NO_GROUP}}})", "{{pod}}{{instance}}")],
+              "short", 8, 8, "1 while the pod reaches the brokers and the activities topic; at 0 it is not ready and answers 503."),
+        panel("Collector request latency", "timeseries",
+              quantiles("activity_collector_request_seconds_bucket", SEL_NO_GROUP, "route", "{{route}} "), "s", 12, 8,
+              "Time to answer a /v1 request, body upload and Kafka acknowledgement included."),
+        panel("Collector produce acknowledgement", "timeseries",
+              quantiles("activity_collector_produce_seconds_bucket", SEL_NO_GROUP), "s", 12, 8,
+              "From enqueueing a request's events to the brokers acknowledging all of them."),
     ],
 }
 
@@ -225,6 +249,15 @@ def variable(name, label, query):
 
 
 def panel_json(spec, pid, x, y):
+    if spec["kind"] == "row":
+        return {
+            "id": pid,
+            "type": "row",
+            "title": spec["title"],
+            "collapsed": False,
+            "gridPos": {"h": spec["height"], "w": spec["width"], "x": x, "y": y},
+            "panels": [],
+        }
     targets = []
     for i, query in enumerate(spec["queries"]):
         target = {

@@ -25,10 +25,12 @@ CHART = Path(__file__).resolve().parent.parent / "helm" / "activity-tracker"
 FREE_FORM = re.compile(
     r"^(serviceAccount\.annotations|kafka\.config|kafka\.resources|podSecurityContext|securityContext"
     r"|[a-z]+\.(resources|podAnnotations|podLabels|nodeSelector|affinity)"
-    r"|(serviceMonitor|podMonitor|prometheusRule)\.labels|dashboards\.annotations)$"
+    r"|(serviceMonitor|podMonitor|prometheusRule)\.labels|dashboards\.annotations"
+    r"|collector\.(service|ingress)\.annotations|collector\.geoip\.volume)$"
 )
 
 DURATION = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)?$"}
+HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 COMPONENT = {
     "mode": {"enum": ["deployment", "statefulset"]},
     "replicaCount": {"minimum": 0},
@@ -77,6 +79,34 @@ CONSTRAINTS = {
     "producer.users": {"minimum": 10},
     "serviceMonitor.interval": DURATION,
     "podMonitor.interval": DURATION,
+    # Limits as `collect` checks them (src/config.rs). A key is one token of
+    # at least 8 characters: the keys file is split on newlines and commas,
+    # and a line starting with # is a comment.
+    "collector.writeKeys.keys": {"uniqueItems": True, "items": {"type": "string", "pattern": r"^[^#,\s][^,\s]{7,}$"}},
+    "collector.writeKeys.secretKey": {"pattern": r"^[-._a-zA-Z0-9]+$"},
+    # An origin is scheme://host[:port], without a path.
+    "collector.allowedOrigins": {"items": {"type": "string", "pattern": r"^(\*|https?://[^/\s,]+/?)$"}},
+    "collector.trustedProxies": {"minimum": 0, "maximum": 10},
+    "collector.countryHeader": {"pattern": r"^[A-Za-z0-9_-]*$"},
+    "collector.geoip.file": {"pattern": r"^[^/]+\.mmdb$"},
+    "collector.rateLimit": {"minimum": 0, "maximum": 1000000},
+    "collector.rateBurst": {"minimum": 1, "maximum": 1000000},
+    "collector.maxBodyBytes": {"minimum": 1024, "maximum": 67108864},
+    "collector.maxBatch": {"minimum": 1, "maximum": 10000},
+    "collector.service.type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+    "collector.service.port": {"minimum": 1, "maximum": 65535},
+    "collector.ingress.hosts": {"items": {"type": "string", "pattern": HOSTNAME}},
+    "collector.ingress.tls": {
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["secretName"],
+            "properties": {
+                "secretName": {"type": "string", "minLength": 1},
+                "hosts": {"type": "array", "items": {"type": "string", "pattern": HOSTNAME}},
+            },
+        }
+    },
 }
 
 
@@ -163,7 +193,7 @@ def main():
             undocumented.append(p)
 
     walk(values, "")
-    for component in ("analytics", "fraud", "producer"):
+    for component in ("analytics", "fraud", "producer", "collector"):
         for key, rule in COMPONENT.items():
             if has_path(values, f"{component}.{key}"):
                 CONSTRAINTS.setdefault(f"{component}.{key}", rule)

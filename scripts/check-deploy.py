@@ -13,6 +13,14 @@ makes, each able to fail:
         The Strimzi manifests parse, use only the kinds we document, and agree
         with the chart values rendered next to them (topic names, partition
         count, SCRAM user, groups in the ACLs, bootstrap service).
+    check-deploy.py collector RENDERED.yaml VALUES.yaml
+        The HTTP collector rendered with VALUES.yaml (over the chart's
+        defaults) is wired as its values say: `collect` with probes on
+        /healthz and /readyz; the write keys only in a mounted Secret (the
+        chart's, holding exactly the listed keys, or the existing one) named
+        by COLLECT_WRITE_KEYS_FILE; origins comma-joined; the Service, the
+        Ingress (the /v1 prefix only, so /metrics is not public), the HPA,
+        the PDB and the monitors all select or target the collector.
 """
 
 import json
@@ -175,11 +183,170 @@ def check_strimzi(directory, rendered):
     return problems
 
 
+def merged(defaults, overrides):
+    """Helm's merge of a values file over the chart's defaults."""
+    out = dict(defaults)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def check_collector(rendered, values_path):
+    chart = Path(__file__).resolve().parent.parent / "helm" / "activity-tracker"
+    with open(chart / "values.yaml") as f, open(values_path) as g:
+        values = merged(yaml.safe_load(f), yaml.safe_load(g) or {})["collector"]
+    docs = load_all(rendered)
+    if not values["enabled"]:
+        return [f"{values_path}: collector.enabled is not true"]
+    mine = [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "collector"]
+    by_kind = {}
+    for d in mine:
+        by_kind.setdefault(d["kind"], []).append(d)
+    problems = []
+    deployments = by_kind.get("Deployment", [])
+    if len(deployments) != 1:
+        return [f"expected one collector Deployment, found {len(deployments)}"]
+    deployment = deployments[0]
+    name = deployment["metadata"]["name"]
+    pod = deployment["spec"]["template"]
+    pod_labels = pod["metadata"]["labels"]
+    container = pod["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+
+    def selects(selector):
+        """Selects the collector's pods, and only them."""
+        return bool(selector) and selector.get("app.kubernetes.io/component") == "collector" and all(
+            pod_labels.get(k) == v for k, v in selector.items()
+        )
+
+    def volume_of(path):
+        """The volume a file path lies in, and the file's name inside it."""
+        for mount, volume in mounts.items():
+            if path.startswith(mount.rstrip("/") + "/"):
+                return volumes.get(volume), path[len(mount.rstrip("/")) + 1 :]
+        return None, None
+
+    if container.get("args") != ["collect"]:
+        problems.append(f"Deployment {name}: args {container.get('args')}, not [collect]")
+    if "http" not in {p.get("name") for p in container.get("ports", [])}:
+        problems.append(f"Deployment {name}: no container port named http")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container.get(probe, {}).get("httpGet", {})
+        if get.get("path") != path or get.get("port") != "http":
+            problems.append(f"Deployment {name}: {probe} is {get}, not {path} on port http")
+    security = container.get("securityContext", {})
+    if not security.get("readOnlyRootFilesystem") or security.get("allowPrivilegeEscalation") is not False:
+        problems.append(f"Deployment {name}: container securityContext {security} is weaker than the other components'")
+    if not pod["spec"].get("securityContext", {}).get("runAsNonRoot"):
+        problems.append(f"Deployment {name}: pod does not run as non-root")
+
+    # Write keys: a file from a mounted Secret, never a value in the environment.
+    if "COLLECT_WRITE_KEYS" in env:
+        problems.append(f"Deployment {name}: write keys in the environment (COLLECT_WRITE_KEYS)")
+    keys_file = env.get("COLLECT_WRITE_KEYS_FILE")
+    volume, key = volume_of(keys_file or "")
+    if not keys_file or volume is None or "secret" not in volume:
+        problems.append(f"Deployment {name}: COLLECT_WRITE_KEYS_FILE={keys_file} is not in a mounted Secret")
+    else:
+        secret_name = volume["secret"]["secretName"]
+        existing = values["writeKeys"]["existingSecret"]
+        secrets = {s["metadata"]["name"]: s for s in by_kind.get("Secret", [])}
+        if existing:
+            if secret_name != existing or secrets:
+                problems.append(f"keys from Secret {secret_name} (rendered: {sorted(secrets)}), expected only the existing {existing}")
+            if key != values["writeKeys"]["secretKey"]:
+                problems.append(f"keys file {keys_file} is not the Secret's key {values['writeKeys']['secretKey']}")
+        elif secret_name not in secrets:
+            problems.append(f"the keys volume mounts Secret {secret_name}, which the chart does not render")
+        else:
+            data = secrets[secret_name].get("stringData", {})
+            listed = [k for k in str(data.get(key, "")).splitlines() if k]
+            if listed != values["writeKeys"]["keys"]:
+                # Not printed: they are secrets.
+                problems.append(f"Secret {secret_name}, key {key}: the keys differ from collector.writeKeys.keys")
+
+    origins = ",".join(values["allowedOrigins"]) or None
+    if env.get("COLLECT_ALLOWED_ORIGINS") != origins:
+        problems.append(f"COLLECT_ALLOWED_ORIGINS={env.get('COLLECT_ALLOWED_ORIGINS')!r}, values say {origins!r}")
+    if env.get("COLLECT_TRUSTED_PROXIES") != str(values["trustedProxies"]):
+        problems.append(f"COLLECT_TRUSTED_PROXIES={env.get('COLLECT_TRUSTED_PROXIES')!r}, values say {values['trustedProxies']}")
+    if values["geoip"]["volume"]:
+        volume, file = volume_of(env.get("COLLECT_GEOIP_DB") or "")
+        if volume is None or file != values["geoip"]["file"]:
+            problems.append(f"COLLECT_GEOIP_DB={env.get('COLLECT_GEOIP_DB')} is not {values['geoip']['file']} in a mounted volume")
+    elif "COLLECT_GEOIP_DB" in env:
+        problems.append("COLLECT_GEOIP_DB set without collector.geoip.volume")
+
+    services = [s for s in by_kind.get("Service", []) if selects(s["spec"].get("selector"))]
+    if len(services) != 1:
+        return problems + [f"expected one Service selecting the collector pods, found {len(services)}"]
+    service = services[0]
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    if ports.get("http", {}).get("port") != values["service"]["port"] or ports.get("http", {}).get("targetPort") != "http":
+        problems.append(f"Service {service['metadata']['name']}: ports {service['spec']['ports']}, expected http {values['service']['port']} → http")
+
+    ingresses = by_kind.get("Ingress", [])
+    if not values["ingress"]["enabled"]:
+        if ingresses:
+            problems.append("an Ingress is rendered although collector.ingress.enabled is false")
+    elif len(ingresses) != 1:
+        problems.append(f"expected one collector Ingress, found {len(ingresses)}")
+    else:
+        spec = ingresses[0]["spec"]
+        hosts = [r.get("host") for r in spec["rules"]]
+        if hosts != (values["ingress"]["hosts"] or [None]):
+            problems.append(f"Ingress hosts {hosts}, values say {values['ingress']['hosts']}")
+        for rule in spec["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                if (path["path"].rstrip("/"), path["pathType"]) != ("/v1", "Prefix"):
+                    problems.append(f"Ingress routes {path['pathType']} {path['path']}: only the /v1 prefix may be public")
+                if backend["name"] != service["metadata"]["name"] or backend["port"] not in ({"name": "http"}, {"number": values["service"]["port"]}):
+                    problems.append(f"Ingress backend {backend} is not the collector Service's http port")
+        for tls in spec.get("tls", []):
+            stray = set(tls.get("hosts", [])) - set(hosts)
+            if stray:
+                problems.append(f"Ingress TLS for {sorted(stray)}, which no rule serves")
+
+    hpas = by_kind.get("HorizontalPodAutoscaler", [])
+    if values["autoscaling"]["enabled"]:
+        target = hpas[0]["spec"]["scaleTargetRef"] if len(hpas) == 1 else {}
+        if (target.get("kind"), target.get("name")) != ("Deployment", name):
+            problems.append(f"expected one HPA targeting Deployment {name}, found {[h['spec']['scaleTargetRef'] for h in hpas]}")
+        if "replicas" in deployment["spec"]:
+            problems.append(f"Deployment {name} sets replicas although the HPA owns them")
+    elif hpas or deployment["spec"].get("replicas") != values["replicaCount"]:
+        problems.append(f"without autoscaling: {len(hpas)} HPAs and replicas {deployment['spec'].get('replicas')}")
+    pdbs = [p for p in by_kind.get("PodDisruptionBudget", []) if selects(p["spec"]["selector"]["matchLabels"])]
+    if len(pdbs) != (1 if values["pdb"]["enabled"] else 0):
+        problems.append(f"{len(pdbs)} PodDisruptionBudgets select the collector, pdb.enabled is {values['pdb']['enabled']}")
+    for monitor in by_kind.get("ServiceMonitor", []):
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        labels = service["metadata"]["labels"]
+        if wanted.get("app.kubernetes.io/component") != "collector" or any(labels.get(k) != v for k, v in wanted.items()):
+            problems.append(f"ServiceMonitor {monitor['metadata']['name']} does not select the collector Service")
+        if [e.get("port") for e in monitor["spec"]["endpoints"]] != ["http"]:
+            problems.append(f"ServiceMonitor {monitor['metadata']['name']} does not scrape the http port")
+    for monitor in by_kind.get("PodMonitor", []):
+        if not selects(monitor["spec"]["selector"]["matchLabels"]):
+            problems.append(f"PodMonitor {monitor['metadata']['name']} does not select the collector pods")
+    if not problems:
+        kinds = ", ".join(f"{len(v)} {k}" for k, v in sorted(by_kind.items()))
+        print(f"collector ({values_path}): {kinds} wired as the values say")
+    return problems
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] not in ("dashboards", "compose", "strimzi"):
+    checks = {"dashboards": check_dashboards, "compose": check_compose, "strimzi": check_strimzi, "collector": check_collector}
+    if len(sys.argv) != 4 or sys.argv[1] not in checks:
         print(__doc__, file=sys.stderr)
         return 2
-    check = {"dashboards": check_dashboards, "compose": check_compose, "strimzi": check_strimzi}[sys.argv[1]]
+    check = checks[sys.argv[1]]
     problems = check(sys.argv[2], sys.argv[3])
     for p in problems:
         print(f"FAIL {p}", file=sys.stderr)

@@ -9,8 +9,12 @@
 #     ServiceMonitor, PodMonitor, PrometheusRule, ScaledObject,
 #     TriggerAuthentication; an unknown kind fails);
 #   - negative tests: values typos rejected by values.schema.json, a
-#     grace period not above SHUTDOWN_TIMEOUT refused, invalid objects and
-#     unknown kinds failing the validator;
+#     grace period not above SHUTDOWN_TIMEOUT refused, the collector without
+#     write keys refused, invalid objects and unknown kinds failing the
+#     validator;
+#   - the collector wired as its values say (keys from a mounted Secret, the
+#     Ingress routing /v1 only, HPA, PDB and monitors on the collector), with
+#     chart-created keys (ci/collector-values.yaml) and an existing Secret;
 #   - the CRD guards: no Prometheus Operator object without its API;
 #   - generated files in sync: values.schema.json and the chart README's
 #     values table, the plain manifests in deploy/kubernetes/, the dashboard
@@ -51,6 +55,17 @@ for s in "${scenarios[@]}"; do
 done
 quiet "$HELM" template at-strimzi "$CHART" -f deploy/strimzi/values.yaml "${CRD_APIS[@]}" >"$WORK/strimzi.yaml"
 renders+=("$WORK/strimzi.yaml")
+# The collector with write keys from a Secret the user manages.
+cat >"$WORK/collector-existing-values.yaml" <<'YAML'
+collector:
+  enabled: true
+  writeKeys: {existingSecret: tracker-write-keys, secretKey: write-keys}
+  countryHeader: CF-IPCountry
+podMonitor: {enabled: true}
+YAML
+quiet "$HELM" template at-collector-existing "$CHART" -f "$WORK/collector-existing-values.yaml" "${CRD_APIS[@]}" \
+    >"$WORK/collector-existing.yaml" || fail "helm template (collector with an existing Secret)"
+renders+=("$WORK/collector-existing.yaml")
 
 section "Kubernetes schemas, strict"
 "$PYTHON" scripts/validate-manifests.py "${renders[@]}" deploy/kubernetes/activity-tracker.yaml
@@ -79,6 +94,12 @@ bad_values 'a top-level typo (servicemonitor)' "additional properties 'servicemo
 bad_values 'kafka.securityProtocol: tls' 'securityProtocol.*(one of|enum|must be)' 'kafka: {securityProtocol: tls}'
 bad_values 'a negative KEDA lag threshold' 'lagThreshold.*(minimum|>=)' 'fraud: {keda: {enabled: true, lagThreshold: -5}}'
 bad_values 'grace period not above SHUTDOWN_TIMEOUT' 'terminationGracePeriodSeconds \(20\)' 'fraud: {terminationGracePeriodSeconds: 20}'
+bad_values 'the collector without write keys' 'collector.enabled needs write keys' 'collector: {enabled: true}'
+bad_values 'the collector with two key sources' 'either existingSecret .* or keys .*not both' \
+    'collector: {enabled: true, writeKeys: {existingSecret: s, keys: [ci-write-key]}}'
+bad_values 'a write key shorter than 8 characters' 'keys/0.*(pattern|match)' 'collector: {writeKeys: {keys: [short]}}'
+bad_values 'an origin with a path' 'allowedOrigins/0.*(pattern|match)' \
+    'collector: {allowedOrigins: ["https://shop.example.com/checkout"]}'
 cat >"$WORK/bad-objects.yaml" <<'YAML'
 apiVersion: apps/v1
 kind: Deployment
@@ -105,11 +126,16 @@ YAML
 refused "a ServiceMonitor with an unknown field" "INVALID.*intervall" "$PYTHON" scripts/validate-manifests.py "$WORK/bad-sm.yaml"
 
 section "CRD guards"
-quiet "$HELM" template at "$CHART" -f "$CHART/ci/monitoring-values.yaml" -f "$CHART/ci/keda-values.yaml" >"$WORK/no-crds.yaml"
+quiet "$HELM" template at "$CHART" -f "$CHART/ci/monitoring-values.yaml" -f "$CHART/ci/keda-values.yaml" \
+    -f "$CHART/ci/collector-values.yaml" >"$WORK/no-crds.yaml"
 if grep -qE '^kind: (ServiceMonitor|PodMonitor|PrometheusRule|ScaledObject|TriggerAuthentication)$' "$WORK/no-crds.yaml"; then
     fail "custom resources rendered although their APIs are absent"
 fi
 echo "   without the Prometheus Operator and KEDA APIs, no custom resource is rendered"
+
+section "collector"
+"$PYTHON" scripts/check-deploy.py collector "$WORK/collector.yaml" "$CHART/ci/collector-values.yaml"
+"$PYTHON" scripts/check-deploy.py collector "$WORK/collector-existing.yaml" "$WORK/collector-existing-values.yaml"
 
 section "generated files in sync"
 "$PYTHON" scripts/chart-docs.py --check

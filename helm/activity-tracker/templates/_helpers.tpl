@@ -1,6 +1,6 @@
 {{/*
 Names, labels, configuration and the workload template shared by every
-component (analytics, fraud, producer).
+component (analytics, fraud, producer, collector).
 */}}
 
 {{- define "at.name" -}}
@@ -159,7 +159,9 @@ HTTP_ADDR: {{ printf "0.0.0.0:%d" (int .Values.service.port) | quote }}
 {{/*
 A component's Deployment (or StatefulSet with static membership).
 Arguments: (dict "root" $ "component" "fraud" "values" .Values.fraud
-"args" (list "fraud") "env" (list ...)).
+"args" (list "fraud") "env" (list ...)), optionally "annotations" (pod
+annotations, e.g. checksums), "volumes" and "volumeMounts" (lists) for what
+only this component mounts.
 */}}
 {{- define "at.workload" -}}
 {{- $root := .root -}}
@@ -196,6 +198,9 @@ spec:
         {{- end }}
       annotations:
         checksum/config: {{ include "at.configData" $root | sha256sum }}
+        {{- with .annotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
         {{- with $c.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -259,10 +264,16 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- with .volumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
             {{- include "at.secretMounts" $root | nindent 12 }}
       volumes:
         - name: tmp
           emptyDir: {}
+        {{- with .volumes }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
         {{- include "at.secretVolumes" $root | nindent 8 }}
       {{- with $c.nodeSelector }}
       nodeSelector:
@@ -282,7 +293,11 @@ spec:
       {{- end }}
 {{- end -}}
 
-{{/* The Service(s) of a component: (dict "root" $ "component" "fraud" "values" ...). */}}
+{{/*
+The Service(s) of a component: (dict "root" $ "component" "fraud" "values" ...).
+A component with its own `service` values (the collector) sets the type, port
+and annotations there; the others use the chart-wide `service`.
+*/}}
 {{- define "at.services" -}}
 {{- $fullname := printf "%s-%s" (include "at.fullname" .root) .component }}
 apiVersion: v1
@@ -291,13 +306,17 @@ metadata:
   name: {{ $fullname }}
   labels:
     {{- include "at.componentLabels" . | nindent 4 }}
+  {{- with (dig "service" "annotations" dict .values) }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 spec:
-  type: {{ .root.Values.service.type }}
+  type: {{ dig "service" "type" .root.Values.service.type .values }}
   selector:
     {{- include "at.componentSelectorLabels" . | nindent 4 }}
   ports:
     - name: http
-      port: {{ .root.Values.service.port }}
+      port: {{ dig "service" "port" .root.Values.service.port .values }}
       targetPort: http
       protocol: TCP
 {{- if eq (default "deployment" .values.mode) "statefulset" }}
