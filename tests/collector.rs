@@ -154,6 +154,13 @@ fn refused_requests_get_the_right_status_and_nothing_reaches_kafka() {
         assert_eq!(r.status, *status, "{what}: {r:?}");
         assert_eq!(r.json()["error"], *error, "{what}: {r:?}");
         assert_eq!(r.json()["accepted"], 0, "{what}");
+        if *status == 403 {
+            // Readable by the refused page, so its tracker stops retrying.
+            assert_eq!(
+                r.header("access-control-allow-origin"),
+                Some("https://evil.example.net")
+            );
+        }
     }
 
     // One invalid event refuses the whole request, with a reason per event.
@@ -198,6 +205,10 @@ fn refused_requests_get_the_right_status_and_nothing_reaches_kafka() {
     assert_eq!(accepted_so_far, 10);
     let r = post(c.addr, &[auth], serde_json::to_string(&ten).unwrap().as_bytes());
     assert_eq!(r.status, 429, "{r:?}");
+    assert!(
+        r.header("access-control-expose-headers").is_none(),
+        "no Origin, no CORS headers"
+    );
     assert_eq!(r.json()["error"], "rate_limited");
     let retry: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
@@ -363,4 +374,13 @@ fn without_kafka_events_get_503_with_retry_after_and_readiness_fails() {
     let js = http_get(c.addr, "/v1/tracker.js");
     assert_eq!(js.0, 200);
     assert!(js.1.contains("sendBeacon"), "the tracker is served");
+    // Compressed for browsers: a few KB on the wire.
+    let zipped = http_send(c.addr, "GET", "/v1/tracker.js", &[("Accept-Encoding", "gzip, br")], b"");
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    let wire: usize = zipped.header("content-length").unwrap().parse().unwrap();
+    assert!(
+        wire < 8 * 1024 && wire * 2 < js.1.len(),
+        "{wire} bytes gzipped of {}",
+        js.1.len()
+    );
 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge};
@@ -434,10 +434,18 @@ pub fn router(collector: Arc<Collector>) -> Router {
         .with_state(collector)
 }
 
+/// CORS headers for a browser request, so the page can read the answer
+/// (and `Retry-After`). A refused origin gets them too: its events were
+/// refused by the server whatever the headers say, and a 403 the tracker can
+/// read stops its retries where an unreadable one looks like a network error.
 fn cors(response: &mut Response, origin: Option<&HeaderValue>) {
     if let Some(origin) = origin {
         let h = response.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After"),
+        );
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
 }
@@ -488,7 +496,7 @@ async fn post_events(
     let started = Instant::now();
     let headers = request.headers().clone();
     let origin = collector.origin(&headers);
-    let allowed_origin = origin.as_ref().ok().copied().flatten().cloned();
+    let browser_origin = headers.get(header::ORIGIN).cloned();
     let deadline = collector.config.request_timeout;
     let mut response =
         match tokio::time::timeout(deadline, handle_events(&collector, peer, origin.map(|_| ()), request)).await {
@@ -502,7 +510,7 @@ async fn post_events(
                 0,
             ),
         };
-    cors(&mut response, allowed_origin.as_ref());
+    cors(&mut response, browser_origin.as_ref());
     collector.observe("events", response.status(), started);
     response
 }
@@ -731,17 +739,44 @@ async fn preflight(State(c): State<Arc<Collector>>, headers: HeaderMap) -> Respo
     response
 }
 
-async fn tracker_js(State(c): State<Arc<Collector>>, method: Method) -> Response {
+/// The tracker gzip-compressed once (about a third of its size): browsers
+/// all accept gzip, and the script is fetched on every first page view.
+fn tracker_js_gzip() -> &'static [u8] {
+    static GZIP: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    GZIP.get_or_init(|| {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        // Writing into a Vec cannot fail.
+        let _ = encoder.write_all(TRACKER_JS.as_bytes());
+        encoder.finish().unwrap_or_default()
+    })
+}
+
+async fn tracker_js(State(c): State<Arc<Collector>>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let response = (
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")));
+    let mut response = (
         [
             (header::CONTENT_TYPE, "application/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::VARY, "Accept-Encoding"),
         ],
-        if method == Method::HEAD { "" } else { TRACKER_JS },
+        if gzip {
+            Body::from(tracker_js_gzip())
+        } else {
+            Body::from(TRACKER_JS)
+        },
     )
         .into_response();
+    if gzip {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     c.observe("tracker", response.status(), started);
     response
 }

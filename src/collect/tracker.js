@@ -7,7 +7,8 @@
  *
  *   activityTracker('track', 'add_to_cart', {product_id: 'p1', price: 9.5});
  *   activityTracker('identify', 'user-42');
- *   // once loaded also: activityTracker.track(type, props), .identify(id), .page(), .flush(), .reset()
+ *   // once loaded also: activityTracker.track(type, props), .identify(id), .page(), .flush() (a promise),
+ *   // .reset() (a new anonymous id and session, e.g. on logout), .userId(), .sessionId()
  *
  * Optional attributes: data-session-timeout (minutes, 30), data-auto-pageview ("false" disables),
  * data-flush-interval (ms, 1000), data-batch-size (10), data-endpoint (default: where this script came from).
@@ -41,7 +42,7 @@
     var n = Number(v);
     return v != null && v !== '' && isFinite(n) && n >= min ? n : dflt;
   };
-  var sessionTimeout = num(data.sessionTimeout, 30, 0) * 60000;
+  var sessionTimeout = num(data.sessionTimeout, 30, Number.MIN_VALUE) * 60000;
   var flushInterval = num(data.flushInterval, 1000, 0);
   var batchSize = Math.min(Math.floor(num(data.batchSize, 10, 1)), MAX_BATCH);
   var autoPageview = data.autoPageview !== 'false';
@@ -254,7 +255,12 @@
   var drain = function () {
     clearTimeout(timer);
     timer = 0;
-    if (!queue.length || Date.now() < retryAt) return Promise.resolve();
+    if (!queue.length) return Promise.resolve();
+    var wait = retryAt - Date.now();
+    if (wait > 0) { // backing off (timers may fire a little early): keep the retry scheduled
+      schedule(wait + 5);
+      return Promise.resolve();
+    }
     var batch = queue.splice(0, batchSize); // in flight: not in the queue, so a pagehide beacon won't resend it
     return post(batch).then(function (r) {
       if (r.kind === 'retry') {
