@@ -215,7 +215,16 @@ pub fn is_fatal(error: &KafkaError, accepted: bool) -> bool {
 /// default does, and turns a fatal one into a stop.
 pub fn client_error(error: &KafkaError, reason: &str) {
     if !is_fatal(error, ACCEPTED.load(Ordering::Relaxed)) {
-        tracing::error!("librdkafka: {error}: {reason}");
+        // While the brokers are down librdkafka reports the same error on
+        // every reconnect attempt (several per second): log each kind once
+        // per ERROR_LOG_INTERVAL, with how many were left out.
+        if let Some(suppressed) = error_log_due(error.rdkafka_error_code(), std::time::Instant::now()) {
+            if suppressed > 0 {
+                tracing::error!("librdkafka: {error}: {reason} ({suppressed} similar errors not logged)");
+            } else {
+                tracing::error!("librdkafka: {error}: {reason}");
+            }
+        }
         return;
     }
     let message = format!(
@@ -228,6 +237,33 @@ pub fn client_error(error: &KafkaError, reason: &str) {
             for shutdown in watchers.iter() {
                 shutdown.trigger();
             }
+        }
+    }
+}
+
+/// How often one kind of client error is logged.
+const ERROR_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether an error of this code may be logged now, and how many of its kind
+/// were suppressed since the last one logged.
+fn error_log_due(code: Option<RDKafkaErrorCode>, now: std::time::Instant) -> Option<u64> {
+    static LAST: std::sync::Mutex<Vec<(Option<RDKafkaErrorCode>, std::time::Instant, u64)>> =
+        std::sync::Mutex::new(Vec::new());
+    let Ok(mut last) = LAST.lock() else {
+        return Some(0);
+    };
+    match last.iter_mut().find(|(c, _, _)| *c == code) {
+        Some((_, at, suppressed)) if now.duration_since(*at) < ERROR_LOG_INTERVAL => {
+            *suppressed += 1;
+            None
+        }
+        Some((_, at, suppressed)) => {
+            *at = now;
+            Some(std::mem::take(suppressed))
+        }
+        None => {
+            last.push((code, now, 0));
+            Some(0)
         }
     }
 }
@@ -280,6 +316,25 @@ impl ConsumerContext for BaseContext {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_client_error_is_logged_once_per_interval() {
+        let t0 = std::time::Instant::now();
+        let code = Some(RDKafkaErrorCode::NetworkException);
+        assert_eq!(error_log_due(code, t0), Some(0));
+        assert_eq!(error_log_due(code, t0 + std::time::Duration::from_millis(50)), None);
+        assert_eq!(error_log_due(code, t0 + std::time::Duration::from_millis(100)), None);
+        assert_eq!(
+            error_log_due(Some(RDKafkaErrorCode::UnknownTopic), t0),
+            Some(0),
+            "another kind is logged"
+        );
+        assert_eq!(
+            error_log_due(code, t0 + ERROR_LOG_INTERVAL),
+            Some(2),
+            "with the count left out"
+        );
+    }
 
     #[test]
     fn only_credentials_refused_from_the_start_are_fatal() {

@@ -333,3 +333,44 @@ fn fleet_runs_the_charts_rendered_deployment_and_scales_it() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The collector starts without brokers (answering 503, not ready), says
+/// where it listens, and stops cleanly on SIGTERM.
+/// (Its first log line used to be lost: a per-layer filter dropped the next
+/// event after a refused `log` record from rdkafka.)
+#[test]
+fn collect_starts_without_brokers_logs_where_it_listens_and_stops_on_sigterm() {
+    let dir = scratch("collect");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let unreachable = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = at(
+        &["collect"],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", &format!("127.0.0.1:{unreachable}")),
+            ("HTTP_ADDR", &addr.to_string()),
+            ("COLLECT_WRITE_KEYS", "cli-test-key"),
+            ("LOG_LEVEL", "INFO"),
+        ],
+        &dir,
+    );
+    c.stderr(Stdio::piped()).stdout(Stdio::null());
+    let mut p = Process::spawn("collect", c);
+    wait_until("the collector to listen", Duration::from_secs(30), || {
+        http_get(addr, "/healthz").0 == 200
+    });
+    assert_eq!(http_get(addr, "/readyz").0, 503, "not ready without brokers");
+    p.signal("TERM");
+    assert_eq!(p.wait(Duration::from_secs(30)), 0, "clean exit on SIGTERM");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(p.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains(&format!("collector on http://{addr}")), "{stderr}");
+}

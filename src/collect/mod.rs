@@ -819,12 +819,8 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on HTTP_ADDR={addr}: {e}"))?;
     let bound = listener.local_addr()?;
-    // Probe the brokers now, then every 2 s (also what /readyz reports).
-    let prober = collector.clone();
-    let first = tokio::task::spawn_blocking(move || prober.probe_kafka(Duration::from_secs(5))).await;
-    if first.is_ok_and(|up| !up) {
-        tracing::warn!("brokers not reachable yet; answering 503 until they are");
-    }
+    // Probe the brokers at once, then every 2 s: /readyz and the fast 503
+    // follow it. Until the first answer the collector is not ready.
     let background = collector.clone();
     let probe_stop = shutdown.clone();
     tokio::spawn(async move {
@@ -836,7 +832,10 @@ pub async fn serve(
                 () = probe_stop.wait() => break,
             }
             let c = background.clone();
-            let _ = tokio::task::spawn_blocking(move || c.probe_kafka(Duration::from_secs(2))).await;
+            let up = tokio::task::spawn_blocking(move || c.probe_kafka(Duration::from_secs(2))).await;
+            if cleanups == 0 && up.is_ok_and(|up| !up) {
+                tracing::warn!(topic = %background.topic, "brokers or topic not reachable yet; answering 503 until they are");
+            }
             cleanups += 1;
             if cleanups.is_multiple_of(30)
                 && let Some(limiter) = &background.limiter

@@ -53,7 +53,45 @@ pub fn init(config: &LogConfig, service: &str) -> LogGuard {
 /// an in-memory exporter).
 pub fn install(config: &LogConfig, service: &str, traces: Option<SdkTracerProvider>) -> LogGuard {
     let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let stderr = match config.format {
+    let (file_writer, guard) = match &config.dir {
+        Some(dir) => {
+            let appender = tracing_appender::rolling::daily(dir, format!("{service}.log"));
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            (Some(writer), Some(guard))
+        }
+        None => (None, None),
+    };
+    match &traces {
+        // Spans go to OpenTelemetry whatever LOG_LEVEL filters out of the
+        // logs, which needs per-layer filters.
+        Some(provider) => {
+            let otel =
+                super::trace::layer(provider).with_filter(tracing_subscriber::filter::filter_fn(|m| m.is_span()));
+            let _ = tracing_subscriber::registry()
+                .with(output(config.format, file_writer).with_filter(filter))
+                .with(otel)
+                .try_init();
+        }
+        // Without traces the filter is global. A per-layer filter loses the
+        // next event on a thread after a `log` record it refused (rdkafka logs
+        // through `log`, and LOG_LEVEL keeps it at warn): tokio-rs/tracing#2519.
+        None => {
+            let registry = tracing_subscriber::registry().with(filter);
+            let _ = registry.with(output(config.format, file_writer)).try_init();
+        }
+    }
+    LogGuard { _file: guard, traces }
+}
+
+/// Standard error (pretty or JSON) and, with `LOG_DIR`, the JSON file.
+fn output<S>(
+    format: LogFormat,
+    file: Option<tracing_appender::non_blocking::NonBlocking>,
+) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let stderr = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(false)
@@ -66,23 +104,10 @@ pub fn install(config: &LogConfig, service: &str, traces: Option<SdkTracerProvid
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let (file_layer, guard) = match &config.dir {
-        Some(dir) => {
-            let appender = tracing_appender::rolling::daily(dir, format!("{service}.log"));
-            let (writer, guard) = tracing_appender::non_blocking(appender);
-            let layer = tracing_subscriber::fmt::layer().json().with_writer(writer).boxed();
-            (Some(layer), Some(guard))
-        }
-        None => (None, None),
-    };
-    // Spans go to OpenTelemetry whatever LOG_LEVEL filters out of the logs.
-    let otel = traces
-        .as_ref()
-        .map(|p| super::trace::layer(p).with_filter(tracing_subscriber::filter::filter_fn(|m| m.is_span())));
-    let _ = tracing_subscriber::registry()
-        .with(stderr.with_filter(filter))
-        .with(file_layer)
-        .with(otel)
-        .try_init();
-    LogGuard { _file: guard, traces }
+    match file {
+        Some(writer) => stderr
+            .and_then(tracing_subscriber::fmt::layer().json().with_writer(writer))
+            .boxed(),
+        None => stderr,
+    }
 }
