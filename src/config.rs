@@ -142,7 +142,7 @@ pub const SETTINGS: &[Setting] = &[
     s("SIM_START_TIME", None, PRODUCERS, "Simulate traffic starting at this RFC 3339 time instead of now: event i is stamped start + i/EVENTS_PER_SECOND and sent as fast as possible."),
     // Consumers.
     s("STATS_INTERVAL", Some("50"), Scope::CONSUMERS, "Print a report every N events (at most one per second)."),
-    s("HTTP_ADDR", None, HTTP, "Listen address of /metrics, /healthz, /readyz and /report. Default 127.0.0.1 with a per-command port (demo 9100, analytics 9101, fraud 9102, produce 9103); use 0.0.0.0:PORT in containers, port 0 for any free port."),
+    s("HTTP_ADDR", None, HTTP, "Listen address of /metrics, /healthz, /readyz and /report (and the collector's /v1 routes). Default 127.0.0.1 with a per-command port (demo 9100, analytics 9101, fraud 9102, produce 9103, collect 8080); use 0.0.0.0:PORT in containers, port 0 for any free port."),
     s("STATE_REBUILD", Some("true"), Scope::CONSUMERS, "Rebuild a newly assigned partition's windowed state by replaying its recent events before going live."),
     s("SHUTDOWN_TIMEOUT", Some("20s"), Scope::CONSUMERS.or(Scope::PRODUCE).or(Scope::COLLECT), "Upper bound on a graceful stop (drain, commit, leave the group); keep it below Kubernetes' terminationGracePeriodSeconds."),
     s("DRAIN_TIMEOUT", Some("10s"), Scope::CONSUMERS, "How long a revoked partition may wait for its in-flight alerts before its offsets are committed; below the session timeout."),
