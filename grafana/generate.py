@@ -216,7 +216,8 @@ FLEET = {
             q(f"sum by (reason) (rate(activity_collector_events_rejected_total{{{SEL_NO_GROUP}}}[{RATE}]))", "rejected {{reason}}"),
         ], "ops", 8, 8,
               "Accepted: acknowledged by Kafka and answered 202. Rejected by reason: a decoder code (missing_field…), "
-              "or unauthorized, forbidden_origin, rate_limited, too_large, too_many_events, timeout, kafka_unavailable."),
+              "invalid_batch, too_many_events, rate_limited, kafka_unavailable; a request refused before its body "
+              "is read (unauthorized, forbidden_origin, too_large, timeout) counts once."),
         panel("Collector Kafka connection per pod", "timeseries",
               [q(f"max by (pod, instance) (activity_collector_kafka_up{{{SEL_NO_GROUP}}})", "{{pod}}{{instance}}")],
               "short", 8, 8, "1 while the pod reaches the brokers and the activities topic; at 0 it is not ready and answers 503."),

@@ -91,7 +91,7 @@ pub fn on_signals(shutdown: Shutdown) {
             signals += 1;
             if signals == 1 {
                 tracing::info!(
-                    "stop requested: draining, committing and leaving the group (signal again to exit at once)"
+                    "stop requested: finishing in-flight work (consumers drain, commit and leave their group); signal again to exit at once"
                 );
                 shutdown.trigger();
             } else {

@@ -230,6 +230,15 @@ fn refused_requests_get_the_right_status_and_nothing_reaches_kafka() {
         ),
         3.0
     );
+    // Refused before the body was read: one each.
+    for (reason, n) in [("unauthorized", 3.0), ("forbidden_origin", 1.0), ("too_large", 1.0)] {
+        let series = format!("activity_collector_events_rejected_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric(c.addr, &series), n, "{series}");
+    }
+    // The invalid batch: its four bad events by reason, its valid one as
+    // invalid_batch.
+    let invalid_batch = "activity_collector_events_rejected_total{reason=\"invalid_batch\"}";
+    assert_eq!(metric(c.addr, invalid_batch), 1.0);
 
     // CORS preflight: allowed origin answered, others refused.
     let ok = http_send(c.addr, "OPTIONS", "/v1/events", &[("Origin", ORIGIN)], b"");

@@ -112,7 +112,7 @@ impl CollectorMetrics {
             rejected: counter_vec(
                 r,
                 "activity_collector_events_rejected_total",
-                "Events refused, by reason: a decoder code (missing_field…) or unauthorized, forbidden_origin, rate_limited, too_large, too_many_events, timeout, kafka_unavailable.",
+                "Events refused, by reason: a decoder code (missing_field…), invalid_batch (valid events of a refused request), too_many_events, rate_limited, kafka_unavailable; a request refused before its body is read (unauthorized, forbidden_origin, too_large, timeout) counts once.",
                 &["reason"],
             ),
             produce_seconds,
@@ -507,7 +507,7 @@ async fn post_events(
                     "timeout",
                     format!("the request took longer than COLLECT_REQUEST_TIMEOUT={deadline:?}"),
                 ),
-                0,
+                1,
             ),
         };
     cors(&mut response, browser_origin.as_ref());
@@ -523,12 +523,13 @@ async fn handle_events(
 ) -> Response {
     let c = collector;
     let received_ms = crate::eventtime::now_ms();
+    // Refused before the body is read: the request counts as one event.
     if let Err(refusal) = origin {
-        return c.refuse(refusal, 0);
+        return c.refuse(refusal, 1);
     }
     let (parts, body) = request.into_parts();
     if let Err(refusal) = c.authorize(&parts.headers, parts.uri.query()) {
-        return c.refuse(refusal, 0);
+        return c.refuse(refusal, 1);
     }
     if c.stopping.load(Ordering::Relaxed) {
         return c.refuse(
@@ -538,12 +539,12 @@ async fn handle_events(
                 "the collector is stopping",
             )
             .retry(1),
-            0,
+            1,
         );
     }
     let body = match read_body(body, c.config.max_body_bytes, &parts.headers).await {
         Ok(b) => b,
-        Err(refusal) => return c.refuse(refusal, 0),
+        Err(refusal) => return c.refuse(refusal, 1),
     };
     let values = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(items)) => items,
