@@ -393,3 +393,60 @@ fn without_kafka_events_get_503_with_retry_after_and_readiness_fails() {
         js.1.len()
     );
 }
+
+#[test]
+fn a_request_continues_the_callers_trace_into_every_event() {
+    use activity_tracker::telemetry::trace::parse_traceparent;
+    use opentelemetry_sdk::trace::{InMemorySpanExporterBuilder, SdkTracerProvider};
+    let exporter = InMemorySpanExporterBuilder::new().build();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let broker = broker(3);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    // Any endpoint turns tracing on; spans go to the in-memory exporter.
+    let otel = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")];
+    let log = config(Command::Collect, &bootstrap, &[("COLLECT_WRITE_KEYS", KEY), otel[0]]).log;
+    let _logs = activity_tracker::telemetry::logging::install(&log, "collector-trace-test", Some(provider.clone()));
+    let c = start(&bootstrap, &otel);
+    wait_until("the collector to reach the broker", Duration::from_secs(30), || {
+        http_get(c.addr, "/readyz").0 == 200
+    });
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let traceparent = format!("00-{caller_trace}-{caller_span}-01");
+    let batch = serde_json::json!([event("t-1", "click"), event("t-2", "search")]);
+    let r = post(
+        c.addr,
+        &[("X-Write-Key", KEY), ("traceparent", &traceparent)],
+        batch.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{r:?}");
+
+    let received = read_all(&bootstrap, ACTIVITIES);
+    assert_eq!(received.len(), 2);
+    let mut request_span = None;
+    for m in &received {
+        let (trace, span) = parse_traceparent(&m.header("traceparent")).expect("events carry a traceparent");
+        assert_eq!(trace, caller_trace, "the caller's trace continues");
+        assert_ne!(span, caller_span, "under the collector's own span");
+        assert!(
+            request_span.get_or_insert(span.clone()) == &span,
+            "one span per request"
+        );
+    }
+    let request_span = request_span.unwrap();
+    let mut exported = None;
+    wait_until("the request's span to be exported", Duration::from_secs(10), || {
+        provider.force_flush().ok();
+        exported = exporter
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .find(|s| s.span_context.span_id().to_string() == request_span);
+        exported.is_some()
+    });
+    let span = exported.unwrap();
+    assert_eq!(span.name, "collect_events");
+    assert_eq!(span.parent_span_id.to_string(), caller_span);
+}

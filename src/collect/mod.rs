@@ -194,6 +194,9 @@ pub struct Collector {
     stopping: AtomicBool,
     metrics: CollectorMetrics,
     telemetry: Arc<Telemetry>,
+    /// OpenTelemetry: a span per request, continued from the caller's
+    /// `traceparent`, its context written into every event's headers.
+    trace: bool,
 }
 
 /// A refused request: status, the reason counted per event, a message.
@@ -267,6 +270,7 @@ impl Collector {
             stopping: AtomicBool::new(false),
             metrics: CollectorMetrics::new(&telemetry),
             telemetry,
+            trace: config.log.tracing(),
             config: c,
         }))
     }
@@ -636,7 +640,23 @@ async fn handle_events(
             json!({"accepted": 0, "error": "invalid_events", "message": format!("{} of {n} events are invalid; nothing was accepted", rejected.len()), "rejected": rejected}),
         );
     }
-    match produce(c, records, received_ms).await {
+    let span = c.trace.then(|| {
+        let span = tracing::info_span!(
+            "collect_events",
+            otel.kind = "server",
+            http.request.method = "POST",
+            url.path = "/v1/events",
+            messaging.system = "kafka",
+            messaging.destination.name = %c.topic,
+            events = n,
+        );
+        let caller = parts.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
+        let _ =
+            tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, crate::telemetry::trace::extract(caller));
+        span
+    });
+    let trace_headers = span.as_ref().map(crate::telemetry::trace::inject).unwrap_or_default();
+    match produce(c, records, received_ms, &trace_headers).await {
         Ok(()) => {
             c.metrics.accepted.inc_by(n as u64);
             json_response(StatusCode::ACCEPTED, json!({"accepted": n}))
@@ -666,7 +686,12 @@ async fn read_body(body: Body, max: usize, headers: &HeaderMap) -> Result<Bytes,
 }
 
 /// Enqueues every record and waits for the brokers' verdict on all of them.
-async fn produce(c: &Collector, records: Vec<(String, Vec<u8>)>, timestamp_ms: i64) -> Result<(), Refusal> {
+async fn produce(
+    c: &Collector,
+    records: Vec<(String, Vec<u8>)>,
+    timestamp_ms: i64,
+    trace_headers: &[(String, Vec<u8>)],
+) -> Result<(), Refusal> {
     let unavailable = |why: String| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "kafka_unavailable", why).retry(5);
     if !c.kafka_up.load(Ordering::Relaxed) {
         return Err(unavailable(format!(
@@ -681,10 +706,17 @@ async fn produce(c: &Collector, records: Vec<(String, Vec<u8>)>, timestamp_ms: i
     let started = Instant::now();
     let pending = Pending::new(n);
     for (i, (key, payload)) in records.iter().enumerate() {
-        let record = BaseRecord::with_opaque_to(&c.topic, pending.clone())
+        let mut record = BaseRecord::with_opaque_to(&c.topic, pending.clone())
             .key(key.as_bytes())
             .payload(payload.as_slice())
             .timestamp(timestamp_ms);
+        if !trace_headers.is_empty() {
+            let mut headers = rdkafka::message::OwnedHeaders::new();
+            for (k, v) in trace_headers {
+                headers = headers.insert(rdkafka::message::Header { key: k, value: Some(v) });
+            }
+            record = record.headers(headers);
+        }
         match c.producer.send(record) {
             Ok(()) => c.producer_metrics.sent.inc(),
             Err((e, _)) => {
