@@ -475,7 +475,11 @@ fn apply(mut bytes: Vec<u8>, m: &Mutation) -> Vec<u8> {
         }
         Mutation::Truncate { at } => bytes.truncate(pos(*at, bytes.len() + 1)),
         Mutation::SetField { path, .. } | Mutation::RemoveField { path } if !path.is_empty() => {
-            if let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes) {
+            // Only a document that is still an object has fields to edit
+            // (an earlier byte mutation may have left a number or an array).
+            if let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes)
+                && doc.is_object()
+            {
                 let (last, parents) = path.split_last().expect("non-empty path");
                 let mut node = &mut doc;
                 for p in parents {
