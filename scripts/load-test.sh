@@ -19,30 +19,14 @@ SECONDS_PER_PHASE=20
 BATCH="${BATCH:-20}"
 CONNECTIONS="${CONNECTIONS:-32}"
 KEY="load-test-key-$$"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]:-}"; do
-        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 CPUS="$(nproc)"
 if [ "$CPUS" -lt 2 ]; then echo "needs at least 2 CPUs (collector on one, broker and wrk on the rest)" >&2; exit 1; fi
 OTHERS="1-$((CPUS - 1))"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { # what, deadline seconds, command...
-    local what="$1" deadline=$(( $(date +%s) + $2 )); shift 2
-    until "$@" >/dev/null 2>&1; do
-        if [ "$(date +%s)" -ge "$deadline" ]; then echo "timed out waiting for $what" >&2; return 1; fi
-        sleep 0.2
-    done
-}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 accepted() { curl -s "http://$ADDR/metrics" | awk '/^activity_collector_events_accepted_total/ {print $2}'; }
 

@@ -62,7 +62,12 @@ pub async fn serve(addr: SocketAddr, state: HttpState, shutdown: Shutdown) -> st
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
-    let body = tokio::task::spawn_blocking(move || state.telemetry.render())
+    metrics_response(state.telemetry).await
+}
+
+/// The Prometheus exposition of `telemetry` (rendered off the async threads).
+pub async fn metrics_response(telemetry: Arc<Telemetry>) -> Response {
+    let body = tokio::task::spawn_blocking(move || telemetry.render())
         .await
         .unwrap_or_default();
     (

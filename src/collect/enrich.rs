@@ -94,7 +94,6 @@ impl DeviceParser {
         let android_tablet = r.os == "Android" && !ua.contains("Mobile");
         let headless = ua.contains("HeadlessChrome");
         let device_type = match r.category {
-            "pc" if headless => Some("desktop"),
             "pc" => Some("desktop"),
             "smartphone" if ipad || android_tablet => Some("tablet"),
             "smartphone" | "mobilephone" => Some("mobile"),

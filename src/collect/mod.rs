@@ -711,11 +711,7 @@ async fn produce(
             .payload(payload.as_slice())
             .timestamp(timestamp_ms);
         if !trace_headers.is_empty() {
-            let mut headers = rdkafka::message::OwnedHeaders::new();
-            for (k, v) in trace_headers {
-                headers = headers.insert(rdkafka::message::Header { key: k, value: Some(v) });
-            }
-            record = record.headers(headers);
+            record = record.headers(crate::telemetry::trace::kafka_headers(trace_headers));
         }
         match c.producer.send(record) {
             Ok(()) => c.producer_metrics.sent.inc(),
@@ -816,15 +812,7 @@ async fn tracker_js(State(c): State<Arc<Collector>>, headers: HeaderMap) -> Resp
 
 async fn metrics(State(c): State<Arc<Collector>>) -> Response {
     c.producer_metrics.queue.set(i64::from(c.producer.in_flight_count()));
-    let telemetry = c.telemetry.clone();
-    let body = tokio::task::spawn_blocking(move || telemetry.render())
-        .await
-        .unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    crate::http::metrics_response(c.telemetry.clone()).await
 }
 
 async fn readyz(State(c): State<Arc<Collector>>) -> Response {

@@ -220,14 +220,9 @@ pub fn run(options: &ProduceOptions, metrics: ProducerMetrics, shutdown: &Shutdo
             )
         });
         if let Some(span) = &span {
-            let mut headers = rdkafka::message::OwnedHeaders::new();
-            for (k, v) in crate::telemetry::trace::inject(span) {
-                headers = headers.insert(rdkafka::message::Header {
-                    key: &k,
-                    value: Some(&v),
-                });
-            }
-            record = record.headers(headers);
+            record = record.headers(crate::telemetry::trace::kafka_headers(
+                &crate::telemetry::trace::inject(span),
+            ));
         }
         loop {
             match producer.send(record) {

@@ -61,6 +61,15 @@ pub fn inject(span: &tracing::Span) -> Vec<(String, Vec<u8>)> {
     carrier.into_iter().map(|(k, v)| (k, v.into_bytes())).collect()
 }
 
+/// Kafka message headers carrying these W3C headers (from [`inject`]).
+pub fn kafka_headers(pairs: &[(String, Vec<u8>)]) -> rdkafka::message::OwnedHeaders {
+    pairs
+        .iter()
+        .fold(rdkafka::message::OwnedHeaders::new(), |headers, (k, v)| {
+            headers.insert(rdkafka::message::Header { key: k, value: Some(v) })
+        })
+}
+
 /// The trace context carried by message headers (an empty context if none).
 pub fn extract<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> opentelemetry::Context {
     let carrier: HashMap<String, String> = headers
