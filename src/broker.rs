@@ -91,7 +91,7 @@ pub async fn run_command(config: crate::config::Config, brokers: i32) -> anyhow:
         broker.bootstrap_servers()
     );
     let shutdown = crate::shutdown::Shutdown::new();
-    crate::shutdown::on_signals(shutdown.clone());
+    crate::shutdown::on_signals(shutdown.clone(), config.consumer.shutdown_timeout);
     shutdown.wait().await;
     drop(broker);
     tracing::info!("embedded broker stopped");

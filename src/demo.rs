@@ -25,7 +25,7 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn run_command(mut config: Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
-    on_signals(shutdown.clone());
+    on_signals(shutdown.clone(), config.consumer.shutdown_timeout);
     let _broker = if config.kafka.bootstrap_servers_set {
         for outcome in crate::topics::ensure_topics(&config.kafka, &config.topics, false).await? {
             println!("{outcome}");

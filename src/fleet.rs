@@ -32,6 +32,9 @@ use crate::shutdown::Shutdown;
 
 /// How long a change may take to settle before the table is printed anyway.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// The fleet stops after its replicas, each of which has SHUTDOWN_TIMEOUT
+/// (and its own watchdog's slack) to stop.
+const FLEET_STOP_EXTRA: Duration = Duration::from_secs(5);
 /// Session timeout of replicas on the embedded broker (see `run_command`).
 const EMBEDDED_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -335,7 +338,7 @@ pub struct FleetOptions {
 /// The `fleet` command.
 pub async fn run_command(mut config: Config, options: FleetOptions) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
-    crate::shutdown::on_signals(shutdown.clone());
+    crate::shutdown::on_signals(shutdown.clone(), config.consumer.shutdown_timeout + FLEET_STOP_EXTRA);
     let _broker = if config.kafka.bootstrap_servers_set {
         None
     } else {

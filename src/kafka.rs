@@ -300,6 +300,64 @@ fn is_timeout(e: &KafkaError) -> bool {
     e.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut)
 }
 
+/// Commits `offsets` and waits at most `timeout` for the group
+/// coordinator's answer.
+///
+/// librdkafka's synchronous commit (`CommitMode::Sync`) waits without limit:
+/// with the coordinator unreachable — the brokers restarting while a pod is
+/// told to stop — it never returns and the pod hangs until it is killed. Here
+/// the request goes out on a queue of its own and the wait is bounded; on
+/// timeout the commit may still land later (or not), which is what a crash
+/// would have left anyway: the next owner re-processes from the last commit
+/// it can read.
+pub fn commit_within<C: ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    offsets: &rdkafka::TopicPartitionList,
+    timeout: std::time::Duration,
+) -> rdkafka::error::KafkaResult<()> {
+    use rdkafka::bindings as rd;
+    use rdkafka::consumer::Consumer;
+    use rdkafka::types::RDKafkaRespErr;
+
+    let deadline = std::time::Instant::now() + timeout;
+    // SAFETY: `rk` is valid for the life of `consumer`; `offsets` is copied
+    // by rd_kafka_commit_queue; the queue is ours and destroyed once, after
+    // which librdkafka drops any late answer addressed to it; every event
+    // polled from it is destroyed exactly once.
+    unsafe {
+        let rk = consumer.client().native_ptr();
+        let queue = rd::rd_kafka_queue_new(rk);
+        let err = rd::rd_kafka_commit_queue(rk, offsets.ptr(), queue, None, std::ptr::null_mut());
+        let result = if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            Err(KafkaError::ConsumerCommit(err.into()))
+        } else {
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::OperationTimedOut));
+                }
+                let event = rd::rd_kafka_queue_poll(queue, left.as_millis().clamp(1, i32::MAX as u128) as i32);
+                if event.is_null() {
+                    continue;
+                }
+                let is_commit = rd::rd_kafka_event_type(event) == rd::RD_KAFKA_EVENT_OFFSET_COMMIT;
+                let err = rd::rd_kafka_event_error(event);
+                rd::rd_kafka_event_destroy(event);
+                if !is_commit {
+                    continue;
+                }
+                break if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    Ok(())
+                } else {
+                    Err(KafkaError::ConsumerCommit(err.into()))
+                };
+            }
+        };
+        rd::rd_kafka_queue_destroy(queue);
+        result
+    }
+}
+
 /// The context of clients that need nothing else (admin, readers, the DLQ
 /// tool's producer): librdkafka's defaults plus [`client_error`].
 #[derive(Clone, Copy, Debug, Default)]

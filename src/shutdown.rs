@@ -72,8 +72,15 @@ impl Shutdown {
 /// an error retrying cannot fix ([`crate::kafka::stop_on_fatal_error`]). A
 /// second signal exits at once with status 130, for a user who really means
 /// it.
-pub fn on_signals(shutdown: Shutdown) {
+///
+/// `budget` is how long the command's own graceful stop may take (its
+/// `SHUTDOWN_TIMEOUT`): every step of it is bounded, and a watchdog makes
+/// that a promise — a process still running [`WATCHDOG_SLACK`] after the
+/// budget exits with status 1, so a pod never outlives its grace period
+/// because some network call did not return.
+pub fn on_signals(shutdown: Shutdown, budget: Duration) {
     crate::kafka::stop_on_fatal_error(&shutdown);
+    exit_if_stuck(&shutdown, budget + WATCHDOG_SLACK);
     tokio::spawn(async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
@@ -100,6 +107,29 @@ pub fn on_signals(shutdown: Shutdown) {
             }
         }
     });
+}
+
+/// How far past its shutdown budget a stopping process may run before the
+/// watchdog ends it.
+pub const WATCHDOG_SLACK: Duration = Duration::from_secs(2);
+
+/// Exits the process (status 1) if it is still running `limit` after
+/// `shutdown` was triggered.
+fn exit_if_stuck(shutdown: &Shutdown, limit: Duration) {
+    let shutdown = shutdown.clone();
+    let spawned = std::thread::Builder::new()
+        .name("shutdown-watchdog".into())
+        .spawn(move || {
+            while !shutdown.sleep(Duration::from_secs(3600)) {}
+            std::thread::sleep(limit);
+            eprintln!(
+                "error: still stopping {limit:?} after the stop began; exiting now (anything not committed is re-processed by the next owner)"
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the shutdown watchdog");
+    }
 }
 
 #[cfg(test)]

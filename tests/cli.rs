@@ -25,6 +25,24 @@ fn at(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Command {
     c
 }
 
+/// `activity-tracker broker` as a process, and the bootstrap address it
+/// prints as its first line.
+fn broker_process(dir: &Path) -> (Process, String) {
+    let mut broker_cmd = at(&["broker"], &[], dir);
+    broker_cmd.stdout(Stdio::piped());
+    let mut broker = Process::spawn("broker", broker_cmd);
+    let mut first_line = String::new();
+    BufReader::new(broker.child.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    let bootstrap = first_line
+        .trim()
+        .strip_prefix("KAFKA_BOOTSTRAP_SERVERS=")
+        .unwrap_or_else(|| panic!("first line was {first_line:?}"))
+        .to_string();
+    (broker, bootstrap)
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("at-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -98,18 +116,7 @@ fn bad_configuration_is_a_one_line_error_with_exit_code_2() {
 #[test]
 fn the_seeds_walkthrough_runs_as_separate_processes_over_tcp() {
     let dir = scratch("walkthrough");
-    let mut broker_cmd = at(&["broker"], &[], &dir);
-    broker_cmd.stdout(Stdio::piped());
-    let mut broker = Process::spawn("broker", broker_cmd);
-    let mut first_line = String::new();
-    BufReader::new(broker.child.stdout.take().unwrap())
-        .read_line(&mut first_line)
-        .unwrap();
-    let bootstrap = first_line
-        .trim()
-        .strip_prefix("KAFKA_BOOTSTRAP_SERVERS=")
-        .unwrap_or_else(|| panic!("first line was {first_line:?}"))
-        .to_string();
+    let (mut broker, bootstrap) = broker_process(&dir);
     let kafka = [
         ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()),
         ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
@@ -373,4 +380,135 @@ fn collect_starts_without_brokers_logs_where_it_listens_and_stops_on_sigterm() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(p.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains(&format!("collector on http://{addr}")), "{stderr}");
+}
+
+/// Collects a child's stdout, line by line, on a thread of its own, so a
+/// test can poll what has been printed so far.
+fn collect_lines(stream: impl std::io::Read + Send + 'static) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    seen
+}
+
+/// The README's first command as a new user runs it: the default rate of
+/// 10 events/s, nothing configured. Within 30 s the output shows the
+/// producer's progress, a full analytics report and alerts of several
+/// rules; Ctrl+C prints every summary and exits 0.
+#[test]
+fn demo_at_the_default_rate_shows_the_whole_system_within_30_s_and_stops_on_ctrl_c() {
+    let dir = scratch("demo-default");
+    let mut c = at(&["demo"], &[], &dir);
+    c.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut demo = Process::spawn("demo", c);
+    let out = collect_lines(demo.child.stdout.take().unwrap());
+    let report_sections = [
+        "📊 Events sent:",
+        "📊 ANALYTICS AGGREGATION REPORT",
+        "📈 Event Type Distribution:",
+        "📄 Top Pages:",
+        "🎯 Conversion Funnel",
+        "Cart → Purchase",
+        "💰 Revenue Analytics:",
+        "Avg Order Value",
+        "Top Products by Revenue",
+        "Revenue by Hour",
+        "🛍️  Top Products (interactions)",
+        "🌍 Geography:",
+        "Top Cities",
+        "📱 Devices:",
+        "Browsers:",
+        "OS      :",
+        "👥 User Activity",
+        "Active Users",
+        "Avg Session       :",
+    ];
+    let alert_rules = |text: &str| -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.split("FRAUD ALERT [").nth(1))
+            .filter_map(|rest| rest.split(']').next())
+            .map(str::to_string)
+            .collect()
+    };
+    let started = std::time::Instant::now();
+    wait_until("a full report and alerts of two rules", Duration::from_secs(30), || {
+        let text = out.lock().unwrap();
+        report_sections.iter().all(|s| text.contains(s)) && alert_rules(&text).len() >= 2
+    });
+    let within = started.elapsed();
+    demo.signal("INT");
+    assert_eq!(demo.wait(Duration::from_secs(30)), 0, "Ctrl+C exits 0");
+    wait_until("the summaries to be read", Duration::from_secs(5), || {
+        let text = out.lock().unwrap();
+        text.contains("FRAUD DETECTION SUMMARY")
+    });
+    let text = out.lock().unwrap().clone();
+    for summary in [
+        "PRODUCER FINAL STATISTICS",
+        "FINAL ANALYTICS SUMMARY",
+        "FRAUD DETECTION SUMMARY",
+    ] {
+        assert!(text.contains(summary), "{summary} missing:\n{text}");
+    }
+    println!(
+        "demo: report with {} sections and alerts of {:?} after {:.1} s at the default rate; Ctrl+C printed every summary, exit 0",
+        report_sections.len(),
+        alert_rules(&text),
+        within.as_secs_f64()
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A pod told to stop while its brokers are gone must still exit within its
+/// grace period: the final commit cannot be answered, and librdkafka's own
+/// synchronous commit would wait for ever. The consumer stops within
+/// SHUTDOWN_TIMEOUT by itself, exit 0 — the watchdog behind it (exit 1,
+/// WATCHDOG_SLACK later) is not needed.
+#[test]
+fn a_consumer_stops_within_its_shutdown_timeout_when_the_brokers_are_gone() {
+    let dir = scratch("stop-without-brokers");
+    let (mut broker, bootstrap) = broker_process(&dir);
+    let shutdown_timeout = Duration::from_secs(4);
+    let env = [
+        ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+        ("DRAIN_TIMEOUT", "3s"),
+        ("SHUTDOWN_TIMEOUT", "4s"),
+    ];
+    let mut fraud = ConsumerProcess::start("fraud", &bootstrap, &dir, 0, &env);
+    let produced = at(
+        &["produce", "--max-events", "300", "--events-per-second", "0"],
+        &[("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str())],
+        &dir,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(produced.status.code(), Some(0));
+    wait_until("fraud to process the events", Duration::from_secs(60), || {
+        fraud.processed() >= 300
+    });
+    broker.signal("KILL");
+    broker.wait(Duration::from_secs(10));
+    let stop = std::time::Instant::now();
+    fraud.process.signal("TERM");
+    let code = fraud
+        .process
+        .wait(shutdown_timeout + activity_tracker::shutdown::WATCHDOG_SLACK + Duration::from_secs(10));
+    let took = stop.elapsed();
+    assert_eq!(
+        code, 0,
+        "stopped by itself, not by the watchdog (exit 1), after {took:?}"
+    );
+    assert!(took <= shutdown_timeout, "exit within SHUTDOWN_TIMEOUT: {took:?}");
+    println!(
+        "stop without brokers: exit 0 {:.1} s after SIGTERM (SHUTDOWN_TIMEOUT 4 s)",
+        took.as_secs_f64()
+    );
+    std::fs::remove_dir_all(dir).ok();
 }

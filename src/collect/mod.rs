@@ -885,7 +885,7 @@ pub async fn serve(
 
 pub async fn run_command(config: Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
-    crate::shutdown::on_signals(shutdown.clone());
+    crate::shutdown::on_signals(shutdown.clone(), config.consumer.shutdown_timeout);
     let telemetry = Telemetry::new();
     let collector = Collector::new(&config, telemetry)?;
     let (bound, server) = serve(collector.clone(), config.http_addr, shutdown.clone()).await?;
@@ -896,12 +896,13 @@ pub async fn run_command(config: Config) -> anyhow::Result<()> {
         "collector on http://{bound} (POST /v1/events, GET /v1/tracker.js, /metrics /healthz /readyz)"
     );
     shutdown.wait().await;
-    let drained = tokio::time::timeout(config.consumer.shutdown_timeout, server).await;
-    if drained.is_err() {
+    // Open requests and then the producer's queue share one budget.
+    let deadline = tokio::time::Instant::now() + config.consumer.shutdown_timeout;
+    if tokio::time::timeout_at(deadline, server).await.is_err() {
         tracing::warn!("requests still open at SHUTDOWN_TIMEOUT; stopping anyway");
     }
     let c = collector.clone();
-    let timeout = config.consumer.shutdown_timeout;
+    let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
     let _ = tokio::task::spawn_blocking(move || c.producer.flush(timeout)).await;
     Ok(())
 }

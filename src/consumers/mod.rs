@@ -111,7 +111,7 @@ pub async fn join(consumer: RunningConsumer) -> anyhow::Result<RunOutcome> {
 /// The `analytics` and `fraud` commands.
 pub async fn run_command(kind: Kind, config: Config, report_file: Option<PathBuf>) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
-    on_signals(shutdown.clone());
+    on_signals(shutdown.clone(), config.consumer.shutdown_timeout);
     let telemetry = Telemetry::new();
     let group = kind.group(&config);
     let consumer = match kind {

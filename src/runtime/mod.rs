@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::types::RDKafkaRespErr;
@@ -72,6 +72,9 @@ pub const DLQ_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 /// Longest the final close of the Kafka client may take: by then offsets are
 /// committed and alerts flushed, and leaving the group takes milliseconds.
 const CLOSE_BUDGET: Duration = Duration::from_secs(5);
+/// Part of SHUTDOWN_TIMEOUT left for what happens around the runtime's own
+/// stop: noticing the signal (one poll) and printing the final summary.
+const EXIT_MARGIN: Duration = Duration::from_millis(300);
 /// Longest a new owner waits for the previous owner's handoff commit (also
 /// capped by `DRAIN_TIMEOUT`).
 const HANDOFF_WAIT: Duration = Duration::from_secs(5);
@@ -395,6 +398,7 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         consumer: &BaseConsumer<Self>,
         core: &Core<A>,
         partitions: &[i32],
+        timeout: Duration,
     ) -> Result<usize, (rdkafka::error::KafkaError, TopicPartitionList)> {
         let mut commit = TopicPartitionList::new();
         for p in partitions {
@@ -414,7 +418,7 @@ impl<A: ConsumerApp> RuntimeContext<A> {
             return Ok(0);
         }
         let _ = consumer.store_offsets(&commit);
-        match consumer.commit(&commit, CommitMode::Sync) {
+        match crate::kafka::commit_within(consumer, &commit, timeout) {
             Ok(()) => {
                 self.metrics.commits_ok.inc();
                 Ok(commit.count())
@@ -435,7 +439,7 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         let Some((commit, deadline)) = pending.take() else {
             return;
         };
-        match consumer.commit(&commit, CommitMode::Sync) {
+        match crate::kafka::commit_within(consumer, &commit, REBALANCE_CALL_TIMEOUT) {
             Ok(()) => {
                 self.metrics.commits_ok.inc();
                 tracing::info!(
@@ -663,9 +667,10 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         }
         let mut core = self.lock();
         if !lost {
-            core.drain(&ids);
+            let until = Instant::now() + core.options.consumer.drain_timeout;
+            core.drain(&ids, until);
             core.flush_audit();
-            match self.commit_handoff(consumer, &core, &ids) {
+            match self.commit_handoff(consumer, &core, &ids, REBALANCE_CALL_TIMEOUT) {
                 Ok(_) => {}
                 Err((e, commit)) if is_rebalancing(&e) => {
                     tracing::info!(
@@ -916,9 +921,8 @@ impl<A: ConsumerApp> Core<A> {
         self.effects.resend_due();
     }
 
-    /// Waits for the in-flight effects of `partitions`, up to DRAIN_TIMEOUT.
-    fn drain(&mut self, partitions: &[i32]) {
-        let deadline = Instant::now() + self.options.consumer.drain_timeout;
+    /// Waits for the in-flight effects of `partitions`, up to `deadline`.
+    fn drain(&mut self, partitions: &[i32], deadline: Instant) {
         loop {
             let pending: usize = partitions
                 .iter()
@@ -1297,7 +1301,15 @@ pub fn run<A: ConsumerApp>(
     // (drain, commit, drop), then leave the group.
     shared.stopping.store(true, Ordering::Relaxed);
     metrics.ready.set(0);
-    let deadline = Instant::now() + options.consumer.shutdown_timeout;
+    // Everything below fits in SHUTDOWN_TIMEOUT: the work (drain, commit,
+    // revoke, flush) until `deadline`, and the close (leaving the group) in
+    // the reserve after it.
+    // The loop noticed the stop up to one poll late, and the process still
+    // prints its summary after this returns: keep a margin for both.
+    let stop_started = Instant::now();
+    let stop_budget = options.consumer.shutdown_timeout.saturating_sub(EXIT_MARGIN);
+    let close_reserve = (stop_budget / 4).min(CLOSE_BUDGET);
+    let deadline = stop_started + stop_budget - close_reserve;
     tracing::info!(consumer = name, "stopping: revoking partitions");
     // Capture the final report while the partitions' state is still here.
     let (final_report, status) = publish_snapshot(&consumer, &ctx, &shared, true);
@@ -1316,14 +1328,20 @@ pub fn run<A: ConsumerApp>(
     // (librdkafka's mock does; Kafka refuses only between join and sync):
     // keep polling so this member takes part, and retry, for up to half the
     // shutdown budget. Messages polled meanwhile are not processed.
-    let precommit_deadline = Instant::now() + options.consumer.shutdown_timeout / 2;
+    let precommit_deadline = Instant::now() + (deadline - stop_started) / 2;
     loop {
         let result = {
             let mut core = ctx.lock();
             let owned: Vec<i32> = core.slots.keys().copied().collect();
-            core.drain(&owned);
+            core.drain(
+                &owned,
+                precommit_deadline.min(Instant::now() + options.consumer.drain_timeout),
+            );
             core.flush_audit();
-            ctx.commit_handoff(&consumer, &core, &owned)
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(100));
+            ctx.commit_handoff(&consumer, &core, &owned, left)
         };
         match result {
             Ok(_) => break,
@@ -1352,16 +1370,12 @@ pub fn run<A: ConsumerApp>(
             );
         }
         core.flush_metrics();
-        let remaining = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(500));
+        let remaining = deadline.saturating_duration_since(Instant::now());
         if let Err(e) = core.effects.flush(remaining) {
             tracing::warn!(error = %e, "not every alert was acknowledged before exit");
         }
     }
-    let close_budget = deadline
-        .saturating_duration_since(Instant::now())
-        .clamp(Duration::from_secs(1), CLOSE_BUDGET);
+    let close_budget = (stop_started + stop_budget).saturating_duration_since(Instant::now());
     close_within(consumer, close_budget, name);
     tracing::info!(consumer = name, "stopped");
     Ok(RunOutcome {
@@ -1387,7 +1401,7 @@ fn close_within<C: ConsumerContext + 'static>(consumer: BaseConsumer<C>, budget:
     if closer.is_err() || done_rx.recv_timeout(budget).is_err() {
         tracing::warn!(
             consumer = name,
-            "the Kafka client did not close within the shutdown budget; exiting anyway (offsets are committed)"
+            "the Kafka client did not close within the shutdown budget; exiting anyway"
         );
     }
 }
