@@ -13,6 +13,13 @@ makes, each able to fail:
         The Strimzi manifests parse, use only the kinds we document, and agree
         with the chart values rendered next to them (topic names, partition
         count, SCRAM user, groups in the ACLs, bootstrap service).
+    check-deploy.py scaling WITH_APIS.yaml WITHOUT_APIS.yaml
+        ci/scaling-values.yaml rendered with and without the Prometheus
+        Operator and KEDA APIs: with them, one ServiceMonitor per component
+        that skips the StatefulSets' headless Services, the shipped alert
+        rules, a ScaledObject up to the partition count, HPAs only where KEDA
+        does not scale; without them, no custom resource, and the KEDA
+        component keeps its replicaCount.
     check-deploy.py collector RENDERED.yaml VALUES.yaml
         The HTTP collector rendered with VALUES.yaml (over the chart's
         defaults) is wired as its values say: `collect` with probes on
@@ -341,8 +348,101 @@ def check_collector(rendered, values_path):
     return problems
 
 
+def by_kind(docs, kind):
+    return {d["metadata"]["name"]: d for d in docs if d.get("kind") == kind}
+
+
+def workloads(docs):
+    return {**by_kind(docs, "Deployment"), **by_kind(docs, "StatefulSet")}
+
+
+def check_scaling(with_apis, without_apis):
+    """Monitors and autoscaling as the values of ci/scaling-values.yaml ask,
+    rendered once with the Prometheus Operator and KEDA APIs and once
+    without them."""
+    chart = Path(__file__).resolve().parent.parent / "helm" / "activity-tracker"
+    with open(chart / "values.yaml") as f, open(chart / "ci" / "scaling-values.yaml") as g:
+        values = merged(yaml.safe_load(f), yaml.safe_load(g))
+    partitions = values["kafka"]["topics"]["partitions"]
+    problems = []
+    docs = load_all(with_apis)
+    work = workloads(docs)
+    name = lambda c: next((n for n in work if n.endswith(f"-{c}")), None)
+    fraud, analytics = name("fraud"), name("analytics")
+    if not fraud or not analytics:
+        return [f"no fraud or analytics workload in {with_apis}"]
+
+    # Every component scraped once: one ServiceMonitor each, never the
+    # headless Service of a StatefulSet (it selects the same pods).
+    monitors = by_kind(docs, "ServiceMonitor")
+    for component in ("analytics", "fraud", "producer", "collector"):
+        if not any(n.endswith(f"-{component}") for n in monitors):
+            problems.append(f"no ServiceMonitor for {component}")
+    headless = [d for d in by_kind(docs, "Service").values() if d["spec"].get("clusterIP") == "None"
+                and d["metadata"]["labels"].get("app.kubernetes.io/component") in ("analytics", "fraud")]
+    if len(headless) != 2:
+        problems.append(f"expected the two consumers' headless Services (statefulset mode), found {len(headless)}")
+    for sm_name, sm in monitors.items():
+        selector = sm["spec"]["selector"]
+        for svc in headless:
+            labels = svc["metadata"]["labels"]
+            matches = all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+            for e in selector.get("matchExpressions", []):
+                if e["operator"] == "DoesNotExist" and e["key"] in labels:
+                    matches = False
+            if matches:
+                problems.append(f"ServiceMonitor {sm_name} also selects the headless Service {svc['metadata']['name']}: every figure would count twice")
+    if by_kind(docs, "PodMonitor"):
+        problems.append("a PodMonitor next to the ServiceMonitors")
+    rules = by_kind(docs, "PrometheusRule")
+    with open(chart.parent.parent / "grafana" / "alerts" / "activity-tracker.rules.yml") as f:
+        shipped = yaml.safe_load(f)["groups"]
+    if [r["spec"]["groups"] for r in rules.values()] != [shipped]:
+        problems.append("the PrometheusRule does not carry exactly grafana/alerts/activity-tracker.rules.yml")
+
+    # KEDA scales fraud up to the partition count; the HPA scales analytics.
+    scaled = by_kind(docs, "ScaledObject")
+    so = next(iter(scaled.values()), None) if len(scaled) == 1 else None
+    if not so:
+        problems.append(f"expected one ScaledObject, found {len(scaled)}")
+    else:
+        if so["spec"]["scaleTargetRef"]["name"] != fraud:
+            problems.append(f"the ScaledObject scales {so['spec']['scaleTargetRef']['name']}, not {fraud}")
+        if so["spec"]["maxReplicaCount"] != partitions:
+            problems.append(f"maxReplicaCount {so['spec']['maxReplicaCount']} is not the partition count {partitions}")
+        trigger = so["spec"]["triggers"][0]["metadata"]
+        if trigger["consumerGroup"] != values["fraud"]["group"] or trigger["topic"] != values["kafka"]["topics"]["activities"]:
+            problems.append("the Kafka scaler watches another group or topic")
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    targets = sorted(h["spec"]["scaleTargetRef"]["name"] for h in hpas.values())
+    if analytics not in targets or fraud in targets:
+        problems.append(f"HPAs target {targets}: analytics by CPU, fraud by KEDA only")
+    for w in (fraud, analytics):
+        if "replicas" in work[w]["spec"]:
+            problems.append(f"{w} sets replicas although an autoscaler owns them")
+
+    # Without the APIs: no custom resource, and fraud falls back to its
+    # replicaCount rather than to one pod.
+    docs = load_all(without_apis)
+    work = workloads(docs)
+    kinds = {d.get("kind") for d in docs}
+    for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject", "TriggerAuthentication"):
+        if kind in kinds:
+            problems.append(f"{kind} rendered without its API")
+    if work[fraud]["spec"].get("replicas") != values["fraud"]["replicaCount"]:
+        problems.append(f"without KEDA, {fraud} runs {work[fraud]['spec'].get('replicas', 1)} replicas, not fraud.replicaCount ({values['fraud']['replicaCount']})")
+    if "replicas" in work[analytics]["spec"]:
+        problems.append(f"without KEDA, {analytics} still belongs to its HPA and must not set replicas")
+    if not problems:
+        print(f"   with the APIs: a ServiceMonitor per component (headless Services excluded), the PrometheusRule, "
+              f"KEDA for fraud up to {partitions} replicas, an HPA for analytics")
+        print(f"   without them: no custom resource; fraud keeps replicaCount {values['fraud']['replicaCount']}")
+    return problems
+
+
 def main():
-    checks = {"dashboards": check_dashboards, "compose": check_compose, "strimzi": check_strimzi, "collector": check_collector}
+    checks = {"dashboards": check_dashboards, "compose": check_compose, "strimzi": check_strimzi,
+              "collector": check_collector, "scaling": check_scaling}
     if len(sys.argv) != 4 or sys.argv[1] not in checks:
         print(__doc__, file=sys.stderr)
         return 2

@@ -15,7 +15,9 @@
 #   - the collector wired as its values say (keys from a mounted Secret, the
 #     Ingress routing /v1 only, HPA, PDB and monitors on the collector), with
 #     chart-created keys (ci/collector-values.yaml) and an existing Secret;
-#   - the CRD guards: no Prometheus Operator object without its API;
+#   - the CRD guards (no Prometheus Operator or KEDA object without its
+#     API) and, with the APIs, the monitors and autoscalers wired right
+#     (scripts/check-deploy.py scaling);
 #   - generated files in sync: values.schema.json and the chart README's
 #     values table, the plain manifests in deploy/kubernetes/, the dashboard
 #     ConfigMaps byte-identical to grafana/dashboards/;
@@ -94,6 +96,9 @@ bad_values 'a top-level typo (servicemonitor)' "additional properties 'servicemo
 bad_values 'kafka.securityProtocol: tls' 'securityProtocol.*(one of|enum|must be)' 'kafka: {securityProtocol: tls}'
 bad_values 'a negative KEDA lag threshold' 'lagThreshold.*(minimum|>=)' 'fraud: {keda: {enabled: true, lagThreshold: -5}}'
 bad_values 'grace period not above SHUTDOWN_TIMEOUT' 'terminationGracePeriodSeconds \(20\)' 'fraud: {terminationGracePeriodSeconds: 20}'
+bad_values 'a ServiceMonitor and a PodMonitor together' 'both true: every pod would be scraped twice' \
+    'serviceMonitor: {enabled: true}
+podMonitor: {enabled: true}'
 bad_values 'the collector without write keys' 'collector.enabled needs write keys' 'collector: {enabled: true}'
 bad_values 'the collector with two key sources' 'either existingSecret .* or keys .*not both' \
     'collector: {enabled: true, writeKeys: {existingSecret: s, keys: [ci-write-key]}}'
@@ -125,13 +130,15 @@ spec:
 YAML
 refused "a ServiceMonitor with an unknown field" "INVALID.*intervall" "$PYTHON" scripts/validate-manifests.py "$WORK/bad-sm.yaml"
 
-section "CRD guards"
+section "CRD guards, monitors and autoscaling"
 quiet "$HELM" template at "$CHART" -f "$CHART/ci/monitoring-values.yaml" -f "$CHART/ci/keda-values.yaml" \
     -f "$CHART/ci/collector-values.yaml" >"$WORK/no-crds.yaml"
 if grep -qE '^kind: (ServiceMonitor|PodMonitor|PrometheusRule|ScaledObject|TriggerAuthentication)$' "$WORK/no-crds.yaml"; then
     fail "custom resources rendered although their APIs are absent"
 fi
 echo "   without the Prometheus Operator and KEDA APIs, no custom resource is rendered"
+quiet "$HELM" template at-scaling "$CHART" --namespace ns-scaling -f "$CHART/ci/scaling-values.yaml" >"$WORK/scaling-no-apis.yaml"
+"$PYTHON" scripts/check-deploy.py scaling "$WORK/scaling.yaml" "$WORK/scaling-no-apis.yaml"
 
 section "collector"
 "$PYTHON" scripts/check-deploy.py collector "$WORK/collector.yaml" "$CHART/ci/collector-values.yaml"

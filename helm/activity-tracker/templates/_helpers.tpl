@@ -58,7 +58,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "at.bootstrapServers" -}}
 {{- if .Values.kafka.deploy -}}
-{{- printf "%s-kafka:9092" (include "at.fullname" .) -}}
+{{- printf "%s-kafka.%s.svc:9092" (include "at.fullname" .) .Release.Namespace -}}
 {{- else -}}
 {{- .Values.kafka.bootstrapServers -}}
 {{- end -}}
@@ -168,7 +168,7 @@ only this component mounts.
 {{- $c := .values -}}
 {{- $fullname := printf "%s-%s" (include "at.fullname" $root) .component -}}
 {{- $statefulset := eq (default "deployment" $c.mode) "statefulset" -}}
-{{- $autoscaled := or (dig "autoscaling" "enabled" false $c) (dig "keda" "enabled" false $c) -}}
+{{- $autoscaled := or (dig "autoscaling" "enabled" false $c) (include "at.kedaActive" (dict "root" $root "values" $c)) -}}
 {{- if le (int $c.terminationGracePeriodSeconds) (int $root.Values.config.shutdownTimeoutSeconds) -}}
 {{- fail (printf "%s.terminationGracePeriodSeconds (%v) must be greater than config.shutdownTimeoutSeconds (%v), or Kubernetes kills pods before they commit" .component $c.terminationGracePeriodSeconds $root.Values.config.shutdownTimeoutSeconds) -}}
 {{- end }}
@@ -327,6 +327,9 @@ metadata:
   name: {{ $fullname }}-headless
   labels:
     {{- include "at.componentLabels" . | nindent 4 }}
+    # The ServiceMonitor skips this Service: it selects the same pods as the
+    # regular one, and scraping both would count every figure twice.
+    activity-tracker/headless: "true"
 spec:
   clusterIP: None
   selector:
@@ -337,6 +340,17 @@ spec:
       targetPort: http
       protocol: TCP
 {{- end }}
+{{- end -}}
+
+{{/*
+"true" when a component is scaled by KEDA: keda.enabled and KEDA installed.
+Without KEDA the component keeps its replicaCount (or its HPA), rather than
+a workload without replicas falling back to one pod.
+*/}}
+{{- define "at.kedaActive" -}}
+{{- if and (dig "keda" "enabled" false .values) (.root.Capabilities.APIVersions.Has "keda.sh/v1alpha1") -}}
+true
+{{- end -}}
 {{- end -}}
 
 {{/* Components that are enabled, with their workload kind and group. */}}
