@@ -4,7 +4,8 @@
 For each panel target the Grafana variables are substituted ($namespace,
 $pod, $group → ".*", $__rate_interval, $__range), the expression is run as
 an instant query through the HTTP API, and the check fails if Prometheus
-returns an error or no series. Each query variable (label_values) must list
+returns an error, no series, or only NaN (Grafana draws nothing for either);
+a panel without queries fails too. Each query variable (label_values) must list
 at least one value. Retries until everything passes or --wait seconds
 elapse, because a freshly started Prometheus needs a few scrapes before
 rates have data.
@@ -47,8 +48,14 @@ def check_query(prometheus, expr):
         return f"error {e.code}: {e.read().decode(errors='replace')[:300]}"
     if answer.get("status") != "success":
         return f"error: {answer.get('error')}"
-    if not answer["data"]["result"]:
+    result = answer["data"]["result"]
+    if not result:
         return "no data"
+    # Grafana draws nothing for NaN (a quantile over no observations, a
+    # ratio of zero rates): a panel of only NaN is as empty as no data.
+    values = [r["value"][1] for r in result if "value" in r]
+    if values and all(v in ("NaN", "+Inf", "-Inf") for v in values):
+        return f"only {values[0]} values"
     return None
 
 
@@ -72,10 +79,22 @@ def collect(paths):
             if variable.get("type") == "query":
                 query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
                 checks.append(("variable", f"{title} / ${variable['name']}", query))
-        for panel in dashboard.get("panels", []):
-            for target in panel.get("targets", []):
+        for panel in panels_of(dashboard):
+            targets = panel.get("targets", [])
+            if not targets:
+                checks.append(("empty", f"{title} / {panel['title']}", ""))
+            for target in targets:
                 checks.append(("panel", f"{title} / {panel['title']} [{target['refId']}]", target["expr"]))
     return checks
+
+
+def panels_of(dashboard):
+    """Every panel that shows data, including those inside collapsed rows."""
+    for panel in dashboard.get("panels", []):
+        if panel.get("type") == "row":
+            yield from panel.get("panels", [])
+        else:
+            yield panel
 
 
 def main():
@@ -94,6 +113,8 @@ def main():
         for kind, name, query in checks:
             if kind == "variable":
                 problem = check_variable(args.prometheus, query)
+            elif kind == "empty":
+                problem = "a panel without queries"
             else:
                 problem = check_query(args.prometheus, substitute(query, args.rate_interval, args.range))
             if problem:

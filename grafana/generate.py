@@ -151,7 +151,7 @@ FRAUD = {
               quantiles("activity_end_to_end_latency_seconds_bucket", f'stage="alert_published", consumer="fraud", {SEL}'), "s", 8, 8,
               "From the event's own timestamp to the alert being acknowledged by Kafka."),
         panel("High-value purchase amount per minute", "timeseries",
-              [q(f"sum(rate(activity_fraud_high_value_amount_total{{{SEL}}}[{RANGE}])) * 60", "amount / min")], "currencyUSD", 8, 8),
+              [q(f"sum(rate(activity_fraud_high_value_amount_total{{{SEL}}}[{RATE}])) * 60", "amount / min")], "currencyUSD", 8, 8),
         panel("Users tracked by the detector", "timeseries",
               [q(f"sum(activity_fraud_tracked_users{{{SEL}}})", "users")], "short", 8, 8),
         panel("Fraud state bytes per tracked user", "timeseries",

@@ -27,7 +27,12 @@ BOOTSTRAP="$(sed -n 's/^KAFKA_BOOTSTRAP_SERVERS=//p' "$WORK/broker.out" | head -
 DEMO_PORT="$(free_port)"
 COLLECT_PORT="$(free_port)"
 PROM_PORT="$(free_port)"
-KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" HTTP_ADDR="127.0.0.1:$DEMO_PORT" EVENTS_PER_SECOND=200 FRAUD_RATE=0.2 LOG_LEVEL=WARNING \
+FRAUD2_PORT="$(free_port)"
+# A short session timeout: the embedded broker completes a rebalance only
+# after it (see BENCHMARKS.md).
+GROUP_TIMEOUTS=(KAFKA_SESSION_TIMEOUT_MS=6000 DRAIN_TIMEOUT=3s)
+env "${GROUP_TIMEOUTS[@]}" KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" HTTP_ADDR="127.0.0.1:$DEMO_PORT" \
+    EVENTS_PER_SECOND=200 FRAUD_RATE=0.2 LOG_LEVEL=WARNING \
     "$BIN" demo >"$WORK/demo.out" 2>"$WORK/demo.err" &
 PIDS+=($!)
 # The HTTP collector, fed below with accepted and refused events so every
@@ -111,6 +116,12 @@ scrape_configs:
         labels:
           namespace: ci
           pod: activity-tracker-demo-0
+  - job_name: ci/activity-tracker-fraud
+    static_configs:
+      - targets: ["127.0.0.1:$FRAUD2_PORT"]
+        labels:
+          namespace: ci
+          pod: activity-tracker-fraud-1
   - job_name: ci/activity-tracker-collector
     static_configs:
       - targets: ["127.0.0.1:$COLLECT_PORT"]
@@ -123,6 +134,16 @@ prometheus --config.file="$WORK/prometheus.yml" --web.listen-address="127.0.0.1:
     --storage.tsdb.path="$WORK/tsdb" >"$WORK/prometheus.log" 2>&1 &
 PIDS+=($!)
 wait_for "Prometheus" 60 curl -sf "http://127.0.0.1:$PROM_PORT/-/ready"
+# With Prometheus watching, a second fraud replica joins the group:
+# partitions move to it and it rebuilds their state, so the fleet panels
+# (partitions per pod, rebalances, rebuilds) show a scaling event, as on a
+# cluster.
+env "${GROUP_TIMEOUTS[@]}" KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" HTTP_ADDR="127.0.0.1:$FRAUD2_PORT" LOG_LEVEL=WARNING \
+    "$BIN" fraud >"$WORK/fraud2.out" 2>"$WORK/fraud2.err" &
+PIDS+=($!)
+wait_for "the second fraud replica to rebuild partitions" 90 sh -c \
+    "curl -s http://127.0.0.1:$FRAUD2_PORT/metrics | grep -q '^activity_state_rebuild_seconds_count{.*} [1-9]'" \
+    || { cat "$WORK/fraud2.err" >&2; exit 1; }
 python3 grafana/check_queries.py --prometheus "http://127.0.0.1:$PROM_PORT" --wait 120 grafana/dashboards/*.json
 
 promtool check rules grafana/alerts/activity-tracker.rules.yml
