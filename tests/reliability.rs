@@ -126,6 +126,13 @@ fn bad_messages(template: &Outgoing) -> Vec<Bad> {
             })),
         ),
         b(
+            "timestamp a year before its message",
+            "timestamp_out_of_range",
+            keyed(with(&|v| {
+                v["timestamp"] = json!(activity_tracker::eventtime::Rfc3339(t - 365 * 24 * 3600 * 1000).to_string());
+            })),
+        ),
+        b(
             "negative price",
             "invalid_amount",
             keyed(with(&|v| {
@@ -329,8 +336,18 @@ fn hostile_input_is_dead_lettered_and_changes_no_valid_result() {
         );
         assert!(metrics.contains(&line), "missing {line}");
     }
+    // Nothing lost: both groups committed the whole topic.
+    let ends = high_watermarks(&bootstrap, ACTIVITIES, PARTITIONS);
+    for group in ["analytics-processors", "fraud-detectors"] {
+        assert_eq!(
+            committed(&bootstrap, group, ACTIVITIES, PARTITIONS),
+            ends,
+            "{group} committed everything"
+        );
+    }
+    let lost = hostile.len() as u64 - analytics.status.events_processed - analytics.status.events_rejected;
     println!(
-        "hostile input: {} valid + {} bad ({} kinds) → valid figures identical to the clean run, {} alerts identical, {} dead letters (2 groups), 0 lost, 0 consumer restarts",
+        "hostile input: {} valid + {} bad ({} kinds) → valid figures identical to the clean run, {} alerts identical, {} dead letters (2 groups), {lost} lost, every offset committed by both groups, both consumers ran to the end",
         valid.len(),
         bad.len(),
         by_reason.len(),
@@ -402,7 +419,10 @@ fn hostile_input_is_dead_lettered_and_changes_no_valid_result() {
         "{again}"
     );
     let (_, inspect) = at(&bootstrap, &["dlq", "inspect", "--limit", "0"], &[]);
-    assert!(inspect.contains("(3 replayed, 13 pending)"), "{inspect}");
+    assert!(
+        inspect.contains(&format!("(3 replayed, {} pending)", bad.len() - 3)),
+        "{inspect}"
+    );
     println!(
         "dlq replay: 3 of {} fixed events replayed once; a second run replayed 0",
         bad.len()
@@ -415,4 +435,90 @@ fn source_timestamp(hostile: &[Outgoing], what: &str) -> String {
         .find(|m| m.headers.iter().any(|(k, v)| k == "test.case" && v == what.as_bytes()))
         .map(|m| m.timestamp_ms.to_string())
         .unwrap()
+}
+
+/// A dead-letter copy must always be writable, or its partition never
+/// commits past it: a message with 200 KB of headers keeps only 64 KiB of
+/// them in its copy, and where the alerts producer's size limit (here
+/// 150,000 bytes) is below even a bounded copy — a 300 KB event — the copy
+/// goes as a reference (the `dlq.*` headers, no payload), which replay
+/// resolves from the source topic. Either way the partition moves on.
+#[test]
+fn a_dead_letter_copy_too_large_to_write_never_holds_its_partition() {
+    let broker = broker(1);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let valid = valid_stream();
+    let user = String::from_utf8(valid[0].key.clone().unwrap()).unwrap();
+    let t = valid[0].timestamp_ms;
+    let heavy_headers: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("x-trace-{i}"), noise(10_000).into_bytes()))
+        .collect();
+    let messages = vec![
+        Outgoing {
+            key: valid[0].key.clone(),
+            payload: valid[0].payload.clone(),
+            timestamp_ms: t,
+            headers: Vec::new(),
+        },
+        Outgoing {
+            key: Some(user.clone().into_bytes()),
+            payload: Some(b"{not json".to_vec()),
+            timestamp_ms: t + 1,
+            headers: heavy_headers,
+        },
+        Outgoing {
+            key: Some(user.clone().into_bytes()),
+            payload: Some(noise(300_000).into_bytes()),
+            timestamp_ms: t + 2,
+            headers: vec![("test.case".into(), b"big".to_vec())],
+        },
+        Outgoing {
+            key: valid[1].key.clone(),
+            payload: valid[1].payload.clone(),
+            timestamp_ms: t + 3,
+            headers: Vec::new(),
+        },
+    ];
+    produce(&bootstrap, ACTIVITIES, &messages);
+    let running = InProcess::start(&support::config(
+        Command::Demo,
+        &bootstrap,
+        &[("KAFKA_CONFIG_MESSAGE_MAX_BYTES", "150000")],
+    ));
+    running.wait_seen(messages.len() as u64, Duration::from_secs(60));
+    let ends = high_watermarks(&bootstrap, ACTIVITIES, 1);
+    for group in ["analytics-processors", "fraud-detectors"] {
+        wait_until(&format!("{group} to commit past both"), Duration::from_secs(60), || {
+            running.assert_running();
+            committed(&bootstrap, group, ACTIVITIES, 1) == ends
+        });
+    }
+    let (analytics, fraud, _) = running.stop();
+    assert_eq!(analytics.status.events_processed, 2);
+    assert_eq!(fraud.status.events_rejected, 2);
+
+    let dead = read_all(&bootstrap, DLQ);
+    assert_eq!(dead.len(), 4, "two copies per group");
+    for d in &dead {
+        if d.header("dlq.source.offset") == "2" {
+            assert_eq!(d.header("dlq.reason"), "too_large");
+            assert!(
+                !d.headers.contains_key("test.case"),
+                "a reference carries no original header"
+            );
+            assert_eq!(d.header("dlq.reference"), "true", "sent as a reference");
+            assert_eq!(d.header("dlq.truncated"), "true");
+            assert_eq!(d.header("dlq.original.bytes"), "300000");
+            assert!(d.payload.is_empty());
+        } else {
+            assert_eq!(d.header("dlq.source.offset"), "1");
+            assert_eq!(d.header("dlq.reason"), "malformed_json");
+            assert_eq!(d.payload, b"{not json", "the whole payload");
+            assert_eq!(d.header("dlq.headers.dropped"), "14", "6 of 20 headers fit in 64 KiB");
+            assert!(d.headers.contains_key("x-trace-0") && !d.headers.contains_key("x-trace-6"));
+        }
+    }
+    println!(
+        "dlq size: a copy with 200 KB of headers kept 64 KiB of them, a 300 KB event went as a reference copy under a 150 KB limit; both groups committed past them"
+    );
 }

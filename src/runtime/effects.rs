@@ -9,6 +9,13 @@
 //! partition does not commit past it meanwhile, so even a crash loses
 //! nothing). A stale acknowledgement — for a partition that moved away and
 //! came back — carries an old epoch and is ignored.
+//!
+//! One failure is not worth retrying: a dead-letter copy the brokers refuse
+//! as too large (a topic whose `max.message.bytes` is below the copy's
+//! size) would be refused for ever and hold its partition back. It is sent
+//! again as a reference copy — the `dlq.*` headers without the payload, the
+//! original headers or most of the key — which replay resolves from the
+//! source topic, like any truncated copy.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, Sender};
@@ -30,6 +37,42 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    /// The dead-letter copy reduced to a reference: the `dlq.*` headers,
+    /// marked as truncated, and at most 256 bytes of the key.
+    fn reference_copy(&self) -> Record {
+        let original_bytes = self
+            .headers
+            .iter()
+            .find(|(k, _)| k == "dlq.original.bytes")
+            .map_or_else(|| self.payload.len().to_string().into_bytes(), |(_, v)| v.clone());
+        let mut headers: Vec<(String, Vec<u8>)> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.starts_with("dlq.") && k != "dlq.truncated" && k != "dlq.original.bytes")
+            .cloned()
+            .collect();
+        headers.push(("dlq.truncated".to_string(), b"true".to_vec()));
+        headers.push(("dlq.original.bytes".to_string(), original_bytes));
+        headers.push(("dlq.reference".to_string(), b"true".to_vec()));
+        Record {
+            topic: self.topic.clone(),
+            key: self.key.as_ref().map(|k| k[..k.len().min(256)].to_vec()),
+            payload: Vec::new(),
+            headers,
+        }
+    }
+}
+
+/// Whether the brokers (or librdkafka's own size check) refused a record
+/// for its size: retrying the same bytes cannot succeed.
+fn is_too_large(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
+    )
 }
 
 /// Why a record is being published.
@@ -165,7 +208,10 @@ impl Effects {
                     self.producer.poll(Duration::from_millis(10));
                 }
                 Err((e, record)) => {
-                    let pending = record.delivery_opaque;
+                    pending = record.delivery_opaque;
+                    if shrink_if_refused_for_size(&mut pending, &e) {
+                        continue;
+                    }
                     tracing::warn!(error = %e, topic = %pending.record.topic, "cannot enqueue record; will retry");
                     self.retries.push_back((Instant::now() + RETRY_BACKOFF, pending));
                     return;
@@ -202,7 +248,8 @@ impl Effects {
                 self.in_flight = self.in_flight.saturating_sub(1);
                 Some(Delivery::Acknowledged(p))
             }
-            Some(Delivery::Failed(p, e)) => {
+            Some(Delivery::Failed(mut p, e)) => {
+                shrink_if_refused_for_size(&mut p, &e);
                 // Keep a copy of the identity for the caller; the record
                 // itself goes back on the retry queue.
                 let echo = Box::new(Pending {
@@ -230,4 +277,22 @@ impl Effects {
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(timeout)
     }
+}
+
+/// Replaces a dead-letter copy refused for its size by its reference copy;
+/// returns whether it did (and so whether sending again can succeed).
+fn shrink_if_refused_for_size(pending: &mut Pending, error: &KafkaError) -> bool {
+    let shrinkable = matches!(pending.kind, EffectKind::DeadLetter(_))
+        && is_too_large(error)
+        && !pending.record.headers.iter().any(|(k, _)| k == "dlq.reference");
+    if shrinkable {
+        tracing::warn!(
+            error = %error,
+            topic = %pending.record.topic,
+            bytes = pending.record.payload.len(),
+            "dead-letter copy refused for its size; sending a reference copy without the payload (replay reads the original from the source topic)"
+        );
+        pending.record = pending.record.reference_copy();
+    }
+    shrinkable
 }

@@ -69,6 +69,15 @@ const REBALANCE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// (Kafka's default message size limit is 1 MB); longer ones are truncated
 /// and marked with the `dlq.truncated` header.
 pub const DLQ_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// The original headers a dead-letter copy carries, at most (in bytes of
+/// keys and values); further ones are left out and counted in
+/// `dlq.headers.dropped`. With the payload cap this keeps every copy well
+/// under Kafka's default 1 MB, whatever arrived: a copy that cannot be
+/// written would hold its partition's offset back for ever.
+pub const DLQ_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Keys longer than this are cut in the copy (`dlq.key.truncated`); the
+/// source message keeps the original for replay.
+pub const DLQ_MAX_KEY_BYTES: usize = 16 * 1024;
 /// Longest the final close of the Kafka client may take: by then offsets are
 /// committed and alerts flushed, and leaving the group takes milliseconds.
 const CLOSE_BUDGET: Duration = Duration::from_secs(5);
@@ -1088,16 +1097,35 @@ fn dead_letter(message: &BorrowedMessage<'_>, rejection: &Rejection, options: &R
         headers.push(("dlq.truncated".to_string(), b"true".to_vec()));
         headers.push(("dlq.original.bytes".to_string(), payload.len().to_string().into_bytes()));
     }
+    let key = message.key().map(|k| {
+        if k.len() > DLQ_MAX_KEY_BYTES {
+            headers.push(("dlq.key.truncated".to_string(), k.len().to_string().into_bytes()));
+        }
+        k[..k.len().min(DLQ_MAX_KEY_BYTES)].to_vec()
+    });
     if let Some(original) = message.headers() {
+        let mut budget = DLQ_MAX_HEADER_BYTES;
+        let mut dropped = 0usize;
         for h in original.iter() {
-            if !h.key.starts_with("dlq.") {
-                headers.push((h.key.to_string(), h.value.unwrap_or_default().to_vec()));
+            if h.key.starts_with("dlq.") {
+                continue;
             }
+            let value = h.value.unwrap_or_default();
+            match budget.checked_sub(h.key.len() + value.len()) {
+                Some(left) => {
+                    budget = left;
+                    headers.push((h.key.to_string(), value.to_vec()));
+                }
+                None => dropped += 1,
+            }
+        }
+        if dropped > 0 {
+            headers.push(("dlq.headers.dropped".to_string(), dropped.to_string().into_bytes()));
         }
     }
     Record {
         topic: options.dlq_topic.clone(),
-        key: message.key().map(<[u8]>::to_vec),
+        key,
         payload: payload[..payload.len().min(DLQ_MAX_PAYLOAD_BYTES)].to_vec(),
         headers,
     }
