@@ -154,7 +154,7 @@ pub const SETTINGS: &[Setting] = &[
     // Analytics.
     s("ANALYTICS_WINDOW", Some("1h"), ANALYTICS, "Event-time window of the distinct-user figures (funnel, active users, top users)."),
     s("ANALYTICS_SESSION_TIMEOUT", Some("30m"), ANALYTICS, "Inactivity after which a session is closed for the session-duration figures."),
-    s("ANALYTICS_MAX_USERS_PER_PARTITION", Some("250000"), ANALYTICS, "Users tracked exactly per partition (about 90 bytes each at the cap, hash-table headroom included); beyond it distinct counts use a HyperLogLog sketch."),
+    s("ANALYTICS_MAX_USERS_PER_PARTITION", Some("250000"), ANALYTICS, "Users tracked exactly per partition (about 120 bytes each at the cap, hash-table headroom included); beyond it distinct counts use a HyperLogLog sketch."),
     // Fraud.
     s("HIGH_VALUE_THRESHOLD", Some("500.0"), FRAUD, "HIGH_VALUE_PURCHASE: purchase amount at or above this."),
     s("VELOCITY_THRESHOLD", Some("5"), FRAUD, "HIGH_VELOCITY: transactional events within 60 s, counting the current one."),

@@ -17,9 +17,18 @@
 //!   sum over pods of distinct users is the exact distinct count. When a
 //!   partition moves, the new owner rebuilds its window by replay.
 //!
+//! Every windowed figure is a function of the window's events alone — events
+//! per user are counted in quarter-window buckets, sweeps run at instants
+//! fixed by event time, a session is open only while within its timeout —
+//! so a rebuilt partition shows exactly what a partition owned all along
+//! shows (`tests/rebuild.rs`). One exception, documented: a session longer
+//! than the rebuild window is measured from the replay's start after a
+//! hand-over, and sessions open at a hand-over are not counted as closed.
+//!
 //! Memory is bounded: label sets are capped ([`bounded`]); each partition
-//! tracks at most `ANALYTICS_MAX_USERS_PER_PARTITION` users exactly (about
-//! 60 bytes each) and counts any further users with HyperLogLog sketches
+//! tracks at most `ANALYTICS_MAX_USERS_PER_PARTITION` users exactly (48
+//! bytes of state, about 120 with the hash table's headroom at the cap) and
+//! counts any further users with HyperLogLog sketches
 //! ([`hll`], 120 KiB per partition, ~1.6 % error), flagging the report as
 //! approximate.
 
@@ -129,15 +138,58 @@ impl Default for AnalyticsTotals {
     }
 }
 
+/// Quarter-window buckets of a user's event count: the window's four and
+/// the one it is sliding into.
+const COUNT_BUCKETS: usize = 5;
+
 /// One user's recent activity. Times are seconds since the epoch; 0 = never.
 #[derive(Clone, Copy, Debug, Default)]
 struct UserActivity {
     last_seen: u32,
     stage_seen: [u32; 5],
-    events: u32,
+    /// Events per quarter-window bucket of event time (`counts[b % 5]` for
+    /// bucket `b`; the newest is `last_seen`'s): "events in the window" is a
+    /// sum over whole buckets, so it depends only on events a rebuild
+    /// replays (window plus one quarter), never on older history. 16 bits
+    /// saturate at 65,535 events per user per quarter-window — a bot's
+    /// figure, shown as that.
+    counts: [u16; COUNT_BUCKETS],
     session_key: u32,
     session_start: u32,
     session_last: u32,
+}
+
+impl UserActivity {
+    /// Counts an event at `ts` in buckets of `quarter` seconds; call before
+    /// `last_seen` takes the event into account. Late events in a bucket
+    /// already slid out are not counted.
+    fn count(&mut self, ts: u32, quarter: u32) {
+        let b = ts / quarter;
+        let newest = self.last_seen / quarter;
+        if self.last_seen == 0 || b > newest {
+            let fresh = if self.last_seen == 0 {
+                COUNT_BUCKETS as u32
+            } else {
+                (b - newest).min(COUNT_BUCKETS as u32)
+            };
+            for i in 0..fresh {
+                self.counts[(b.wrapping_sub(i) as usize) % COUNT_BUCKETS] = 0;
+            }
+        } else if newest - b >= COUNT_BUCKETS as u32 {
+            return;
+        }
+        let slot = &mut self.counts[(b as usize) % COUNT_BUCKETS];
+        *slot = slot.saturating_add(1);
+    }
+
+    /// Events in buckets `first..` (the window as of some watermark).
+    fn events_since(&self, first: u32, quarter: u32) -> u32 {
+        let newest = self.last_seen / quarter;
+        let oldest = newest.saturating_sub(COUNT_BUCKETS as u32 - 1).max(first);
+        (oldest..=newest)
+            .map(|b| u32::from(self.counts[(b as usize) % COUNT_BUCKETS]))
+            .sum()
+    }
 }
 
 /// Distinct users beyond the exact cap, in time buckets of a quarter window,
@@ -255,9 +307,24 @@ impl AnalyticsProcessor {
         self.config.window.as_secs() as u32
     }
 
+    /// The length of a count bucket: a quarter of the window.
+    fn quarter_s(&self) -> u32 {
+        (self.window_s() / 4).max(1)
+    }
+
+    /// The first count bucket inside the window as of `watermark_s`.
+    fn first_bucket(&self, watermark_s: u32) -> u32 {
+        watermark_s.saturating_sub(self.window_s()) / self.quarter_s()
+    }
+
     /// The windowed figures of one partition, as of its watermark.
     pub fn window_figures(&self, state: &AnalyticsPartition) -> WindowFigures {
         let from = state.watermark_s.saturating_sub(self.window_s());
+        let quarter = self.quarter_s();
+        let first_bucket = self.first_bucket(state.watermark_s);
+        let session_cutoff = state
+            .watermark_s
+            .saturating_sub(self.config.session_timeout.as_secs() as u32);
         let mut f = WindowFigures {
             exact: state.overflow.is_none(),
             ..WindowFigures::default()
@@ -267,13 +334,15 @@ impl AnalyticsProcessor {
                 continue;
             }
             f.active_users += 1;
-            f.events_in_window += u64::from(user.events);
+            f.events_in_window += u64::from(user.events_since(first_bucket, quarter));
             for (stage, &seen) in user.stage_seen.iter().enumerate() {
                 if seen >= from && seen != 0 {
                     f.funnel_users[stage] += 1;
                 }
             }
-            if user.session_start != 0 {
+            // Open: not yet closed by a sweep, and not timed out either (so
+            // the figure does not depend on when the last sweep ran).
+            if user.session_start != 0 && user.session_last >= session_cutoff {
                 f.open_sessions += 1;
                 f.open_session_seconds += u64::from(user.session_last - user.session_start);
             }
@@ -291,7 +360,8 @@ impl AnalyticsProcessor {
             .iter()
             .filter_map(|(key, name)| {
                 let user = state.users.get(key)?;
-                (user.last_seen >= from).then(|| (name.to_string(), u64::from(user.events)))
+                (user.last_seen >= from)
+                    .then(|| (name.to_string(), u64::from(user.events_since(first_bucket, quarter))))
             })
             .collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -309,7 +379,10 @@ impl AnalyticsProcessor {
 
     fn sweep(&mut self, state: &mut AnalyticsPartition, mode: Mode) {
         let window = self.window_s();
-        if state.watermark_s.saturating_sub(state.last_sweep_s) < (window / 8).max(1) {
+        // Every eighth of a window of event time, at the same instants in
+        // every process (aligned to the epoch, not to the first event seen).
+        let interval = (window / 8).max(1);
+        if state.watermark_s / interval == state.last_sweep_s / interval {
             return;
         }
         state.last_sweep_s = state.watermark_s;
@@ -394,10 +467,11 @@ impl Processor for AnalyticsProcessor {
         }
     }
 
-    /// The distinct-user window: replaying it rebuilds the funnel, active
-    /// users and top users exactly. Volume counters need no rebuild.
+    /// The distinct-user window and one count bucket more: replaying it
+    /// rebuilds the funnel, active users and events per user exactly.
+    /// Volume counters need no rebuild.
     fn rebuild_window_ms(&self) -> i64 {
-        self.config.window.as_millis() as i64
+        (i64::from(self.window_s()) + i64::from(self.quarter_s())) * 1000
     }
 
     fn process(&mut self, state: &mut AnalyticsPartition, event: &Event<'_>, mode: Mode, _out: &mut Vec<Self::Output>) {
@@ -425,10 +499,12 @@ impl Processor for AnalyticsProcessor {
                 return;
             }
         };
+        let quarter = self.quarter_s();
+        user.count(ts, quarter);
         user.last_seen = user.last_seen.max(ts);
         user.stage_seen[stage] = user.stage_seen[stage].max(ts);
-        user.events += 1;
-        let events = user.events;
+        let first_bucket = self.first_bucket(state.watermark_s);
+        let events = user.events_since(first_bucket, quarter);
 
         let session_key = event
             .session_id
@@ -450,8 +526,9 @@ impl Processor for AnalyticsProcessor {
         }
 
         // Keep the busiest recent users as candidates for "top users". The
-        // floor is a lower bound of the weakest candidate's count (counts
-        // only grow), so most events skip the rescan.
+        // floor is the weakest candidate's count when last computed, so most
+        // events skip the rescan; windowed counts also fall as buckets slide
+        // out, so every sweep resets it.
         if events <= state.top_floor || state.top_candidates.iter().any(|(k, _)| *k == key) {
             return;
         }
@@ -460,7 +537,7 @@ impl Processor for AnalyticsProcessor {
             return;
         }
         let users = &state.users;
-        let count = |k: &u64| users.get(k).map_or(0, |u| u.events);
+        let count = |k: &u64| users.get(k).map_or(0, |u| u.events_since(first_bucket, quarter));
         if let Some((weakest, weakest_events)) = state
             .top_candidates
             .iter()
@@ -474,7 +551,7 @@ impl Processor for AnalyticsProcessor {
                 state.top_floor = state
                     .top_candidates
                     .iter()
-                    .map(|(k, _)| users.get(k).map_or(0, |u| u.events))
+                    .map(|(k, _)| users.get(k).map_or(0, |u| u.events_since(first_bucket, quarter)))
                     .min()
                     .unwrap_or(0);
             } else {

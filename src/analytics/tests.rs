@@ -219,6 +219,26 @@ fn the_window_slides_on_event_time() {
 }
 
 #[test]
+fn events_per_user_count_the_window_in_quarter_steps() {
+    let (mut p, mut state) = fresh();
+    // One user busy for two hours, an event a minute: 120 events.
+    let busy: Vec<Spec> = (0..120).map(|m| spec("busy", m * 60, View)).collect();
+    run(&mut p, &mut state, &busy, Mode::Live);
+    let f = p.window_figures(&state);
+    assert_eq!(f.active_users, 1);
+    // Watermark 1:59; the window's first quarter-hour bucket starts at 0:45:
+    // the 75 events from 0:45 on, not all 120.
+    assert_eq!(f.events_in_window, 75);
+    assert_eq!(f.top_users, vec![("busy".to_string(), 75)]);
+    // Another hour of silence but for one event: the old buckets slid out.
+    run(&mut p, &mut state, &[spec("busy", 3 * 3600, View)], Mode::Live);
+    assert_eq!(p.window_figures(&state).events_in_window, 1);
+    // A late event from a bucket that has already slid out is not counted.
+    run(&mut p, &mut state, &[spec("busy", 60, View)], Mode::Live);
+    assert_eq!(p.window_figures(&state).events_in_window, 1);
+}
+
+#[test]
 fn warm_up_rebuilds_the_window_without_counting() {
     let (mut p, mut state) = fresh();
     run(&mut p, &mut state, &stream(), Mode::Warmup);
