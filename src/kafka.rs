@@ -52,6 +52,14 @@ pub fn connection(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Sets a property a role needs on top of a finished configuration, unless
+/// the operator set it with `KAFKA_CONFIG_*` (whose values always win).
+pub fn set_unless_passed_through(c: &mut ClientConfig, k: &KafkaConfig, name: &str, value: &str) {
+    if !k.passthrough.contains_key(name) {
+        c.set(name, value);
+    }
+}
+
 fn with_passthrough(mut c: ClientConfig, k: &KafkaConfig) -> ClientConfig {
     for (name, value) in &k.passthrough {
         c.set(name, value);
@@ -94,9 +102,7 @@ pub fn producer(k: &KafkaConfig, client_id: &str) -> ClientConfig {
 /// detection latency; the offsets of their events also wait for the ack.
 pub fn effects_producer(k: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut c = producer(k, client_id);
-    if !k.passthrough.contains_key("linger.ms") {
-        c.set("linger.ms", "1");
-    }
+    set_unless_passed_through(&mut c, k, "linger.ms", "1");
     c
 }
 

@@ -218,6 +218,24 @@ fn sasl_scram_credentials_are_enforced_end_to_end() {
     // Kubernetes Secret): topics are created.
     let topics = run(&dir, &["topics", "create"], &refs(&alice_env), Duration::from_secs(60));
     assert_eq!(topics.code, 0, "topics create as alice: {}", topics.output);
+    assert!(
+        topics.output.contains("created user-activities (6 partitions)"),
+        "{}",
+        topics.output
+    );
+    // Idempotent: a second run reports the topics and changes nothing;
+    // --recreate deletes and recreates them.
+    let again = run(&dir, &["topics", "create"], &refs(&alice_env), Duration::from_secs(60));
+    assert_eq!(again.code, 0, "topics create again: {}", again.output);
+    assert_eq!(again.output.matches("already exists").count(), 3, "{}", again.output);
+    let recreated = run(
+        &dir,
+        &["topics", "create", "--recreate"],
+        &refs(&alice_env),
+        Duration::from_secs(60),
+    );
+    assert_eq!(recreated.code, 0, "topics create --recreate: {}", recreated.output);
+    assert_eq!(recreated.output.matches("recreated").count(), 3, "{}", recreated.output);
 
     // A consumer as bob, SCRAM-SHA-256, password from the environment.
     let bob_env = [
@@ -291,7 +309,7 @@ fn sasl_scram_credentials_are_enforced_end_to_end() {
         "auth: tansu with SASL/SCRAM enforced — {EVENTS} events produced as alice (SCRAM-SHA-512, password file), \
          {EVENTS} processed by bob's analytics (SCRAM-SHA-256, password env) {:.1} s after the producer started, 0 lost; \
          wrong password refused with exit 1 in {:.2} s (produce), {:.2} s (fraud) and {:.2} s (topics create); \
-         no credentials refused; no password in any log or config dump",
+         no credentials refused; no password in any log or config dump; topics create idempotent, --recreate recreated 3",
         consumed_after.as_secs_f64(),
         refused.took.as_secs_f64(),
         refused_consumer.took.as_secs_f64(),

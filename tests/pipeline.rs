@@ -191,13 +191,9 @@ fn in_flight(shared: &ConsumerShared) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-fn stop(running: InProcess) -> (RunOutcome, RunOutcome) {
-    let (a, f, _) = running.stop();
-    (a, f)
-}
-
-#[test]
-fn scripted_stream_gives_exact_totals_and_exactly_the_expected_alerts() {
+/// The scripted stream on a fresh broker, processed by both consumers
+/// (started with `extra` settings) until every alert is acknowledged.
+fn run_scripted(extra: &[(&str, &str)]) -> (activity_tracker::broker::EmbeddedBroker, String, InProcess) {
     let broker = broker(3);
     let bootstrap = broker.bootstrap_servers().to_string();
     let events = scripted();
@@ -206,14 +202,25 @@ fn scripted_stream_gives_exact_totals_and_exactly_the_expected_alerts() {
         .map(|e| Outgoing::keyed(e.user, e.json(), e.time_ms()))
         .collect();
     produce(&bootstrap, ACTIVITIES, &messages);
-
-    let running = start_consumers(&bootstrap, &[]);
+    let running = start_consumers(&bootstrap, extra);
     let n = events.len() as u64;
     wait_until("both consumers to process the stream", Duration::from_secs(60), || {
         processed(&running.analytics.shared) >= n
             && processed(&running.fraud.shared) >= n
             && in_flight(&running.fraud.shared) == 0
     });
+    (broker, bootstrap, running)
+}
+
+fn stop(running: InProcess) -> (RunOutcome, RunOutcome) {
+    let (a, f, _) = running.stop();
+    (a, f)
+}
+
+#[test]
+fn scripted_stream_gives_exact_totals_and_exactly_the_expected_alerts() {
+    let (_broker, bootstrap, running) = run_scripted(&[]);
+    let n = scripted().len() as u64;
     // Reports are published once a second.
     wait_until("the analytics report", Duration::from_secs(10), || {
         running
@@ -500,4 +507,66 @@ fn consumers_started_before_their_topic_exists_wait_for_it_then_consume() {
     assert!(fraud.ready());
     let (analytics, _) = stop(running);
     assert_eq!(analytics.final_report["total_events"], json!(24));
+}
+
+/// `IP_PRIVACY` keeps addresses out of everything that leaves the process
+/// while detection works on the full addresses: the same alerts, with
+/// evidence that names networks (truncate) or stable keyed tokens (hash),
+/// and no address in any alert or metric.
+#[test]
+fn ip_privacy_keeps_addresses_out_of_alerts_and_metrics() {
+    let raw = ["73.1.2.3", "95.1.1.1", "95.2.2.2", "105.1.1.1"];
+    for (mode, extra) in [
+        ("truncate", vec![("IP_PRIVACY", "truncate")]),
+        (
+            "hash",
+            vec![("IP_PRIVACY", "hash"), ("IP_HASH_KEY", "a-test-key-of-some-length")],
+        ),
+    ] {
+        let (_broker, bootstrap, running) = run_scripted(&extra);
+        let (_, _, metrics) = running.stop();
+        let alerts = read_all(&bootstrap, ALERTS);
+        let ids: BTreeSet<String> = alerts
+            .iter()
+            .map(|a| a.json()["alert_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, expected_alerts(), "{mode}: detection is unchanged");
+        let texts: Vec<String> = alerts
+            .iter()
+            .map(|a| String::from_utf8_lossy(&a.payload).into_owned())
+            .collect();
+        for ip in raw {
+            for t in &texts {
+                assert!(!t.contains(ip), "{mode}: {ip} in an alert: {t}");
+            }
+            assert!(!metrics.contains(ip), "{mode}: {ip} in /metrics");
+        }
+        let multiple_ips = alerts
+            .iter()
+            .map(|a| a.json())
+            .find(|v| v["rule"] == "MULTIPLE_IPS")
+            .expect("a MULTIPLE_IPS alert");
+        let shown: Vec<String> = multiple_ips["evidence"]["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(shown.len(), 3, "{mode}: {shown:?}");
+        match mode {
+            "truncate" => {
+                let mut networks = shown.clone();
+                networks.sort();
+                assert_eq!(networks, ["73.1.2.0/24", "95.1.1.0/24", "95.2.2.0/24"]);
+            }
+            _ => {
+                assert!(shown.iter().all(|s| s.starts_with("ip-") && s.len() == 35), "{shown:?}");
+                assert!(
+                    multiple_ips["message"].as_str().unwrap().contains(&shown[0]),
+                    "the message names the same tokens"
+                );
+            }
+        }
+        println!("ip privacy ({mode}): the 6 expected alerts, evidence {shown:?}, no address in alerts or /metrics");
+    }
 }

@@ -232,12 +232,21 @@ impl Collector {
         // the failure) at the same deadline, so nothing stays queued for a
         // request that was already answered 503. Batch for 1 ms only: every
         // millisecond is response time.
-        client
-            .set("message.timeout.ms", c.ack_timeout.as_millis().to_string())
-            .set("queue.buffering.max.messages", QUEUE_CAPACITY.to_string());
-        if !config.kafka.passthrough.contains_key("linger.ms") {
-            client.set("linger.ms", "1");
-        }
+        // `KAFKA_CONFIG_*` still wins over each of these.
+        let kafka = &config.kafka;
+        crate::kafka::set_unless_passed_through(
+            &mut client,
+            kafka,
+            "message.timeout.ms",
+            &c.ack_timeout.as_millis().to_string(),
+        );
+        crate::kafka::set_unless_passed_through(
+            &mut client,
+            kafka,
+            "queue.buffering.max.messages",
+            &QUEUE_CAPACITY.to_string(),
+        );
+        crate::kafka::set_unless_passed_through(&mut client, kafka, "linger.ms", "1");
         let producer: ThreadedProducer<CollectContext> = client
             .create_with_context(CollectContext {
                 metrics: producer_metrics.clone(),

@@ -220,7 +220,19 @@
     return isFinite(t) ? t - Date.now() : 0;
   };
 
-  // POST one batch; resolves to 'ok', 'retry' (+ delay) or 'drop'.
+  // A 400 refuses the whole batch and lists the invalid events by index: the others are worth sending
+  // again (a single bad purchase must not take the page views of its batch with it).
+  var validOnes = function (batch, text) {
+    var bad = {};
+    try {
+      var rejected = JSON.parse(text).rejected;
+      if (!Array.isArray(rejected) || !rejected.length) return [];
+      for (var i = 0; i < rejected.length; i++) bad[rejected[i].index] = true;
+    } catch (e) { return []; }
+    return batch.filter(function (ev, i) { return !bad[i]; });
+  };
+
+  // POST one batch; resolves to 'ok', 'retry' (+ delay) or 'drop' (+ the events worth sending again).
   var post = function (batch) {
     var body = stamp(batch);
     stats.sent += batch.length;
@@ -235,17 +247,20 @@
       signal: ctl ? ctl.signal : undefined,
     }).then(function (res) {
       // Read the small JSON body, so the request is complete (and a hung one is aborted).
-      return res.text().then(function () { return res; }, function () { return res; });
-    }).then(function (res) {
+      return res.text().then(function (text) { return [res, text]; }, function () { return [res, '']; });
+    }).then(function (answer) {
       clearTimeout(timeout);
+      var res = answer[0];
       var s = res.status;
       if (s >= 200 && s < 300) {
         stats.accepted += batch.length;
         return { kind: 'ok' };
       }
       if (s === 408 || s === 429 || s >= 500) return { kind: 'retry', wait: retryAfterMs(res), status: s };
-      warnOnce('http:' + s, 'the collector refused ' + batch.length + ' event(s) with HTTP ' + s + '; dropped');
-      return { kind: 'drop' };
+      var keep = s === 400 ? validOnes(batch, answer[1]) : [];
+      warnOnce('http:' + s, 'the collector refused ' + (batch.length - keep.length) + ' event(s) with HTTP ' + s +
+        '; dropped' + (keep.length ? ' (the ' + keep.length + ' valid one(s) of the batch are sent again)' : ''));
+      return { kind: 'drop', keep: keep };
     }, function () {
       clearTimeout(timeout);
       return { kind: 'retry', wait: 0, status: 'network error' };
@@ -281,7 +296,12 @@
         }
       } else {
         attempts = 0;
-        if (r.kind === 'drop') stats.failed += batch.length;
+        if (r.kind === 'drop') {
+          var keep = r.keep || [];
+          stats.failed += batch.length - keep.length;
+          stats.sent -= keep.length; // counted again when they go
+          Array.prototype.unshift.apply(queue, keep);
+        }
       }
       retryAt = 0;
       return drain(); // the rest of the queue, without waiting for the timer

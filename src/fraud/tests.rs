@@ -199,6 +199,47 @@ fn multiple_ips_counts_distinct_addresses_in_the_last_hour() {
 }
 
 #[test]
+fn multiple_ips_above_the_threshold_is_one_incident_until_a_quiet_hour() {
+    let events = [
+        e("u", 0.0, View).ip("1.1.1.1"),
+        e("u", 10.0, View).ip("2.2.2.2"),
+        e("u", 20.0, View).ip("3.3.3.3"),
+        // A fourth address: above the threshold, the same incident.
+        e("u", 30.0, Cart).ip("4.4.4.4"),
+        // An hour later the first four have left the window: 2 < 3.
+        e("u", 3700.0, View).ip("5.5.5.5"),
+        e("u", 3710.0, View).ip("6.6.6.6"),
+        // 3 again, and the condition last held 3,690 s ago ≥ the 1 h cooldown.
+        e("u", 3720.0, View).ip("7.7.7.7"),
+    ];
+    assert_eq!(only(&run(&events), Rule::MultipleIps), vec![2, 6]);
+    let config = FraudConfig {
+        cooldown: Some(Duration::from_secs(7200)),
+        ..FraudConfig::default()
+    };
+    assert_eq!(
+        only(&run_with(config, &events), Rule::MultipleIps),
+        vec![2],
+        "a 2 h cooldown has not passed"
+    );
+}
+
+#[test]
+fn rapid_location_change_cooldown_is_a_quiet_period_too() {
+    let events = [
+        e("u", 0.0, View),
+        e("u", 60.0, View).place("RU", "Moscow"),
+        // Another change a minute later: the same incident.
+        e("u", 120.0, View).place("DE", "Berlin"),
+        // Half an hour later: a change, but not a rapid one.
+        e("u", 2000.0, View).place("FR", "Paris"),
+        // Rapid again, 32 minutes after the condition last held (≥ 10).
+        e("u", 2060.0, View).place("GB", "London"),
+    ];
+    assert_eq!(only(&run(&events), Rule::RapidLocationChange), vec![1, 4]);
+}
+
+#[test]
 fn multiple_ips_threshold_is_configurable_and_evidence_lists_addresses() {
     let config = FraudConfig {
         multiple_ip_threshold: 2,

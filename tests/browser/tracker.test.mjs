@@ -55,7 +55,7 @@ function load({ data = {}, q, storage = memoryStorage(), href = 'https://shop.ex
       const r = respond(call, calls.length);
       if (r instanceof Error) return Promise.reject(r);
       const h = r.headers || {};
-      return Promise.resolve({ status: r.status, headers: { get: (k) => h[k] ?? null }, text: async () => '{}' });
+      return Promise.resolve({ status: r.status, headers: { get: (k) => h[k] ?? null }, text: async () => r.body ?? '{}' });
     },
     setTimeout: (f, ms) => { const h = setTimeout(f, ms); h.unref(); return h; }, // don't hold the test process
     clearTimeout, AbortController, TextEncoder, Blob,
@@ -214,6 +214,22 @@ test('400/401/403/413 drop the batch and warn once', async () => {
   await t.flush();
   assert.deepEqual([t.stats.failed, t.stats.accepted, t.stats.retried], [2, 0, 0]);
   assert.equal(warnings.filter((m) => m.includes('HTTP 401')).length, 1);
+});
+
+test('a 400 drops only the events it names; the valid rest of the batch is sent again', async () => {
+  const body = JSON.stringify({ accepted: 0, error: 'invalid_events', rejected: [{ index: 1, reason: 'invalid_amount' }] });
+  const { t, calls, warnings } = load({ respond: (call, n) => (n === 2 ? { status: 400, body } : { status: 202 }) });
+  await t.flush(); // the automatic page_view
+  t.track('click', { product_id: 'p1' });
+  t.track('purchase', { product_id: 'p2', price: 1e15 });
+  t.track('search', { search_query: 'lamp' });
+  await t.flush();
+  assert.equal(calls.length, 3, 'the refused batch, then its valid events again');
+  assert.deepEqual(calls[1].events.map((e) => e.event_type), ['click', 'purchase', 'search']);
+  assert.deepEqual(calls[2].events.map((e) => e.event_type), ['click', 'search']);
+  assert.deepEqual([t.stats.accepted, t.stats.failed], [3, 1]);
+  assert.equal(t.stats.sent, t.stats.accepted + t.stats.failed);
+  assert.ok(warnings.some((m) => m.includes('refused 1 event(s) with HTTP 400') && m.includes('2 valid')), warnings.join('\n'));
 });
 
 test('pagehide hands the queue to sendBeacon; falls back to fetch when it returns false', async () => {
