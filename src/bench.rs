@@ -56,6 +56,35 @@ pub struct BenchOptions {
     pub fraud_users: Vec<u64>,
     /// Distinct users of the analytics memory phase.
     pub analytics_users: u64,
+    /// The phases to run.
+    pub phases: Vec<Phase>,
+}
+
+/// A part of the run, for `--only`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Producer maximum rate, the ceiling, both consumers draining a backlog.
+    Throughput,
+    Latency,
+    Rebalance,
+    Memory,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [Phase::Throughput, Phase::Latency, Phase::Rebalance, Phase::Memory];
+}
+
+impl std::str::FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Phase, String> {
+        match s {
+            "throughput" => Ok(Phase::Throughput),
+            "latency" => Ok(Phase::Latency),
+            "rebalance" => Ok(Phase::Rebalance),
+            "memory" => Ok(Phase::Memory),
+            other => Err(format!("unknown bench phase {other:?}")),
+        }
+    }
 }
 
 impl BenchOptions {
@@ -67,6 +96,7 @@ impl BenchOptions {
             rate_seconds: 10,
             fraud_users: vec![100_000, 1_000_000],
             analytics_users: 10_000_000,
+            phases: Phase::ALL.to_vec(),
         }
     }
 
@@ -78,6 +108,7 @@ impl BenchOptions {
             rate_seconds: 2,
             fraud_users: vec![10_000],
             analytics_users: 200_000,
+            phases: Phase::ALL.to_vec(),
         }
     }
 }
@@ -132,9 +163,34 @@ fn run(mut config: Config, options: &BenchOptions) -> anyhow::Result<()> {
     config.consumer.audit_log = None;
 
     let mut rows = Vec::new();
+    if options.phases.contains(&Phase::Throughput) {
+        rows.extend(throughput(&config, options, &run_id)?);
+    }
+    // 4 and 5. Latency at offered rates; a replica joining under load.
+    if options.phases.contains(&Phase::Latency) {
+        rows.extend(latency(broker.as_ref(), &config, options, &run_id)?);
+    }
+    if options.phases.contains(&Phase::Rebalance) {
+        rows.extend(rebalance_pause(broker.as_ref(), &config, options, &run_id)?);
+    }
+    // 6. Memory of the pure processors.
+    if options.phases.contains(&Phase::Memory) {
+        rows.extend(memory(&config, options));
+    }
 
+    println!("\n| measure | result | notes |\n|---|---|---|");
+    for r in &rows {
+        println!("| {} | {} | {} |", r.what, r.value, r.note);
+    }
+    Ok(())
+}
+
+/// 1–3: the producer's maximum rate (which preloads the backlog), the
+/// raw-consume ceiling and both consumers draining that backlog.
+fn throughput(config: &Config, options: &BenchOptions, run_id: &str) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
     // 1. Producer maximum rate (and the backlog).
-    let produced = produce(&config, options.events, 0.0)?;
+    let produced = produce(config, options.events, 0.0)?;
     let producer_rate = produced.0 as f64 / produced.1.as_secs_f64();
     rows.push(Row {
         what: "producer, max rate".into(),
@@ -147,7 +203,7 @@ fn run(mut config: Config, options: &BenchOptions) -> anyhow::Result<()> {
     let n = produced.0;
 
     // 2. The ceiling.
-    let ceiling = drain_ceiling(&config, n)?;
+    let ceiling = drain_ceiling(config, n)?;
     rows.push(Row {
         what: "ceiling: counting consumer".into(),
         value: format!("{} events/s", thousands(ceiling.rate())),
@@ -156,7 +212,7 @@ fn run(mut config: Config, options: &BenchOptions) -> anyhow::Result<()> {
 
     // 3. The consumers on the same backlog.
     for kind in [consumers::Kind::Analytics, consumers::Kind::Fraud] {
-        let drained = drain_consumer(&config, kind, n, &format!("bench-{}-{run_id}", kind.name()))?;
+        let drained = drain_consumer(config, kind, n, &format!("bench-{}-{run_id}", kind.name()))?;
         rows.push(Row {
             what: format!("{} consumer", kind.name()),
             value: format!("{} events/s", thousands(drained.rate())),
@@ -168,18 +224,7 @@ fn run(mut config: Config, options: &BenchOptions) -> anyhow::Result<()> {
         });
     }
 
-    // 4 and 5. Latency at offered rates; a replica joining under load.
-    rows.extend(latency(broker.as_ref(), &config, options, &run_id)?);
-    rows.extend(rebalance_pause(broker.as_ref(), &config, options, &run_id)?);
-
-    // 6. Memory of the pure processors.
-    rows.extend(memory(&config, options));
-
-    println!("\n| measure | result | notes |\n|---|---|---|");
-    for r in &rows {
-        println!("| {} | {} | {} |", r.what, r.value, r.note);
-    }
-    Ok(())
+    Ok(rows)
 }
 
 /// Creates `topics` on the embedded broker (whose mock cluster has no

@@ -182,6 +182,14 @@ pub fn command() -> Command {
                         .value_name("N")
                         .value_parser(clap::value_parser!(u64).range(1000..))
                         .help("Events in the backlog the throughput phases drain [default: 2000000, --quick 50000]"),
+                )
+                .arg(
+                    Arg::new("only")
+                        .long("only")
+                        .value_name("PHASE")
+                        .value_delimiter(',')
+                        .value_parser(["throughput", "latency", "rebalance", "memory"])
+                        .help("Run only these phases (comma-separated): throughput (producer, ceiling, consumers), latency, rebalance, memory [default: all]"),
                 ),
             Scope::BENCH,
         ))
@@ -329,6 +337,9 @@ where
             };
             if let Some(events) = optional::<u64>(m, "events") {
                 options.events = events;
+            }
+            if let Ok(Some(only)) = m.try_get_many::<String>("only") {
+                options.phases = only.map(|p| p.parse().expect("clap checked the value")).collect();
             }
             options
         }),

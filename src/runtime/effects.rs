@@ -106,6 +106,9 @@ pub enum Delivery {
 pub struct DeliveryChannel {
     sender: Mutex<Sender<Delivery>>,
     queue_depth: Arc<std::sync::atomic::AtomicI64>,
+    /// Event time → alert acknowledged, observed here, when the broker's
+    /// answer arrives (the runtime may be waiting for its next message).
+    alert_latency: prometheus::Histogram,
 }
 
 impl ClientContext for DeliveryChannel {
@@ -124,7 +127,13 @@ impl ProducerContext for DeliveryChannel {
 
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
         let report = match result {
-            Ok(_) => Delivery::Acknowledged(pending),
+            Ok(_) => {
+                if pending.kind == EffectKind::Alert && pending.event_time_ms > 0 {
+                    let ms = (crate::eventtime::now_ms() - pending.event_time_ms).max(0);
+                    self.alert_latency.observe(ms as f64 / 1000.0);
+                }
+                Delivery::Acknowledged(pending)
+            }
             Err((e, _)) => Delivery::Failed(pending, e.clone()),
         };
         if let Ok(sender) = self.sender.lock() {
@@ -145,12 +154,13 @@ pub struct Effects {
 }
 
 impl Effects {
-    pub fn new(config: &rdkafka::ClientConfig) -> Result<Effects, KafkaError> {
+    pub fn new(config: &rdkafka::ClientConfig, alert_latency: prometheus::Histogram) -> Result<Effects, KafkaError> {
         let (sender, deliveries) = std::sync::mpsc::channel();
         let queue_depth = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let producer = config.create_with_context(DeliveryChannel {
             sender: Mutex::new(sender),
             queue_depth: queue_depth.clone(),
+            alert_latency,
         })?;
         Ok(Effects {
             producer,

@@ -903,15 +903,10 @@ impl<A: ConsumerApp> Core<A> {
             timeout = Duration::ZERO;
             match report {
                 Delivery::Acknowledged(p) => {
-                    match p.kind {
-                        EffectKind::Alert => {
-                            if p.event_time_ms > 0 {
-                                self.metrics
-                                    .e2e_alert
-                                    .observe((now_ms() - p.event_time_ms).max(0) as f64 / 1000.0);
-                            }
-                        }
-                        EffectKind::DeadLetter(reason) => self.counts.dlq[reason.index()] += 1,
+                    // (The alert latency is observed by the producer's
+                    // delivery callback, when the acknowledgement arrives.)
+                    if let EffectKind::DeadLetter(reason) = p.kind {
+                        self.counts.dlq[reason.index()] += 1;
                     }
                     if let Some(slot) = self.slots.get_mut(&p.partition)
                         && slot.epoch == p.epoch
@@ -1190,10 +1185,10 @@ pub fn run<A: ConsumerApp>(
     shutdown: Shutdown,
 ) -> Result<RunOutcome, RuntimeError> {
     let window_ms = app.processor().rebuild_window_ms();
-    let effects = Effects::new(&crate::kafka::effects_producer(
-        kafka,
-        &format!("{}-effects", options.client_id),
-    ))
+    let effects = Effects::new(
+        &crate::kafka::effects_producer(kafka, &format!("{}-effects", options.client_id)),
+        metrics.e2e_alert.clone(),
+    )
     .map_err(RuntimeError::Producer)?;
     let name = app.name();
     let audit = match &options.consumer.audit_log {
