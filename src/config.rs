@@ -181,7 +181,10 @@ pub const SETTINGS: &[Setting] = &[
     s("LOG_LEVEL", Some("INFO"), Scope::ALL, "DEBUG, INFO, WARNING or ERROR (or a tracing filter such as `info,rdkafka=debug`)."),
     s("LOG_FORMAT", Some("pretty"), Scope::ALL, "pretty or json."),
     s("LOG_DIR", None, Scope::ALL, "Also write logs to a daily-rotated file in this directory."),
-    s("OTEL_EXPORTER_OTLP_ENDPOINT", None, Scope::ALL, "Export OpenTelemetry traces over OTLP/HTTP to this endpoint (e.g. http://otel-collector:4318); unset: no tracing. The other standard OTEL_* variables (headers, sampler) are honoured by the SDK."),
+    s("OTEL_EXPORTER_OTLP_ENDPOINT", None, Scope::ALL, "Export OpenTelemetry traces over OTLP/HTTP to this base endpoint (e.g. http://otel-collector:4318; /v1/traces is appended); unset: no tracing. The other standard OTEL_* variables (headers, sampler) are honoured by the SDK."),
+    s("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None, Scope::ALL, "The traces URL itself (used as given; wins over OTEL_EXPORTER_OTLP_ENDPOINT)."),
+    s("OTEL_EXPORTER_OTLP_PROTOCOL", None, Scope::ALL, "http/protobuf, the one OTLP transport built in (grpc is refused with an error rather than ignored); OTEL_EXPORTER_OTLP_TRACES_PROTOCOL overrides it."),
+    s("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", None, Scope::ALL, "See OTEL_EXPORTER_OTLP_PROTOCOL."),
     s("OTEL_SERVICE_NAME", None, Scope::ALL, "Service name in traces; default activity-tracker-<command>."),
 ];
 
@@ -959,7 +962,7 @@ impl Config {
                 }
             })?,
             dir: r.optional_string("LOG_DIR").map(PathBuf::from),
-            otlp_endpoint: r.optional_string("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            otlp_endpoint: Self::otlp_traces_url(&mut r)?,
             service_name: r.optional_string("OTEL_SERVICE_NAME"),
         };
 
@@ -985,6 +988,27 @@ impl Config {
             http_addr,
             effective: r.effective,
         })
+    }
+
+    /// The OTLP traces URL, by the OpenTelemetry rules: the signal's own
+    /// endpoint as given, else the base endpoint + `/v1/traces`.
+    fn otlp_traces_url(r: &mut Reader<'_>) -> Result<Option<String>, ConfigError> {
+        for var in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+            if r.parse(
+                var,
+                "http/protobuf (the OTLP transport built in; use the collector's HTTP port, 4318)",
+                |t| (t == "http/protobuf").then_some(()),
+            )?
+            .is_some()
+            {
+                break;
+            }
+        }
+        let traces = r.optional_string("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        let base = r.optional_string("OTEL_EXPORTER_OTLP_ENDPOINT");
+        Ok(traces
+            .map(|t| t.trim().to_string())
+            .or_else(|| base.map(|b| format!("{}/v1/traces", b.trim().trim_end_matches('/')))))
     }
 
     fn collect(r: &mut Reader<'_>, command: Command) -> Result<CollectConfig, ConfigError> {
@@ -1268,6 +1292,32 @@ mod tests {
             c.kafka.passthrough.get("fetch.max.bytes").map(String::as_str),
             Some("1048576")
         );
+    }
+
+    #[test]
+    fn otlp_endpoints_follow_the_opentelemetry_rules() {
+        assert_eq!(load(&[]).unwrap().log.otlp_endpoint, None, "no endpoint: no tracing");
+        let base = load(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318/")]).unwrap();
+        assert_eq!(base.log.otlp_endpoint.as_deref(), Some("http://otel:4318/v1/traces"));
+        let signal = load(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:9999/ingest"),
+        ])
+        .unwrap();
+        assert_eq!(
+            signal.log.otlp_endpoint.as_deref(),
+            Some("http://traces:9999/ingest"),
+            "used as given"
+        );
+        assert!(load(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).is_ok());
+        let grpc = load(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            grpc.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && grpc.contains("http/protobuf"),
+            "{grpc}"
+        );
+        assert!(load(&[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")]).is_err());
     }
 
     #[test]

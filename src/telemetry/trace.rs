@@ -27,14 +27,15 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 
-/// Builds the OTLP/HTTP exporter and tracer provider. The SDK reads the
-/// standard `OTEL_*` variables (headers, timeouts, sampler) itself.
-pub fn provider(endpoint: &str, service: &str) -> Result<SdkTracerProvider, String> {
+/// Builds the OTLP/HTTP exporter (to `traces_url`, the full URL spans are
+/// posted to) and tracer provider. The SDK reads the standard `OTEL_*`
+/// variables (headers, timeouts, sampler) itself.
+pub fn provider(traces_url: &str, service: &str) -> Result<SdkTracerProvider, String> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .with_endpoint(traces_url)
         .build()
-        .map_err(|e| format!("cannot set up the OTLP exporter for OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}: {e}"))?;
+        .map_err(|e| format!("cannot set up the OTLP exporter for {traces_url}: {e}"))?;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(
