@@ -175,7 +175,7 @@ pub const SETTINGS: &[Setting] = &[
     s("COLLECT_RATE_BURST", Some("1000"), Scope::COLLECT, "Events one client IP may send at once before COLLECT_RATE_LIMIT applies."),
     s("COLLECT_MAX_BODY_BYTES", Some("1048576"), Scope::COLLECT, "Largest request body; larger requests get 413."),
     s("COLLECT_MAX_BATCH", Some("500"), Scope::COLLECT, "Most events in one request; more get 413."),
-    s("COLLECT_REQUEST_TIMEOUT", Some("10s"), Scope::COLLECT, "Longest a request may take, body upload and broker acknowledgement included (408 for a slow upload)."),
+    s("COLLECT_REQUEST_TIMEOUT", Some("10s"), Scope::COLLECT, "Longest a request may take, body upload and broker acknowledgement included (408 for a slow upload); also the deadline for each request's headers and for an idle keep-alive connection."),
     s("COLLECT_ACK_TIMEOUT", Some("5s"), Scope::COLLECT, "How long the collector waits for the brokers to acknowledge a request's events before answering 503 (librdkafka message.timeout.ms)."),
     // Logging.
     s("LOG_LEVEL", Some("INFO"), Scope::ALL, "DEBUG, INFO, WARNING or ERROR (or a tracing filter such as `info,rdkafka=debug`)."),

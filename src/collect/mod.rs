@@ -18,6 +18,7 @@
 //! arrived; each carries its `event_id`).
 
 pub mod enrich;
+pub mod server;
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -876,7 +877,8 @@ pub async fn serve(
             }
         }
     });
-    let app = router(collector.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(collector.clone());
+    let header_timeout = collector.config.request_timeout;
     let stopping = collector.clone();
     let server = tokio::spawn(async move {
         let stopped = async move {
@@ -885,9 +887,7 @@ pub async fn serve(
             // requests in progress finish.
             stopping.stopping.store(true, Ordering::Relaxed);
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+        server::serve(listener, app, header_timeout, stopped).await;
     });
     Ok((bound, server))
 }
