@@ -183,8 +183,15 @@ fn an_outage_request_errors_and_latency_lose_no_event_and_no_alert() {
     assert!(!expected.is_empty());
     assert_eq!(alerts, expected, "the faults changed the alerts");
 
+    // Faults are not bad input: nothing is dead-lettered.
+    let dead = read_all(&bootstrap, DLQ).len();
+    assert_eq!(dead, 0, "a fault dead-lettered events");
+    let lost = EVENTS
+        - audit(&audit_dir, "fraud")
+            .len()
+            .min(audit(&audit_dir, "analytics").len()) as u64;
     println!(
-        "broker faults: {EVENTS} sent, {} delivered, {} in the topic, analytics {} processed ({} again), fraud {} processed ({} again), {} alerts = fault-free reference ({} published), 0 lost; after the 5 s outage: first event {:.1} s, backlog caught up {:.1} s",
+        "broker faults: {EVENTS} sent, {} delivered, {} in the topic, analytics {} processed ({} again), fraud {} processed ({} again), {dead} in the DLQ, {} alerts = fault-free reference ({} published), {lost} lost; after the 5 s outage: first event {:.1} s, backlog caught up {:.1} s",
         stats.delivered,
         events.len(),
         analytics.status.events_processed,

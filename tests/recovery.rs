@@ -155,8 +155,11 @@ fn kill_9_under_load_loses_nothing_and_repeats_only_the_uncommitted_window() {
         "the crash changed the set of alerts"
     );
     let copies: u32 = alerts.values().map(|n| n - 1).sum();
+    let dead = read_all(&bootstrap, DLQ).len();
+    assert_eq!(dead, 0, "a crash dead-lettered events");
+    let lost = EVENTS - seen.len() as u64;
     println!(
-        "crash: kill -9 after {} of {} events; 0 lost; {} events processed twice (exactly those after its last commit; it commits every 1 s); {} alerts, {} re-sent with the same alert_id; restart: first event {:.1} s after the kill (the dead member's 6 s session, then a rebalance), caught up {:.1} s",
+        "crash: kill -9 after {} of {} events; {lost} lost, {dead} in the DLQ; {} events processed twice (exactly those after its last commit; it commits every 1 s); {} alerts, {} re-sent with the same alert_id; restart: first event {:.1} s after the kill (the dead member's 6 s session, then a rebalance), caught up {:.1} s",
         processed_before,
         EVENTS,
         repeated,
