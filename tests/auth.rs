@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{ConsumerProcess, Process, binary, wait_until};
+use support::{ConsumerProcess, Process, Scratch, binary, wait_until};
 
 const PASSWORD: &str = "pa55-w0rd-for-alice";
 const BOB_PASSWORD: &str = "b0b-pa55-w0rd";
@@ -175,12 +175,10 @@ fn sasl_scram_credentials_are_enforced_end_to_end() {
         println!("auth: SKIPPED — no tansu binary (set TANSU_BIN or put tansu on PATH; .ci/run installs it)");
         return;
     };
-    let dir = std::env::temp_dir().join(format!("at-auth-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("auth");
     let mut broker = Tansu {
         bin,
-        dir: dir.clone(),
+        dir: dir.to_path_buf(),
         addr: free_addr(),
         process: None,
     };
@@ -315,5 +313,4 @@ fn sasl_scram_credentials_are_enforced_end_to_end() {
         refused_consumer.took.as_secs_f64(),
         refused_admin.took.as_secs_f64()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

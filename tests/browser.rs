@@ -35,8 +35,7 @@ fn a_shopper_in_chromium_reaches_kafka_and_the_analytics_funnel() {
     }
     let broker = broker(3);
     let bootstrap = broker.bootstrap_servers().to_string();
-    let dir = std::env::temp_dir().join(format!("at-browser-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("browser");
 
     let page_port = free_port();
     let collector = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -144,5 +143,4 @@ fn a_shopper_in_chromium_reaches_kafka_and_the_analytics_funnel() {
         journey["exit"]["via"].as_str().unwrap_or("?"),
         journey["elapsed_ms"]
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -43,10 +43,8 @@ fn broker_process(dir: &Path) -> (Process, String) {
     (broker, bootstrap)
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("at-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("cli-{name}"))
 }
 
 #[test]
@@ -110,7 +108,6 @@ fn bad_configuration_is_a_one_line_error_with_exit_code_2() {
     // Unknown flags are clap errors, also exit code 2.
     let out = at(&["produce", "--no-such-flag"], &[], &dir).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -212,7 +209,6 @@ fn the_seeds_walkthrough_runs_as_separate_processes_over_tcp() {
 
     broker.signal("INT");
     assert_eq!(broker.wait(Duration::from_secs(15)), 0);
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -241,7 +237,6 @@ fn demo_with_max_events_stops_by_itself_with_every_summary() {
         2,
         "both consumers processed all 400:\n{stdout}"
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// The `kubectl scale` demo on a laptop, configured by the chart itself: the
@@ -338,7 +333,6 @@ fn fleet_runs_the_charts_rendered_deployment_and_scales_it() {
         0,
         "the fleet stops its replicas and exits"
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// The collector starts without brokers (answering 503, not ready), says
@@ -463,7 +457,6 @@ fn demo_at_the_default_rate_shows_the_whole_system_within_30_s_and_stops_on_ctrl
         alert_rules(&text),
         within.as_secs_f64()
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// A pod told to stop while its brokers are gone must still exit within its
@@ -510,5 +503,4 @@ fn a_consumer_stops_within_its_shutdown_timeout_when_the_brokers_are_gone() {
         "stop without brokers: exit 0 {:.1} s after SIGTERM (SHUTDOWN_TIMEOUT 4 s)",
         took.as_secs_f64()
     );
-    std::fs::remove_dir_all(dir).ok();
 }

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use activity_tracker::config::Command;
@@ -20,11 +19,8 @@ use support::*;
 const PARTITIONS: i32 = 3;
 const EVENTS: u64 = 6_000;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("at-faults-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("faults-{name}"))
 }
 
 fn unique_alerts(bootstrap: &str, topic: &str) -> (usize, Vec<String>) {
@@ -203,5 +199,4 @@ fn an_outage_request_errors_and_latency_lose_no_event_and_no_alert() {
         resumed.as_secs_f64(),
         caught_up.as_secs_f64()
     );
-    std::fs::remove_dir_all(dir).ok();
 }

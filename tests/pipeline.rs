@@ -372,8 +372,7 @@ fn http_endpoints_serve_report_metrics_and_health() {
 fn injected_fraud_actors_are_detected() {
     let broker = broker(6);
     let bootstrap = broker.bootstrap_servers().to_string();
-    let dir = std::env::temp_dir().join(format!("at-recall-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("recall");
     let truth_path = dir.join("truth.jsonl");
     let events = 12_000u64;
     let rate = "40";
@@ -477,7 +476,6 @@ fn injected_fraud_actors_are_detected() {
     assert!(scored >= 40, "enough actors to score: {scored}");
     assert_eq!(per_scenario.len(), 4, "every scenario injected: {per_scenario:?}");
     assert!(recall >= 0.95, "recall {recall}");
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

@@ -10,7 +10,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,11 +20,8 @@ use support::*;
 /// The two tests measure time and memory: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("at-recovery-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("recovery-{name}"))
 }
 
 /// `n` simulated events with fraud, 20 ms apart in event time.
@@ -168,7 +165,6 @@ fn kill_9_under_load_loses_nothing_and_repeats_only_the_uncommitted_window() {
         first_event_after.as_secs_f64(),
         caught_up.as_secs_f64()
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// Peak resident set size of a process (its high-water mark), in bytes.
@@ -246,7 +242,6 @@ fn a_burst_far_beyond_the_processing_rate_keeps_memory_bounded() {
         mb(peak),
         mb(bytes)
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// Printable text that compresses poorly (as real payloads in bulk do).

@@ -391,6 +391,50 @@ impl Drop for Process {
     }
 }
 
+/// A fresh directory under the system temp dir, removed when the guard is
+/// dropped — unless the test is failing, when it is kept (and named on
+/// stderr) for the post-mortem.
+pub struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    /// `at-<name>-<pid>`, emptied if a previous run left it behind.
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("at-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept {} for the post-mortem", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// (partition, offset) → how many times it was processed live, from the
 /// `AUDIT_LOG` files in `dir` whose names start with `consumer` ("" = all).
 pub fn audit(dir: &std::path::Path, consumer: &str) -> BTreeMap<(i32, i64), u32> {
