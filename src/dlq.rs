@@ -157,7 +157,7 @@ pub fn scan(config: &Config, topic: &str, mut each: impl FnMut(&BorrowedMessage<
     let consumer: BaseConsumer<BaseContext> = crate::kafka::reader(&config.kafka, "activity-tracker-dlq")
         .create_with_context(BaseContext)
         .context("cannot create the Kafka consumer")?;
-    let metadata = crate::kafka::fetch_metadata(consumer.client(), Some(topic), Duration::from_secs(10))
+    let metadata = crate::kafka::fetch_metadata(&consumer, Some(topic), Duration::from_secs(10))
         .with_context(|| format!("cannot read the metadata of {topic}"))?;
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
         bail!("topic {topic} not found");

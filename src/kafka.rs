@@ -173,7 +173,7 @@ pub fn admin(k: &KafkaConfig) -> ClientConfig {
 static FATAL: OnceLock<String> = OnceLock::new();
 static ON_FATAL: Mutex<Vec<Shutdown>> = Mutex::new(Vec::new());
 /// Whether any client of this process has been accepted by a broker (seen
-/// in its statistics). After that, an authentication error is a failed
+/// in its statistics, or a metadata request answered). After that, an authentication error is a failed
 /// re-authentication of a long-lived connection — brokers differ there, and
 /// librdkafka recovers on a new connection — so it is logged, not fatal.
 static ACCEPTED: AtomicBool = AtomicBool::new(false);
@@ -206,21 +206,27 @@ pub fn fatal_error() -> Option<&'static str> {
     FATAL.get().map(String::as_str)
 }
 
-/// Whether `error` (a global client error) means the cluster refused us for
-/// good rather than for now: refused credentials, unless a broker has
-/// already `accepted` them.
-pub fn is_fatal(error: &KafkaError, accepted: bool) -> bool {
+/// Whether `error` (a global client error, librdkafka's `reason` for it)
+/// means the cluster refused us for good rather than for now: refused
+/// credentials or mechanism, unless a broker has already `accepted` them.
+///
+/// librdkafka reports every failed SASL handshake as an authentication
+/// error, including one whose connection broke on our side mid-handshake
+/// ("mechanism handshake failed: Local: Broker transport failure"); that is
+/// a network failure like any other and is retried, not fatal.
+pub fn is_fatal(error: &KafkaError, reason: &str, accepted: bool) -> bool {
     !accepted
         && matches!(
             error.rdkafka_error_code(),
             Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
         )
+        && !reason.contains("handshake failed: Local:")
 }
 
 /// Every client's global-error callback: logs the error as librdkafka's
 /// default does, and turns a fatal one into a stop.
 pub fn client_error(error: &KafkaError, reason: &str) {
-    if !is_fatal(error, ACCEPTED.load(Ordering::Relaxed)) {
+    if !is_fatal(error, reason, ACCEPTED.load(Ordering::Relaxed)) {
         // While the brokers are down librdkafka reports the same error on
         // every reconnect attempt (several per second): log each kind once
         // per ERROR_LOG_INTERVAL, with how many were left out.
@@ -274,30 +280,53 @@ fn error_log_due(code: Option<RDKafkaErrorCode>, now: std::time::Instant) -> Opt
     }
 }
 
-/// `fetch_metadata` that gives up as soon as the cluster has refused our
-/// credentials (a plain call would wait its whole timeout while librdkafka
-/// retries), else after `timeout`.
-pub fn fetch_metadata<C: ClientContext>(
-    client: &rdkafka::client::Client<C>,
+/// `fetch_metadata` through an unassigned reader ([`reader`]) that gives up
+/// as soon as the cluster has refused our credentials (a plain call would
+/// wait its whole timeout while librdkafka retries), else after `timeout`.
+///
+/// A consumer's error callback only runs while the consumer is polled, so
+/// while waiting this serves its queue: a refused login is then named as
+/// such rather than reported as the transport failure that follows it.
+pub fn fetch_metadata<C: ConsumerContext>(
+    reader: &rdkafka::consumer::BaseConsumer<C>,
     topic: Option<&str>,
     timeout: std::time::Duration,
 ) -> rdkafka::error::KafkaResult<rdkafka::metadata::Metadata> {
+    use rdkafka::consumer::Consumer;
+    // Serves the reader's queue (at least once) for up to `wait` or until a
+    // fatal error. Nothing is assigned, so no message can arrive; errors and
+    // statistics go to the context.
+    let serve = |wait: std::time::Duration| {
+        let until = std::time::Instant::now() + wait;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            let _ = reader.poll(left.min(std::time::Duration::from_millis(10)));
+            if fatal_error().is_some() || left.is_zero() {
+                break;
+            }
+        }
+    };
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match client.fetch_metadata(topic, left.min(std::time::Duration::from_millis(500))) {
-            Err(e) if fatal_error().is_none() && !left.is_zero() && is_timeout(&e) => continue,
+        match reader
+            .client()
+            .fetch_metadata(topic, left.min(std::time::Duration::from_millis(500)))
+        {
+            Err(e) if fatal_error().is_none() && !left.is_zero() && is_timeout(&e) => serve(std::time::Duration::ZERO),
             Err(e) => {
-                // A refused login fails the request before librdkafka's
-                // error callback has said why; give it a moment, so the
-                // caller (and `main`) can report the real reason.
-                let settle = std::time::Instant::now() + std::time::Duration::from_millis(500);
-                while fatal_error().is_none() && std::time::Instant::now() < settle {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
+                // A refused login fails the request before the error
+                // callback has said why; give it a moment, so the caller
+                // (and `main`) can report the real reason.
+                serve(std::time::Duration::from_millis(500));
                 return Err(e);
             }
-            ok => return ok,
+            Ok(metadata) => {
+                // With SASL no request is answered before the login: the
+                // cluster has accepted these credentials.
+                ACCEPTED.store(true, Ordering::Relaxed);
+                return Ok(metadata);
+            }
         }
     }
 }
@@ -403,20 +432,31 @@ mod tests {
     #[test]
     fn only_credentials_refused_from_the_start_are_fatal() {
         let refused = KafkaError::Global(RDKafkaErrorCode::Authentication);
-        assert!(is_fatal(&refused, false));
+        let wrong_password = "sasl:9092/bootstrap: SASL authentication error: Authentication failed during \
+             authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512";
+        assert!(is_fatal(&refused, wrong_password, false));
         assert!(is_fatal(
             &KafkaError::Global(RDKafkaErrorCode::SaslAuthenticationFailed),
+            wrong_password,
             false
         ));
+        let wrong_mechanism = "sasl:9092/bootstrap: SASL PLAIN mechanism handshake failed: Broker: Unsupported \
+             SASL mechanism: broker's supported mechanisms: SCRAM-SHA-256,SCRAM-SHA-512";
+        assert!(is_fatal(&refused, wrong_mechanism, false));
         // A failed re-authentication after the cluster accepted us once.
-        assert!(!is_fatal(&refused, true));
+        assert!(!is_fatal(&refused, wrong_password, true));
+        // The connection broke during the handshake (seen against tansu):
+        // librdkafka says "authentication", the cause is the network.
+        let broken = "GroupCoordinator: SASL SCRAM-SHA-512 mechanism handshake failed: Local: Broker transport \
+             failure: broker's supported mechanisms: (n/a) (after 0ms in state DOWN)";
+        assert!(!is_fatal(&refused, broken, false));
         for transient in [
             RDKafkaErrorCode::AllBrokersDown,
             RDKafkaErrorCode::BrokerTransportFailure,
             RDKafkaErrorCode::Resolve,
             RDKafkaErrorCode::RequestTimedOut,
         ] {
-            assert!(!is_fatal(&KafkaError::Global(transient), false), "{transient:?}");
+            assert!(!is_fatal(&KafkaError::Global(transient), "", false), "{transient:?}");
         }
     }
 }

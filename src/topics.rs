@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::config::{KafkaConfig, TopicsConfig};
@@ -99,7 +99,7 @@ pub async fn ensure_topics(
             error,
         })?;
     let metadata =
-        crate::kafka::fetch_metadata(reader.client(), None, ADMIN_TIMEOUT).map_err(|error| TopicsError::Metadata {
+        crate::kafka::fetch_metadata(&reader, None, ADMIN_TIMEOUT).map_err(|error| TopicsError::Metadata {
             servers: kafka.bootstrap_servers.clone(),
             error,
         })?;
