@@ -83,8 +83,10 @@ fn kill_9_under_load_loses_nothing_and_repeats_only_the_uncommitted_window() {
     ];
 
     let mut first = ConsumerProcess::start("fraud", &bootstrap, &dir, 1, &env);
-    // Kill it while it has processed events it has not committed yet (it
-    // commits every second; fetched chunks are processed in bursts).
+    // Kill it after a commit has landed, while it has processed events it
+    // has not committed yet (it commits every second; fetched chunks are
+    // processed in bursts) — so the restart must resume from a commit, not
+    // from the start.
     wait_until(
         "the first detector to be ahead of its last commit",
         Duration::from_secs(120),
@@ -94,7 +96,7 @@ fn kill_9_under_load_loses_nothing_and_repeats_only_the_uncommitted_window() {
                 .values()
                 .sum();
             let processed = audit(&dir.join("audit"), "fraud").len() as i64;
-            processed >= 5_000 && processed > committed + 1_000
+            committed > 0 && processed >= 5_000 && processed > committed + 1_000
         },
     );
     first.process.signal("KILL");
@@ -156,9 +158,10 @@ fn kill_9_under_load_loses_nothing_and_repeats_only_the_uncommitted_window() {
     assert_eq!(dead, 0, "a crash dead-lettered events");
     let lost = EVENTS - seen.len() as u64;
     println!(
-        "crash: kill -9 after {} of {} events; {lost} lost, {dead} in the DLQ; {} events processed twice (exactly those after its last commit; it commits every 1 s); {} alerts, {} re-sent with the same alert_id; restart: first event {:.1} s after the kill (the dead member's 6 s session, then a rebalance), caught up {:.1} s",
+        "crash: kill -9 after {} of {} events, {} of them committed; {lost} lost, {dead} in the DLQ; {} events processed twice (exactly those after its last commit; it commits every 1 s); {} alerts, {} re-sent with the same alert_id; restart: first event {:.1} s after the kill (the dead member's 6 s session, then a rebalance), caught up {:.1} s",
         processed_before,
         EVENTS,
+        committed_at_kill.values().sum::<i64>(),
         repeated,
         alerts.len(),
         copies,

@@ -436,10 +436,16 @@ impl Drop for Scratch {
 }
 
 /// (partition, offset) → how many times it was processed live, from the
-/// `AUDIT_LOG` files in `dir` whose names start with `consumer` ("" = all).
+/// `AUDIT_LOG` files in `dir` whose names start with `consumer` ("" = all);
+/// empty while no consumer has created `dir` yet.
 pub fn audit(dir: &std::path::Path, consumer: &str) -> BTreeMap<(i32, i64), u32> {
     let mut seen = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return seen,
+        Err(e) => panic!("cannot read {}: {e}", dir.display()),
+    };
+    for entry in entries {
         let path = entry.unwrap().path();
         if !path.file_name().unwrap().to_string_lossy().starts_with(consumer) {
             continue;
