@@ -2,11 +2,10 @@
 //! with known totals and known fraud, and the simulator's injected fraud
 //! scored against its truth file.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::support::*;
 use activity_tracker::config::Command;
 use activity_tracker::fraud::Rule;
 use activity_tracker::fraud::alert::alert_id;
@@ -14,7 +13,6 @@ use activity_tracker::runtime::{ConsumerShared, RunOutcome};
 use activity_tracker::shutdown::Shutdown;
 use activity_tracker::telemetry::Telemetry;
 use serde_json::{Value, json};
-use support::*;
 
 /// One scripted event in the seed's wire format.
 struct Scripted {
@@ -176,7 +174,7 @@ fn expected_alerts() -> BTreeSet<String> {
 }
 
 fn start_consumers(bootstrap: &str, extra: &[(&str, &str)]) -> InProcess {
-    InProcess::start(&support::config(Command::Demo, bootstrap, extra))
+    InProcess::start(&crate::support::config(Command::Demo, bootstrap, extra))
 }
 
 fn processed(shared: &ConsumerShared) -> u64 {
@@ -381,7 +379,7 @@ fn injected_fraud_actors_are_detected() {
     let truth_path = dir.join("truth.jsonl");
     let events = 12_000u64;
     let rate = "40";
-    let config = support::config(
+    let config = crate::support::config(
         Command::Produce,
         &bootstrap,
         &[

@@ -3,11 +3,10 @@
 //! span continues it; the alert's headers carry the consumer span's context.
 //! Spans are collected with OpenTelemetry's in-memory exporter.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::*;
 use activity_tracker::config::{Command, ProducerConfig};
 use activity_tracker::consumers::{self, Kind};
 use activity_tracker::producer::{self, ProduceOptions};
@@ -15,7 +14,6 @@ use activity_tracker::shutdown::Shutdown;
 use activity_tracker::telemetry::Telemetry;
 use activity_tracker::telemetry::trace::parse_traceparent;
 use opentelemetry_sdk::trace::{InMemorySpanExporterBuilder, SdkTracerProvider};
-use support::*;
 
 #[test]
 fn an_alerts_trace_links_to_the_event_that_caused_it() {
@@ -26,7 +24,7 @@ fn an_alerts_trace_links_to_the_event_that_caused_it() {
     let broker = broker(3);
     let bootstrap = broker.bootstrap_servers().to_string();
     // Any endpoint turns tracing on; spans go to the in-memory exporter.
-    let config = support::config(
+    let config = crate::support::config(
         Command::Demo,
         &bootstrap,
         &[

@@ -3,17 +3,15 @@
 //! the bad ones were absent), and operating the dead-letter topic with the
 //! `dlq` command.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::Command as Process;
 use std::time::Duration;
 
+use crate::support::*;
 use activity_tracker::config::Command;
 use activity_tracker::producer::simulator::{Simulator, SimulatorConfig};
 use activity_tracker::runtime::RunOutcome;
 use serde_json::{Value, json};
-use support::*;
 
 const PARTITIONS: i32 = 3;
 /// Size of the oversized message: several MB, under the embedded broker's
@@ -174,7 +172,7 @@ fn bad_messages(template: &Outgoing) -> Vec<Bad> {
 
 /// Starts both consumers, waits until each has seen `n` messages, stops them.
 fn run_to(bootstrap: &str, extra: &[(&str, &str)], n: u64) -> (RunOutcome, RunOutcome, String) {
-    let running = InProcess::start(&support::config(Command::Demo, bootstrap, extra));
+    let running = InProcess::start(&crate::support::config(Command::Demo, bootstrap, extra));
     running.wait_seen(n, Duration::from_secs(90));
     running.stop()
 }
@@ -480,7 +478,7 @@ fn a_dead_letter_copy_too_large_to_write_never_holds_its_partition() {
         },
     ];
     produce(&bootstrap, ACTIVITIES, &messages);
-    let running = InProcess::start(&support::config(
+    let running = InProcess::start(&crate::support::config(
         Command::Demo,
         &bootstrap,
         &[("KAFKA_CONFIG_MESSAGE_MAX_BYTES", "150000")],

@@ -7,14 +7,12 @@
 //! `tansu` on PATH. Without it the test says so and passes; `.ci/run` fails
 //! if the test's summary line is missing.
 
-mod support;
-
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{ConsumerProcess, Process, Scratch, binary, wait_until};
+use crate::support::{ConsumerProcess, Process, Scratch, binary, wait_until};
 
 const PASSWORD: &str = "pa55-w0rd-for-alice";
 const BOB_PASSWORD: &str = "b0b-pa55-w0rd";

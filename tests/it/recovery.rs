@@ -7,15 +7,13 @@
 //!   that arrived faster than it processes): its memory stays bounded by the
 //!   prefetch limits, not by the backlog.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use activity_tracker::producer::simulator::{Simulator, SimulatorConfig};
-use support::*;
 
 /// The two tests measure time and memory: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -145,7 +143,7 @@ fn kill_9_under_load_loses_nothing_and_repeats_only_the_uncommitted_window() {
     // The alerts: the same set as a detector that never crashed; the
     // re-sent ones carry the same alert_id.
     let alerts = alert_counts(&bootstrap, ALERTS);
-    support::reference_run(&broker, PARTITIONS, EVENTS, Duration::from_secs(120));
+    crate::support::reference_run(&broker, PARTITIONS, EVENTS, Duration::from_secs(120));
     let expected = alert_counts(&bootstrap, "reference-alerts");
     assert!(!expected.is_empty());
     assert_eq!(

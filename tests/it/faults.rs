@@ -5,16 +5,14 @@
 //! is lost: every offset processed, every alert the same as a fault-free
 //! reader raises.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use activity_tracker::config::Command;
 use activity_tracker::producer::{self, ProduceOptions};
 use activity_tracker::shutdown::Shutdown;
 use activity_tracker::telemetry::Telemetry;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use support::*;
 
 const PARTITIONS: i32 = 3;
 const EVENTS: u64 = 6_000;
@@ -50,7 +48,7 @@ fn an_outage_request_errors_and_latency_lose_no_event_and_no_alert() {
     let cluster = broker.cluster();
     let dir = scratch("outage");
     let audit_dir = dir.join("audit");
-    let config = support::config(
+    let config = crate::support::config(
         Command::Demo,
         &bootstrap,
         &[
@@ -174,7 +172,7 @@ fn an_outage_request_errors_and_latency_lose_no_event_and_no_alert() {
 
     // The alerts equal those of a reader that saw no fault.
     let (published, alerts) = unique_alerts(&bootstrap, ALERTS);
-    support::reference_run(&broker, PARTITIONS, EVENTS, Duration::from_secs(60));
+    crate::support::reference_run(&broker, PARTITIONS, EVENTS, Duration::from_secs(60));
     let (_, expected) = unique_alerts(&bootstrap, "reference-alerts");
     assert!(!expected.is_empty());
     assert_eq!(alerts, expected, "the faults changed the alerts");

@@ -7,13 +7,11 @@
 //! (`.ci/run` installs both). Without them the test says so and passes;
 //! `.ci/run` fails if its `browser:` summary line is missing.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const KEY: &str = "browser-test-key";
 

@@ -6,12 +6,11 @@
 //! (`AUDIT_LOG`) of the offsets it processed live, flushed before offsets are
 //! stored, so "every event processed at least once" is observed, not assumed.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::*;
 use activity_tracker::config::Command as Cmd;
 use activity_tracker::consumers::{self, Kind};
 use activity_tracker::fraud::Rule;
@@ -20,7 +19,6 @@ use activity_tracker::producer::simulator::{Simulator, SimulatorConfig};
 use activity_tracker::shutdown::Shutdown;
 use activity_tracker::telemetry::Telemetry;
 use serde_json::{Value, json};
-use support::*;
 
 const PARTITIONS: i32 = 6;
 const CHUNK: usize = 1_500;
@@ -322,7 +320,7 @@ fn analytics_totals_of_a_graceful_fleet_add_up_to_one_replicas() {
 fn in_process_fraud(bootstrap: &str, extra: &[(&str, &str)], shutdown: &Shutdown) -> consumers::RunningConsumer {
     let mut settings = vec![("KAFKA_SESSION_TIMEOUT_MS", "6000"), ("DRAIN_TIMEOUT", "3s")];
     settings.extend_from_slice(extra);
-    let config = support::config(Cmd::Fraud, bootstrap, &settings);
+    let config = crate::support::config(Cmd::Fraud, bootstrap, &settings);
     let _ = activity_tracker::telemetry::logging::init(&config.log, "fleet-test");
     let app = consumers::fraud_app(&config).quiet();
     consumers::spawn(

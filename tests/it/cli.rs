@@ -2,15 +2,13 @@
 //! multi-terminal walkthrough over TCP (broker, produce, analytics, fraud as
 //! separate processes), and the one-command demo.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// `activity-tracker <args>` with a clean environment of our variables.
 fn at(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Command {

@@ -2,16 +2,14 @@
 //! Kafka enriched and valid for the consumers; everything it refuses gets the
 //! right status and leaves the topic untouched.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::*;
 use activity_tracker::collect::{Collector, serve};
 use activity_tracker::config::Command;
 use activity_tracker::shutdown::Shutdown;
 use activity_tracker::telemetry::Telemetry;
-use support::*;
 
 const KEY: &str = "test-write-key-1";
 const ORIGIN: &str = "https://shop.example.com";

@@ -1,0 +1,23 @@
+//! The black-box integration tests, linked as one test binary (each suite
+//! is a module; linking librdkafka once instead of per suite saves minutes).
+//!
+//! Every suite starts its own broker through [`support::broker`]: the
+//! embedded broker by default, real Apache Kafka (`scripts/kafka`) with
+//! `TEST_BROKER=kafka`. Suites whose meaning is Kafka's own behaviour
+//! (rebuild by timestamp, leader failover, authentication, TLS) always run
+//! on real Kafka through [`support::kafka`].
+
+mod support;
+
+mod auth;
+mod browser;
+mod cli;
+mod collector;
+mod faults;
+mod fleet;
+mod fuzz;
+mod pipeline;
+mod rebuild;
+mod recovery;
+mod reliability;
+mod trace_propagation;
