@@ -118,6 +118,7 @@ pub const SETTINGS: &[Setting] = &[
     s("KAFKA_ANALYTICS_GROUP", Some("analytics-processors"), ANALYTICS, "Consumer group of the analytics consumers."),
     s("KAFKA_FRAUD_GROUP", Some("fraud-detectors"), FRAUD, "Consumer group of the fraud detectors."),
     s("KAFKA_ASSIGNMENT_STRATEGY", Some("cooperative-sticky"), Scope::CONSUMERS.or(Scope::BENCH), "partition.assignment.strategy: cooperative-sticky (incremental rebalances), range or roundrobin."),
+    s("KAFKA_GROUP_PROTOCOL", Some("classic"), Scope::CONSUMERS.or(Scope::BENCH), "Consumer group protocol: classic (the client assigns, KAFKA_ASSIGNMENT_STRATEGY) or consumer (KIP-848, Kafka 4.0+: the broker assigns incrementally and owns the session timeout)."),
     s("KAFKA_GROUP_INSTANCE_ID", None, Scope::CONSUMERS, "Static group membership id (e.g. the StatefulSet pod name): a restart within the session timeout keeps the partitions without a rebalance."),
     s("KAFKA_AUTO_OFFSET_RESET", Some("earliest"), Scope::CONSUMERS.or(Scope::DLQ).or(Scope::BENCH), "Where a group with no committed offset starts: earliest or latest."),
     s("KAFKA_SESSION_TIMEOUT_MS", Some("45000"), Scope::CONSUMERS.or(Scope::BENCH), "Consumer group session timeout; a crashed consumer's partitions move after this."),
@@ -419,11 +420,32 @@ impl OffsetReset {
     }
 }
 
+/// The consumer group rebalance protocol (`group.protocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// The classic protocol: the group leader assigns with
+    /// `partition.assignment.strategy`; cooperative-sticky by default.
+    Classic,
+    /// KIP-848: the broker assigns, always incrementally, and owns the
+    /// session and heartbeat timing (librdkafka refuses to set them).
+    Consumer,
+}
+
+impl GroupProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConsumerConfig {
     pub analytics_group: String,
     pub fraud_group: String,
     pub assignment_strategy: String,
+    pub group_protocol: GroupProtocol,
     pub group_instance_id: Option<String>,
     pub auto_offset_reset: OffsetReset,
     pub session_timeout: Duration,
@@ -744,6 +766,13 @@ impl Config {
                 "cooperative-sticky, range or roundrobin",
                 |t| matches!(t, "cooperative-sticky" | "range" | "roundrobin").then(|| t.to_string()),
             )?,
+            group_protocol: r.required("KAFKA_GROUP_PROTOCOL", "classic or consumer", |t| {
+                match t.to_ascii_lowercase().as_str() {
+                    "classic" => Some(GroupProtocol::Classic),
+                    "consumer" => Some(GroupProtocol::Consumer),
+                    _ => None,
+                }
+            })?,
             group_instance_id: r.optional_string("KAFKA_GROUP_INSTANCE_ID"),
             auto_offset_reset: r.required("KAFKA_AUTO_OFFSET_RESET", "earliest or latest", |t| {
                 match t.to_ascii_lowercase().as_str() {
@@ -789,7 +818,9 @@ impl Config {
                 });
             }
         }
-        if consumer.drain_timeout >= consumer.session_timeout {
+        // Under KIP-848 the broker's group.consumer.session.timeout.ms
+        // applies, which this process cannot see.
+        if consumer.group_protocol == GroupProtocol::Classic && consumer.drain_timeout >= consumer.session_timeout {
             return Err(ConfigError::Inconsistent(format!(
                 "DRAIN_TIMEOUT ({:?}) must be shorter than KAFKA_SESSION_TIMEOUT_MS ({:?}), or the group evicts a draining consumer",
                 consumer.drain_timeout, consumer.session_timeout

@@ -13,7 +13,7 @@ use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, ClientContext, Statistics};
 
-use crate::config::{ConsumerConfig, KafkaConfig};
+use crate::config::{ConsumerConfig, GroupProtocol, KafkaConfig};
 use crate::shutdown::Shutdown;
 
 /// Connection settings shared by every client.
@@ -111,12 +111,7 @@ pub fn consumer(k: &KafkaConfig, cc: &ConsumerConfig, group: &str, client_id: &s
     let mut c = connection(k);
     c.set("client.id", client_id)
         .set("group.id", group)
-        .set("partition.assignment.strategy", &cc.assignment_strategy)
-        .set("session.timeout.ms", cc.session_timeout.as_millis().to_string())
-        .set(
-            "heartbeat.interval.ms",
-            (cc.session_timeout.as_millis() / 5).max(500).to_string(),
-        )
+        .set("group.protocol", cc.group_protocol.as_str())
         .set("auto.offset.reset", cc.auto_offset_reset.as_str())
         // Offsets are stored by the runtime only once an event's effects are
         // acknowledged; librdkafka then commits the stored offsets (with our
@@ -136,6 +131,16 @@ pub fn consumer(k: &KafkaConfig, cc: &ConsumerConfig, group: &str, client_id: &s
         .set("fetch.max.bytes", "8388608")
         .set("statistics.interval.ms", "5000")
         .set("enable.partition.eof", "false");
+    if cc.group_protocol == GroupProtocol::Classic {
+        // Under KIP-848 the broker owns these, and librdkafka refuses a
+        // consumer that sets them.
+        c.set("partition.assignment.strategy", &cc.assignment_strategy)
+            .set("session.timeout.ms", cc.session_timeout.as_millis().to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (cc.session_timeout.as_millis() / 5).max(500).to_string(),
+            );
+    }
     if let Some(id) = &cc.group_instance_id {
         c.set("group.instance.id", id);
     }
@@ -206,27 +211,84 @@ pub fn fatal_error() -> Option<&'static str> {
     FATAL.get().map(String::as_str)
 }
 
+/// Why the cluster refused us for good, not for now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// SASL credentials or mechanism refused.
+    Credentials,
+    /// The brokers' TLS certificate failed verification on our side.
+    BrokerCertificate,
+    /// The brokers refused our TLS handshake (no client certificate where
+    /// one is required, or one they do not trust).
+    ClientCertificate,
+}
+
+impl Refusal {
+    /// The one-line error a user reads, naming the settings to check.
+    pub fn message(self, reason: &str) -> String {
+        match self {
+            Refusal::Credentials => format!(
+                "Kafka refused authentication: {reason} (check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, \
+                 KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE)"
+            ),
+            Refusal::BrokerCertificate => format!(
+                "Kafka's TLS certificate could not be verified: {reason} (check KAFKA_SSL_CA_LOCATION: the CA \
+                 that signed the brokers' certificates)"
+            ),
+            Refusal::ClientCertificate => format!(
+                "Kafka refused our TLS handshake: {reason} (the brokers require a client certificate they trust: \
+                 check KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION)"
+            ),
+        }
+    }
+}
+
 /// Whether `error` (a global client error, librdkafka's `reason` for it)
-/// means the cluster refused us for good rather than for now: refused
-/// credentials or mechanism, unless a broker has already `accepted` them.
+/// means the cluster refused us for good rather than for now, and why:
+/// refused credentials or mechanism, a broker certificate we cannot verify,
+/// a client certificate the brokers refuse — unless a broker has already
+/// `accepted` us (then it is a failed re-authentication of a long-lived
+/// connection, logged and retried on a new one).
 ///
 /// librdkafka reports every failed SASL handshake as an authentication
 /// error, including one whose connection broke on our side mid-handshake
 /// ("mechanism handshake failed: Local: Broker transport failure"); that is
-/// a network failure like any other and is retried, not fatal.
-pub fn is_fatal(error: &KafkaError, reason: &str, accepted: bool) -> bool {
-    !accepted
-        && matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
-        )
-        && !reason.contains("handshake failed: Local:")
+/// a network failure like any other and is retried, not fatal. Likewise a
+/// TLS error is fatal only when it names a certificate, not a connection
+/// that broke during the handshake.
+pub fn refusal(error: &KafkaError, reason: &str, accepted: bool) -> Option<Refusal> {
+    if accepted {
+        return None;
+    }
+    match error.rdkafka_error_code()? {
+        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed
+            if !reason.contains("handshake failed: Local:") =>
+        {
+            Some(Refusal::Credentials)
+        }
+        RDKafkaErrorCode::SSL if reason.contains("certificate verify failed") => Some(Refusal::BrokerCertificate),
+        // With TLS 1.3 the client's handshake completes before the broker
+        // has checked its certificate, so the broker's alert arrives on the
+        // first read: librdkafka calls that a transport failure.
+        RDKafkaErrorCode::SSL | RDKafkaErrorCode::BrokerTransportFailure
+            if [
+                "alert certificate required",
+                "alert bad certificate",
+                "alert unknown ca",
+            ]
+            .iter()
+            .any(|alert| reason.contains(alert)) =>
+        {
+            Some(Refusal::ClientCertificate)
+        }
+        _ => None,
+    }
 }
 
 /// Every client's global-error callback: logs the error as librdkafka's
 /// default does, and turns a fatal one into a stop.
 pub fn client_error(error: &KafkaError, reason: &str) {
-    if !is_fatal(error, reason, ACCEPTED.load(Ordering::Relaxed)) {
+    let Some(refusal) = refusal(error, reason, ACCEPTED.load(Ordering::Relaxed)) else {
         // While the brokers are down librdkafka reports the same error on
         // every reconnect attempt (several per second): log each kind once
         // per ERROR_LOG_INTERVAL, with how many were left out.
@@ -238,12 +300,8 @@ pub fn client_error(error: &KafkaError, reason: &str) {
             }
         }
         return;
-    }
-    let message = format!(
-        "Kafka refused authentication: {reason} (check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, \
-         KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE)"
-    );
-    if FATAL.set(message).is_ok() {
+    };
+    if FATAL.set(refusal.message(reason)).is_ok() {
         tracing::error!("{}", fatal_error().unwrap_or_default());
         if let Ok(watchers) = ON_FATAL.lock() {
             for shutdown in watchers.iter() {
@@ -434,29 +492,59 @@ mod tests {
         let refused = KafkaError::Global(RDKafkaErrorCode::Authentication);
         let wrong_password = "sasl:9092/bootstrap: SASL authentication error: Authentication failed during \
              authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512";
-        assert!(is_fatal(&refused, wrong_password, false));
-        assert!(is_fatal(
-            &KafkaError::Global(RDKafkaErrorCode::SaslAuthenticationFailed),
-            wrong_password,
-            false
-        ));
+        assert_eq!(refusal(&refused, wrong_password, false), Some(Refusal::Credentials));
+        assert_eq!(
+            refusal(
+                &KafkaError::Global(RDKafkaErrorCode::SaslAuthenticationFailed),
+                wrong_password,
+                false
+            ),
+            Some(Refusal::Credentials)
+        );
         let wrong_mechanism = "sasl:9092/bootstrap: SASL PLAIN mechanism handshake failed: Broker: Unsupported \
              SASL mechanism: broker's supported mechanisms: SCRAM-SHA-256,SCRAM-SHA-512";
-        assert!(is_fatal(&refused, wrong_mechanism, false));
+        assert_eq!(refusal(&refused, wrong_mechanism, false), Some(Refusal::Credentials));
         // A failed re-authentication after the cluster accepted us once.
-        assert!(!is_fatal(&refused, wrong_password, true));
+        assert_eq!(refusal(&refused, wrong_password, true), None);
         // The connection broke during the handshake (seen against tansu):
         // librdkafka says "authentication", the cause is the network.
         let broken = "GroupCoordinator: SASL SCRAM-SHA-512 mechanism handshake failed: Local: Broker transport \
              failure: broker's supported mechanisms: (n/a) (after 0ms in state DOWN)";
-        assert!(!is_fatal(&refused, broken, false));
+        assert_eq!(refusal(&refused, broken, false), None);
         for transient in [
             RDKafkaErrorCode::AllBrokersDown,
             RDKafkaErrorCode::BrokerTransportFailure,
             RDKafkaErrorCode::Resolve,
             RDKafkaErrorCode::RequestTimedOut,
         ] {
-            assert!(!is_fatal(&KafkaError::Global(transient), "", false), "{transient:?}");
+            assert_eq!(
+                refusal(&KafkaError::Global(transient), "", false),
+                None,
+                "{transient:?}"
+            );
         }
+        // TLS, as librdkafka 2.12 words it against Kafka 4.4.
+        let ssl = KafkaError::Global(RDKafkaErrorCode::SSL);
+        let unverified = "ssl://127.0.0.1:60129/bootstrap: SSL handshake failed: error:0A000086:SSL \
+             routines::certificate verify failed: broker certificate could not be verified";
+        assert_eq!(refusal(&ssl, unverified, false), Some(Refusal::BrokerCertificate));
+        let no_client_certificate = "ssl://127.0.0.1:4/bootstrap: SSL handshake failed: error:0A00045C:SSL \
+             routines::tlsv13 alert certificate required: SSL alert number 116";
+        assert_eq!(
+            refusal(&ssl, no_client_certificate, false),
+            Some(Refusal::ClientCertificate)
+        );
+        let refused_on_read = "ssl://127.0.0.1:50333/bootstrap: Receive failed: error:0A000412:SSL \
+             routines::sslv3 alert bad certificate: SSL alert number 42 (after 2ms in state APIVERSION_QUERY)";
+        assert_eq!(
+            refusal(
+                &KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure),
+                refused_on_read,
+                false
+            ),
+            Some(Refusal::ClientCertificate)
+        );
+        let broken_tls = "ssl://127.0.0.1:4/bootstrap: SSL handshake failed: Disconnected";
+        assert_eq!(refusal(&ssl, broken_tls, false), None);
     }
 }

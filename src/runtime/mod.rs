@@ -65,6 +65,8 @@ const MAX_IN_FLIGHT_EFFECTS: usize = 10_000;
 const PROCESSING_SAMPLE: u64 = 8;
 /// Timeout of the blocking broker calls made during a rebalance.
 const REBALANCE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between questions to a group coordinator that is loading or moving.
+const COORDINATOR_RETRY: Duration = Duration::from_millis(100);
 /// Dead-letter copies keep at most this many bytes of the original payload
 /// (Kafka's default message size limit is 1 MB); longer ones are truncated
 /// and marked with the `dlq.truncated` header.
@@ -373,6 +375,39 @@ fn is_rebalancing(e: &rdkafka::error::KafkaError) -> bool {
     )
 }
 
+/// Errors a group coordinator answers while it loads or moves (a broker
+/// restarted, the offsets topic's leader changed): asking again shortly
+/// succeeds. librdkafka returns them from `committed_offsets` as they come.
+fn is_coordinator_moving(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::NotCoordinator | C::CoordinatorLoadInProgress | C::CoordinatorNotAvailable | C::RequestTimedOut)
+    )
+}
+
+/// The group's committed offsets for `tpl`, asking again while the
+/// coordinator is loading or moving, within `budget` in all. Without this a
+/// partition assigned just after a broker restart would start without its
+/// state rebuilt.
+fn committed_offsets_retrying<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+    budget: Duration,
+) -> KafkaResult<TopicPartitionList> {
+    let deadline = Instant::now() + budget;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match consumer.committed_offsets(tpl.clone(), left.max(Duration::from_millis(100))) {
+            Err(e) if is_coordinator_moving(&e) && Instant::now() + COORDINATOR_RETRY < deadline => {
+                tracing::debug!(error = %e, "the group coordinator is loading or moving; asking again");
+                std::thread::sleep(COORDINATOR_RETRY);
+            }
+            other => return other,
+        }
+    }
+}
+
 fn partition_ids(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
     let mut ids: Vec<i32> = tpl
         .elements()
@@ -522,7 +557,7 @@ impl<A: ConsumerApp> RuntimeContext<A> {
             tracing::info!(consumer = self.metrics.consumer, "joined; no new partitions assigned");
             return;
         }
-        let committed = match consumer.committed_offsets(tpl.clone(), REBALANCE_CALL_TIMEOUT) {
+        let committed = match committed_offsets_retrying(consumer, tpl, REBALANCE_CALL_TIMEOUT) {
             Ok(mut c) => {
                 self.await_handoffs(consumer, &mut c);
                 Some(c)
@@ -573,12 +608,16 @@ impl<A: ConsumerApp> RuntimeContext<A> {
             );
             self.metrics.partition_assigned(&self.topic, p);
             if rebuilding {
+                match plan.via {
+                    ReplayFrom::CommitMetadata => self.metrics.rebuilds_by_commit_metadata.inc(),
+                    _ => self.metrics.rebuilds_by_timestamp.inc(),
+                }
                 tracing::info!(
                     consumer = self.metrics.consumer,
                     partition = p,
                     from = plan.start.unwrap_or_default(),
                     live_from = plan.live_from,
-                    via = plan.via,
+                    via = plan.via.as_str(),
                     "rebuilding partition state by replay"
                 );
             }
@@ -607,13 +646,13 @@ impl<A: ConsumerApp> RuntimeContext<A> {
             return StartPlan {
                 start: None,
                 live_from: i64::MIN,
-                via: "none",
+                via: ReplayFrom::Nothing,
             };
         };
         let live = StartPlan {
             start: Some(c),
             live_from: c,
-            via: "none",
+            via: ReplayFrom::Nothing,
         };
         if !self.rebuild || self.window_ms <= 0 {
             return live;
@@ -637,9 +676,9 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         let target_ms = meta.watermark_ms.saturating_sub(self.window_ms + self.skew_ms);
         let by_time = self.offset_for_time(consumer, partition, target_ms);
         let (from, via) = match by_time {
-            Some(o) if meta.window_ms >= self.window_ms => (o.min(meta.replay_from), "offsets_for_times+metadata"),
-            Some(o) => (o, "offsets_for_times"),
-            None => (meta.replay_from, "commit metadata"),
+            Some(o) if meta.window_ms >= self.window_ms => (o.min(meta.replay_from), ReplayFrom::TimestampAndMetadata),
+            Some(o) => (o, ReplayFrom::Timestamp),
+            None => (meta.replay_from, ReplayFrom::CommitMetadata),
         };
         let from = from.max(low).min(c);
         StartPlan {
@@ -734,7 +773,35 @@ impl<A: ConsumerApp> RuntimeContext<A> {
 struct StartPlan {
     start: Option<i64>,
     live_from: i64,
-    via: &'static str,
+    via: ReplayFrom,
+}
+
+/// How a rebuilding partition's replay start was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplayFrom {
+    /// No rebuild: the partition starts at its committed offset (or where
+    /// `auto.offset.reset` says).
+    Nothing,
+    /// ListOffsets by timestamp (`offsets_for_times`), the broker's index:
+    /// the path every real Kafka takes.
+    Timestamp,
+    /// The earlier of the timestamp lookup and the previous owner's commit
+    /// metadata (which also covers events older than their position).
+    TimestampAndMetadata,
+    /// The previous owner's commit metadata alone: the broker could not
+    /// answer by timestamp (librdkafka's mock cluster cannot).
+    CommitMetadata,
+}
+
+impl ReplayFrom {
+    fn as_str(self) -> &'static str {
+        match self {
+            ReplayFrom::Nothing => "none",
+            ReplayFrom::Timestamp => "offsets_for_times",
+            ReplayFrom::TimestampAndMetadata => "offsets_for_times+metadata",
+            ReplayFrom::CommitMetadata => "commit metadata",
+        }
+    }
 }
 
 impl<A: ConsumerApp> Core<A> {
@@ -1253,6 +1320,7 @@ pub fn run<A: ConsumerApp>(
         consumer = name,
         group = %options.group,
         topic = %options.topic,
+        protocol = options.consumer.group_protocol.as_str(),
         strategy = %options.consumer.assignment_strategy,
         instance = options.consumer.group_instance_id.as_deref().unwrap_or("-"),
         "consumer started"

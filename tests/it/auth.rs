@@ -1,116 +1,21 @@
-//! Connecting to a cluster that enforces authentication: a real standalone
-//! broker (tansu, with SASL/SCRAM users) — valid credentials produce and
-//! consume, a wrong password is refused at once with a clear error, no
-//! credentials get nothing, and no password reaches a log or a config dump.
-//!
-//! Needs the `tansu` binary (`.ci/run` installs it): `TANSU_BIN`, else
-//! `tansu` on PATH. Without it the test says so and passes; `.ci/run` fails
-//! if the test's summary line is missing.
+//! Connecting to a real Apache Kafka cluster that enforces authentication
+//! and encryption, as managed clusters do:
+//! - SASL/SCRAM: valid credentials (SCRAM-SHA-512 and -256) produce and
+//!   consume, a wrong password is refused at once with a clear error, no
+//!   credentials get nothing, and no password reaches a log or a config dump;
+//! - TLS with the brokers' certificate verified against a CA, and mutual TLS
+//!   with a client certificate: events flow; without the CA, or without the
+//!   client certificate where one is required, the connection is refused.
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{ConsumerProcess, Process, Scratch, binary, wait_until};
+use crate::support::{ConsumerProcess, KafkaCluster, KafkaOptions, Process, Scratch, binary, wait_until};
 
 const PASSWORD: &str = "pa55-w0rd-for-alice";
 const BOB_PASSWORD: &str = "b0b-pa55-w0rd";
 const EVENTS: u64 = 300;
-
-fn tansu() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("TANSU_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("tansu"))
-            .find(|p| p.is_file())
-    })
-}
-
-/// A tansu broker on a free loopback port, storing in `dir` (users survive
-/// its restarts there).
-struct Tansu {
-    bin: PathBuf,
-    dir: PathBuf,
-    addr: SocketAddr,
-    process: Option<Process>,
-}
-
-impl Tansu {
-    fn url(&self) -> String {
-        format!("tcp://{}", self.addr)
-    }
-
-    fn start(&mut self, authentication: bool) {
-        let mut c = Command::new(&self.bin);
-        c.current_dir(&self.dir)
-            .args([
-                "broker",
-                "--listener-url",
-                &self.url(),
-                "--advertised-listener-url",
-                &self.url(),
-            ])
-            // A relative path: the database lives in `dir`.
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .env("RUST_LOG", "off")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if authentication {
-            c.arg("--authentication");
-        }
-        let mut process = Process::spawn("tansu", c);
-        wait_until("tansu to listen", Duration::from_secs(30), || {
-            if let Ok(Some(status)) = process.child.try_wait() {
-                panic!("tansu exited: {status}");
-            }
-            TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
-        });
-        self.process = Some(process);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.signal("INT");
-            p.wait(Duration::from_secs(30));
-        }
-    }
-
-    fn create_user(&self, mechanism: &str, user: &str, password: &str) {
-        let out = Command::new("timeout")
-            .arg("30")
-            .arg(&self.bin)
-            .args([
-                "user",
-                "create",
-                "--broker",
-                &self.url(),
-                "--mechanism",
-                mechanism,
-                user,
-                password,
-            ])
-            .env("RUST_LOG", "off")
-            .output()
-            .expect("tansu user create runs");
-        assert!(out.status.success(), "tansu user create {user}: {out:?}");
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 /// What a run of the binary printed, and how it ended.
 struct Run {
@@ -169,27 +74,16 @@ fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
 
 #[test]
 fn sasl_scram_credentials_are_enforced_end_to_end() {
-    let Some(bin) = tansu() else {
-        println!("auth: SKIPPED — no tansu binary (set TANSU_BIN or put tansu on PATH; .ci/run installs it)");
-        return;
-    };
     let dir = Scratch::new("auth");
-    let mut broker = Tansu {
-        bin,
-        dir: dir.to_path_buf(),
-        addr: free_addr(),
-        process: None,
-    };
-    let bootstrap = broker.addr.to_string();
-
-    // Users are created on an open broker, which is then restarted
-    // enforcing authentication (tansu's way; a real cluster's admin does
-    // the same with kafka-configs or a Strimzi KafkaUser).
-    broker.start(false);
-    broker.create_user("scram512", "alice", PASSWORD);
-    broker.create_user("scram256", "bob", BOB_PASSWORD);
-    broker.stop();
-    broker.start(true);
+    // The users exist before the first start (Kafka's StorageTool
+    // --add-scram; on a running cluster kafka-configs or a Strimzi
+    // KafkaUser does the same).
+    let broker = KafkaCluster::start(&KafkaOptions {
+        nodes: 1,
+        scram: vec![("alice".into(), PASSWORD.into()), ("bob".into(), BOB_PASSWORD.into())],
+        tls: false,
+    });
+    let bootstrap = broker.var("KAFKA_SASL_BOOTSTRAP_SERVERS").to_string();
 
     let password_file = dir.join("alice-password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
@@ -299,10 +193,10 @@ fn sasl_scram_credentials_are_enforced_end_to_end() {
             "a password in the {what} output"
         );
     }
-    broker.stop();
+    drop(broker);
 
     println!(
-        "auth: tansu with SASL/SCRAM enforced — {EVENTS} events produced as alice (SCRAM-SHA-512, password file), \
+        "auth: Apache Kafka with SASL/SCRAM enforced — {EVENTS} events produced as alice (SCRAM-SHA-512, password file), \
          {EVENTS} processed by bob's analytics (SCRAM-SHA-256, password env) {:.1} s after the producer started, 0 lost; \
          wrong password refused with exit 1 in {:.2} s (produce), {:.2} s (fraud) and {:.2} s (topics create); \
          no credentials refused; no password in any log or config dump; topics create idempotent, --recreate recreated 3",
@@ -310,5 +204,107 @@ fn sasl_scram_credentials_are_enforced_end_to_end() {
         refused.took.as_secs_f64(),
         refused_consumer.took.as_secs_f64(),
         refused_admin.took.as_secs_f64()
+    );
+}
+
+#[test]
+fn tls_verifies_the_brokers_and_mutual_tls_presents_a_client_certificate() {
+    let dir = Scratch::new("tls");
+    let broker = KafkaCluster::start(&KafkaOptions {
+        nodes: 1,
+        scram: Vec::new(),
+        tls: true,
+    });
+    let ssl = broker.var("KAFKA_SSL_BOOTSTRAP_SERVERS");
+    let mtls = broker.var("KAFKA_MTLS_BOOTSTRAP_SERVERS");
+    let ca = broker.var("KAFKA_SSL_CA_LOCATION");
+    let verified = [
+        ("KAFKA_BOOTSTRAP_SERVERS", ssl),
+        ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+        ("KAFKA_SSL_CA_LOCATION", ca),
+    ];
+
+    // TLS, the brokers' certificate verified against our CA.
+    let topics = run(&dir, &["topics", "create"], &verified, Duration::from_secs(60));
+    assert_eq!(topics.code, 0, "topics create over TLS: {}", topics.output);
+
+    // Without the CA the brokers' certificate cannot be verified (it is
+    // signed by no public authority): refused, never used unverified.
+    let unverified = run(
+        &dir,
+        &["topics", "create"],
+        &[("KAFKA_BOOTSTRAP_SERVERS", ssl), ("KAFKA_SECURITY_PROTOCOL", "ssl")],
+        Duration::from_secs(90),
+    );
+    assert_ne!(
+        unverified.code, 0,
+        "an unverified broker was used: {}",
+        unverified.output
+    );
+    assert!(
+        unverified.output.contains("KAFKA_SSL_CA_LOCATION"),
+        "the error names what to check: {}",
+        unverified.output
+    );
+
+    // Mutual TLS: the consumer presents a client certificate signed by the
+    // CA; the producer writes over server-authenticated TLS.
+    let log = dir.join("analytics.log");
+    let mtls_env = [
+        ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+        ("KAFKA_SSL_CA_LOCATION", ca),
+        (
+            "KAFKA_SSL_CERTIFICATE_LOCATION",
+            broker.var("KAFKA_SSL_CERTIFICATE_LOCATION"),
+        ),
+        ("KAFKA_SSL_KEY_LOCATION", broker.var("KAFKA_SSL_KEY_LOCATION")),
+        ("KAFKA_ANALYTICS_GROUP", "tls-analytics"),
+    ];
+    let mut analytics = ConsumerProcess::start_logged("analytics", mtls, &dir, 0, &mtls_env, &log);
+    let max_events = EVENTS.to_string();
+    let mut produce_env = verified.to_vec();
+    produce_env.extend([("MAX_EVENTS", max_events.as_str()), ("EVENTS_PER_SECOND", "1000")]);
+    let produced = run(&dir, &["produce"], &produce_env, Duration::from_secs(90));
+    assert_eq!(produced.code, 0, "produce over TLS: {}", produced.output);
+    wait_until(
+        "the mutual-TLS analytics to process every event",
+        Duration::from_secs(120),
+        || {
+            analytics.assert_running();
+            analytics.processed() >= EVENTS
+        },
+    );
+    assert_eq!(analytics.processed(), EVENTS, "events processed exactly once");
+    analytics.stop();
+
+    // Where a client certificate is required, none is refused.
+    let anonymous = run(
+        &dir,
+        &["topics", "create"],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", mtls),
+            ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+            ("KAFKA_SSL_CA_LOCATION", ca),
+        ],
+        Duration::from_secs(90),
+    );
+    assert_ne!(
+        anonymous.code, 0,
+        "mutual TLS without a certificate: {}",
+        anonymous.output
+    );
+    assert!(
+        anonymous.output.contains("KAFKA_SSL_CERTIFICATE_LOCATION"),
+        "the error names what to check: {}",
+        anonymous.output
+    );
+    println!(
+        "tls: Apache Kafka over TLS — topics created with the brokers verified against the CA; {EVENTS} events produced over TLS \
+         and processed by an analytics consumer over mutual TLS, 0 lost; without the CA refused with exit {} in {:.1} s; \
+         without a client certificate refused with exit {} in {:.1} s",
+        unverified.code,
+        unverified.took.as_secs_f64(),
+        anonymous.code,
+        anonymous.took.as_secs_f64()
     );
 }

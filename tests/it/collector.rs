@@ -260,7 +260,7 @@ fn refused_requests_get_the_right_status_and_nothing_reaches_kafka() {
 
 #[test]
 fn accepted_events_arrive_enriched_and_valid_for_the_consumers() {
-    let broker = broker(3);
+    let broker = kafka(3);
     let bootstrap = broker.bootstrap_servers().to_string();
     let geoip = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/geoip-test.mmdb");
     let c = start(

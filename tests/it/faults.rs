@@ -21,26 +21,6 @@ fn scratch(name: &str) -> Scratch {
     Scratch::new(&format!("faults-{name}"))
 }
 
-fn unique_alerts(bootstrap: &str, topic: &str) -> (usize, Vec<String>) {
-    let all: Vec<String> = read_all(bootstrap, topic)
-        .iter()
-        .map(|m| m.json()["alert_id"].as_str().unwrap().to_string())
-        .collect();
-    let mut unique = all.clone();
-    unique.sort();
-    unique.dedup();
-    (all.len(), unique)
-}
-
-/// Holds a fault for `duration` while checking `invariant` throughout.
-fn hold(duration: Duration, mut invariant: impl FnMut()) {
-    let until = Instant::now() + duration;
-    wait_until("the fault window to pass", duration + Duration::from_secs(5), || {
-        invariant();
-        Instant::now() >= until
-    });
-}
-
 #[test]
 fn an_outage_request_errors_and_latency_lose_no_event_and_no_alert() {
     let broker = broker(PARTITIONS);

@@ -2,7 +2,9 @@
 //! change nothing in the results.
 //!
 //! Replicas are separate processes of the real binary (a `kill -9` must be a
-//! real one), against the embedded broker. Every replica writes an audit log
+//! real one), against real Apache Kafka under both group protocols
+//! (classic cooperative-sticky and KIP-848), where a moved partition's
+//! state is rebuilt from the offset Kafka finds by timestamp. Every replica writes an audit log
 //! (`AUDIT_LOG`) of the offsets it processed live, flushed before offsets are
 //! stored, so "every event processed at least once" is observed, not assumed.
 
@@ -49,19 +51,31 @@ fn scratch(name: &str) -> Scratch {
 
 type Replica = ConsumerProcess;
 
-/// Replica `n` of `kind`, with the fleet tests' short timeouts.
+/// Replica `n` of `kind` under the classic protocol, with the fleet tests'
+/// short timeouts.
 fn start(kind: &str, bootstrap: &str, dir: &Path, n: usize) -> Replica {
+    start_with(kind, bootstrap, dir, n, "classic")
+}
+
+/// Replica `n` of `kind` under group `protocol` (classic or consumer).
+fn start_with(kind: &str, bootstrap: &str, dir: &Path, n: usize, protocol: &str) -> Replica {
     ConsumerProcess::start(
         kind,
         bootstrap,
         dir,
         n,
         &[
+            ("KAFKA_GROUP_PROTOCOL", protocol),
             ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
             ("DRAIN_TIMEOUT", "3s"),
             ("KAFKA_COMMIT_INTERVAL_MS", "200"),
         ],
     )
+}
+
+/// Rebuilds a replica made so far, by how it found the replay's start.
+fn rebuilds(r: &Replica, method: &str) -> f64 {
+    metric_sum(r.http, "activity_state_rebuilds_total", &[("method", method)])
 }
 
 fn stop(r: &mut Replica) {
@@ -148,15 +162,26 @@ fn alert_ids(bootstrap: &str) -> Vec<String> {
 }
 
 #[test]
-fn scaling_and_crashing_the_fraud_fleet_changes_no_alert() {
+fn scaling_and_crashing_the_fraud_fleet_changes_no_alert_classic_protocol() {
+    fraud_fleet("classic");
+}
+
+#[test]
+fn scaling_and_crashing_the_fraud_fleet_changes_no_alert_kip848_protocol() {
+    fraud_fleet("consumer");
+}
+
+/// One replica against a fleet that scales 1 → 3 → 2 → 4 with a graceful
+/// stop and a kill -9, on real Kafka under group `protocol`.
+fn fraud_fleet(protocol: &str) {
     let events = stream();
 
     // (a) one replica, start to end.
-    let single = broker(PARTITIONS);
+    let single = kafka(PARTITIONS);
     let bootstrap_a = single.bootstrap_servers().to_string();
-    let dir_a = scratch("fraud-single");
+    let dir_a = scratch(&format!("fraud-single-{protocol}"));
     produce(&bootstrap_a, ACTIVITIES, &events);
-    let mut only = start("fraud", &bootstrap_a, &dir_a, 1);
+    let mut only = start_with("fraud", &bootstrap_a, &dir_a, 1, protocol);
     wait_committed(&bootstrap_a, "fraud-detectors");
     stop(&mut only);
     let expected: BTreeSet<String> = alert_ids(&bootstrap_a).into_iter().collect();
@@ -164,17 +189,17 @@ fn scaling_and_crashing_the_fraud_fleet_changes_no_alert() {
 
     // (b) a fleet that goes 1 → 3 → 2 → 4 mid-stream, with one graceful
     // stop and one kill -9.
-    let fleet = broker(PARTITIONS);
+    let fleet = kafka(PARTITIONS);
     let bootstrap = fleet.bootstrap_servers().to_string();
-    let dir = scratch("fraud-fleet");
+    let dir = scratch(&format!("fraud-fleet-{protocol}"));
     let chunks: Vec<&[Outgoing]> = events.chunks(CHUNK).collect();
 
-    let r1 = start("fraud", &bootstrap, &dir, 1);
+    let r1 = start_with("fraud", &bootstrap, &dir, 1, protocol);
     produce(&bootstrap, ACTIVITIES, chunks[0]);
     wait_committed(&bootstrap, "fraud-detectors");
 
-    let r2 = start("fraud", &bootstrap, &dir, 2);
-    let mut r3 = start("fraud", &bootstrap, &dir, 3);
+    let r2 = start_with("fraud", &bootstrap, &dir, 2, protocol);
+    let mut r3 = start_with("fraud", &bootstrap, &dir, 3, protocol);
     println!("1 → 3 replicas: {:?}", wait_settled(&[&r1, &r2, &r3]));
     produce(&bootstrap, ACTIVITIES, chunks[1]);
     wait_committed(&bootstrap, "fraud-detectors");
@@ -194,15 +219,24 @@ fn scaling_and_crashing_the_fraud_fleet_changes_no_alert() {
     let mut r2 = r2;
     r2.process.signal("KILL");
     r2.process.wait(Duration::from_secs(10));
-    let r4 = start("fraud", &bootstrap, &dir, 4);
-    let r5 = start("fraud", &bootstrap, &dir, 5);
-    let r6 = start("fraud", &bootstrap, &dir, 6);
+    let r4 = start_with("fraud", &bootstrap, &dir, 4, protocol);
+    let r5 = start_with("fraud", &bootstrap, &dir, 5, protocol);
+    let r6 = start_with("fraud", &bootstrap, &dir, 6, protocol);
     println!(
         "2 → 4 replicas (after kill -9 of one): {:?}",
         wait_settled(&[&r1, &r4, &r5, &r6])
     );
     produce(&bootstrap, ACTIVITIES, chunks[3]);
     wait_committed(&bootstrap, "fraud-detectors");
+    // Real Kafka answers ListOffsets by timestamp: every rebuild took that
+    // path, none fell back to the previous owner's commit metadata.
+    let by_time: f64 = [&r1, &r4, &r5, &r6].iter().map(|r| rebuilds(r, "timestamp")).sum();
+    let by_metadata: f64 = [&r1, &r4, &r5, &r6]
+        .iter()
+        .map(|r| rebuilds(r, "commit_metadata"))
+        .sum();
+    assert!(by_time > 0.0, "moved partitions were rebuilt by timestamp");
+    assert_eq!(by_metadata, 0.0, "no rebuild fell back to commit metadata");
     for mut r in [r1, r4, r5, r6] {
         stop(&mut r);
     }
@@ -214,7 +248,7 @@ fn scaling_and_crashing_the_fraud_fleet_changes_no_alert() {
     // again by the new owner, so they still appear).
     assert_every_offset_processed(&bootstrap, ACTIVITIES, PARTITIONS, &audit(&dir.join("audit"), ""));
     println!(
-        "fleet: {} events, {} alerts published ({} unique; {} copies re-sent after the kill -9, dropped by alert_id); every offset processed at least once",
+        "fleet ({protocol}): {} events, {} alerts published ({} unique; {} copies re-sent after the kill -9, dropped by alert_id); every offset processed at least once; {by_time} rebuilds by timestamp",
         events.len(),
         ids.len(),
         unique.len(),
@@ -234,7 +268,7 @@ fn analytics_totals_of_a_graceful_fleet_add_up_to_one_replicas() {
     let events = stream();
     let sum_cents = |v: &Value| (v.as_f64().unwrap() * 100.0).round() as i64;
 
-    let single = broker(PARTITIONS);
+    let single = kafka(PARTITIONS);
     let bootstrap_a = single.bootstrap_servers().to_string();
     let dir_a = scratch("analytics-single");
     produce(&bootstrap_a, ACTIVITIES, &events);
@@ -245,7 +279,7 @@ fn analytics_totals_of_a_graceful_fleet_add_up_to_one_replicas() {
     stop(&mut only);
     let totals_a: Value = serde_json::from_str(&std::fs::read_to_string(&only.report).unwrap()).unwrap();
 
-    let fleet = broker(PARTITIONS);
+    let fleet = kafka(PARTITIONS);
     let bootstrap = fleet.bootstrap_servers().to_string();
     let dir = scratch("analytics-fleet");
     let chunks: Vec<&[Outgoing]> = events.chunks(CHUNK).collect();
@@ -362,7 +396,7 @@ fn cart(n: u32, at_s: i64) -> Outgoing {
 /// HIGH_VELOCITY at the fifth, as a single replica would; without, it
 /// cannot (the negative control shows the test can fail).
 fn velocity_across_a_move(rebuild: bool) -> (Vec<String>, u64) {
-    let broker = broker(1);
+    let broker = kafka(1);
     let bootstrap = broker.bootstrap_servers().to_string();
     let setting = [("STATE_REBUILD", if rebuild { "true" } else { "false" })];
     produce(&bootstrap, ACTIVITIES, &[cart(1, 0), cart(2, 5), cart(3, 10)]);
@@ -419,7 +453,7 @@ fn rebuild_carries_a_velocity_window_across_a_partition_move() {
 
 #[test]
 fn revoking_partitions_under_heavy_load_loses_and_duplicates_nothing() {
-    let broker = broker(PARTITIONS);
+    let broker = kafka(PARTITIONS);
     let bootstrap = broker.bootstrap_servers().to_string();
     let dir = scratch("revoke-load");
     let audit_dir = dir.join("audit");

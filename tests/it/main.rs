@@ -13,6 +13,7 @@ mod auth;
 mod browser;
 mod cli;
 mod collector;
+mod failover;
 mod faults;
 mod fleet;
 mod fuzz;

@@ -191,8 +191,8 @@ fn in_flight(shared: &ConsumerShared) -> usize {
 
 /// The scripted stream on a fresh broker, processed by both consumers
 /// (started with `extra` settings) until every alert is acknowledged.
-fn run_scripted(extra: &[(&str, &str)]) -> (activity_tracker::broker::EmbeddedBroker, String, InProcess) {
-    let broker = broker(3);
+fn run_scripted(extra: &[(&str, &str)]) -> (TestBroker, String, InProcess) {
+    let broker = kafka(3);
     let bootstrap = broker.bootstrap_servers().to_string();
     let events = scripted();
     let messages: Vec<Outgoing> = events
@@ -496,7 +496,7 @@ fn consumers_started_before_their_topic_exists_wait_for_it_then_consume() {
     });
     assert!(!fraud.ready(), "not ready while its topic does not exist");
 
-    broker.create_topic(topic, 2).unwrap();
+    broker.create_topic(topic, 2);
     let messages: Vec<Outgoing> = scripted()
         .iter()
         .map(|e| Outgoing::keyed(e.user, e.json(), e.time_ms()))

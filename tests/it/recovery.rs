@@ -65,7 +65,7 @@ fn alert_counts(bootstrap: &str, topic: &str) -> BTreeMap<String, u32> {
 fn kill_9_under_load_loses_nothing_and_repeats_only_the_uncommitted_window() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const PARTITIONS: i32 = 6;
-    let broker = broker(PARTITIONS);
+    let broker = kafka(PARTITIONS);
     let bootstrap = broker.bootstrap_servers().to_string();
     let dir = scratch("kill9");
     // Under load: a backlog the detector is busy working through when it

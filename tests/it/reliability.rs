@@ -212,13 +212,13 @@ fn at(bootstrap: &str, args: &[&str], extra: &[(&str, &str)]) -> (i32, String) {
 
 #[test]
 fn hostile_input_is_dead_lettered_and_changes_no_valid_result() {
-    let broker = broker(PARTITIONS);
+    let broker = kafka(PARTITIONS);
     let bootstrap = broker.bootstrap_servers().to_string();
     let valid = valid_stream();
 
     // Reference: the valid events alone, on their own topics and groups.
-    broker.create_topic("clean-activities", PARTITIONS).unwrap();
-    broker.create_topic("clean-alerts", PARTITIONS).unwrap();
+    broker.create_topic("clean-activities", PARTITIONS);
+    broker.create_topic("clean-alerts", PARTITIONS);
     produce(&bootstrap, "clean-activities", &valid);
     let (clean_analytics, _, _) = run_to(
         &bootstrap,

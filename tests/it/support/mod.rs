@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+mod kafka;
+
+pub use kafka::{KafkaCluster, KafkaOptions};
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -39,17 +43,137 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
     }
 }
 
-/// An embedded broker with the three topics.
-pub fn broker(partitions: i32) -> EmbeddedBroker {
-    let topics = TopicsConfig {
-        activities: ACTIVITIES.into(),
-        partitions,
-        replication_factor: 1,
-        retention_ms: 604_800_000,
-        alerts: ALERTS.into(),
-        dlq: DLQ.into(),
-    };
-    EmbeddedBroker::start(1, &topics).expect("embedded broker starts")
+/// Which broker [`broker`] starts: `TEST_BROKER=kafka` for real Apache
+/// Kafka, anything else (or unset) for the embedded one.
+pub fn real_kafka_selected() -> bool {
+    std::env::var("TEST_BROKER").is_ok_and(|v| v.eq_ignore_ascii_case("kafka"))
+}
+
+/// A broker for one test, with the three topics: the embedded broker
+/// unless `TEST_BROKER=kafka` selects real Apache Kafka. Suites whose
+/// meaning is Kafka's own behaviour call [`kafka`] instead.
+pub fn broker(partitions: i32) -> TestBroker {
+    if real_kafka_selected() {
+        kafka(partitions)
+    } else {
+        let topics = TopicsConfig {
+            activities: ACTIVITIES.into(),
+            partitions,
+            replication_factor: 1,
+            retention_ms: 604_800_000,
+            alerts: ALERTS.into(),
+            dlq: DLQ.into(),
+        };
+        TestBroker::Embedded(EmbeddedBroker::start(1, &topics).expect("embedded broker starts"))
+    }
+}
+
+/// Real Apache Kafka (one node) with the three topics, whatever
+/// `TEST_BROKER` says.
+pub fn kafka(partitions: i32) -> TestBroker {
+    kafka_with(&KafkaOptions::default(), partitions)
+}
+
+/// Real Apache Kafka started with `options`, with the three topics.
+pub fn kafka_with(options: &KafkaOptions, partitions: i32) -> TestBroker {
+    let broker = TestBroker::Kafka(KafkaCluster::start(options));
+    for topic in [ACTIVITIES, ALERTS, DLQ] {
+        broker.create_topic(topic, partitions);
+    }
+    broker
+}
+
+/// The broker a test runs on.
+pub enum TestBroker {
+    Embedded(EmbeddedBroker),
+    Kafka(KafkaCluster),
+}
+
+impl TestBroker {
+    pub fn bootstrap_servers(&self) -> &str {
+        match self {
+            TestBroker::Embedded(b) => b.bootstrap_servers(),
+            TestBroker::Kafka(k) => k.bootstrap_servers(),
+        }
+    }
+
+    /// "embedded" or "kafka", for the lines tests print.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TestBroker::Embedded(_) => "embedded",
+            TestBroker::Kafka(_) => "kafka",
+        }
+    }
+
+    /// The real cluster, for node control and its listeners.
+    pub fn real(&mut self) -> &mut KafkaCluster {
+        match self {
+            TestBroker::Kafka(k) => k,
+            TestBroker::Embedded(_) => panic!("this test needs real Kafka (support::kafka)"),
+        }
+    }
+
+    /// The embedded broker's fault injection (real Kafka has none).
+    pub fn cluster(&self) -> &rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+        match self {
+            TestBroker::Embedded(b) => b.cluster(),
+            TestBroker::Kafka(_) => panic!("this test injects faults through the embedded broker"),
+        }
+    }
+
+    /// Creates a topic (replication factor: every node, at most 3) and waits
+    /// until every partition has a leader.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        match self {
+            TestBroker::Embedded(b) => b.create_topic(name, partitions).expect("topic created"),
+            TestBroker::Kafka(k) => create_real_topic(k.bootstrap_servers(), name, partitions),
+        }
+    }
+}
+
+fn create_real_topic(bootstrap: &str, name: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let nodes = bootstrap.split(',').count().min(3) as i32;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(nodes));
+    let results = runtime
+        .block_on(admin.create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .expect("CreateTopics answered");
+    for r in results {
+        if let Err((topic, code)) = r {
+            panic!("cannot create topic {topic}: {code}");
+        }
+    }
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("reader");
+    wait_until(
+        &format!("topic {name} to have leaders"),
+        Duration::from_secs(30),
+        || {
+            reader
+                .fetch_metadata(Some(name), Duration::from_secs(5))
+                .is_ok_and(|m| {
+                    m.topics().first().is_some_and(|t| {
+                        t.error().is_none()
+                            && t.partitions().len() == partitions as usize
+                            && t.partitions().iter().all(|p| p.leader() >= 0)
+                    })
+                })
+        },
+    );
 }
 
 /// A configuration pointing at `bootstrap`, with test-friendly timeouts and
@@ -180,7 +304,15 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Received> {
         let Some(result) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let m = result.expect("read");
+        // A node that is down answers nothing; librdkafka reports it and
+        // reads from the partitions' new leaders.
+        let m = match result {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("reading {topic}: {e}; reading on");
+                continue;
+            }
+        };
         let mut headers = BTreeMap::new();
         if let Some(h) = m.headers() {
             for header in h.iter() {
@@ -205,6 +337,47 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Received> {
     out
 }
 
+/// (alerts published, their distinct ids sorted) in `topic`.
+pub fn unique_alerts(bootstrap: &str, topic: &str) -> (usize, Vec<String>) {
+    let all: Vec<String> = read_all(bootstrap, topic)
+        .iter()
+        .map(|m| m.json()["alert_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    (all.len(), unique)
+}
+
+/// Holds a fault for `duration` while checking `invariant` throughout.
+pub fn hold(duration: Duration, mut invariant: impl FnMut()) {
+    let until = Instant::now() + duration;
+    wait_until("the fault window to pass", duration + Duration::from_secs(5), || {
+        invariant();
+        Instant::now() >= until
+    });
+}
+
+/// The leader node id of `topic`'s `partition` (-1 while it has none).
+pub fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("reader");
+    reader
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .ok()
+        .and_then(|m| {
+            m.topics()
+                .first()?
+                .partitions()
+                .iter()
+                .find(|p| p.id() == partition)
+                .map(|p| p.leader())
+        })
+        .unwrap_or(-1)
+}
+
 /// The committed offsets of `group` on `topic`, by partition.
 pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -217,10 +390,19 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> 
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let c = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    c.elements()
+    // A real coordinator may still be loading the offsets topic (or have
+    // just moved): those answers are retried, as a client would.
+    let mut answer = None;
+    wait_until("the group coordinator to answer", Duration::from_secs(30), || {
+        match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(c) => answer = Some(c),
+            Err(e) => eprintln!("committed offsets of {group}: {e}; retrying"),
+        }
+        answer.is_some()
+    });
+    answer
+        .expect("committed offsets")
+        .elements()
         .iter()
         .filter_map(|e| match e.offset() {
             Offset::Offset(o) => Some((e.partition(), o)),
@@ -243,6 +425,21 @@ pub fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMa
             (p, high)
         })
         .collect()
+}
+
+/// The sum of the samples of metric `name` at `addr`'s `/metrics` whose
+/// labels include every `key="value"` of `labels` (0 when there are none).
+pub fn metric_sum(addr: SocketAddr, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (_, text) = http_get(addr, "/metrics");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.iter().all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\""))))
+                .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
 }
 
 /// A minimal HTTP/1.1 GET: (status, body).
@@ -690,8 +887,8 @@ impl ConsumerProcess {
 /// Processes the activities topic once more, fault-free, with fresh groups,
 /// publishing the alerts to `reference-alerts`: what a run that met no
 /// fault produces, to compare a faulty run's alerts with.
-pub fn reference_run(broker: &EmbeddedBroker, partitions: i32, events: u64, timeout: Duration) {
-    broker.create_topic("reference-alerts", partitions).unwrap();
+pub fn reference_run(broker: &TestBroker, partitions: i32, events: u64, timeout: Duration) {
+    broker.create_topic("reference-alerts", partitions);
     let reference = InProcess::start(&config(
         activity_tracker::config::Command::Demo,
         broker.bootstrap_servers(),

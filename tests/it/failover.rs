@@ -1,0 +1,174 @@
+//! Real Kafka failing under a running pipeline: the only broker stopped
+//! and started again mid-stream, and, on a three-node cluster (replication
+//! factor 3, `min.insync.replicas=2`), the leader of busy partitions killed
+//! with SIGKILL. The producer is idempotent with `acks=all`; the consumers
+//! find the new leaders and the restarted coordinator by themselves.
+//! Nothing is lost: sent = delivered = processed, every offset processed,
+//! and the alerts equal those of a reader that saw no failure.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+use activity_tracker::config::Command;
+use activity_tracker::producer::{self, ProduceOptions, ProduceStats};
+use activity_tracker::shutdown::Shutdown;
+use activity_tracker::telemetry::Telemetry;
+
+const PARTITIONS: i32 = 3;
+const EVENTS: u64 = 6_000;
+
+/// A pipeline (both consumers in this process) and a producer sending
+/// [`EVENTS`] simulated events at 200 events/s.
+struct Pipeline {
+    running: InProcess,
+    producer: std::thread::JoinHandle<anyhow::Result<ProduceStats>>,
+    audit: std::path::PathBuf,
+    _dir: Scratch,
+}
+
+fn pipeline(bootstrap: &str, name: &str) -> Pipeline {
+    let dir = Scratch::new(&format!("failover-{name}"));
+    let audit = dir.join("audit");
+    let config = crate::support::config(
+        Command::Demo,
+        bootstrap,
+        &[
+            ("AUDIT_LOG", audit.to_str().unwrap()),
+            ("EVENTS_PER_SECOND", "200"),
+            ("MAX_EVENTS", "6000"),
+            ("FRAUD_RATE", "0.15"),
+            ("SIM_SEED", "47"),
+            // Longer than the failure, as in production (45 s by default):
+            // the group survives it.
+            ("KAFKA_SESSION_TIMEOUT_MS", "20000"),
+            ("DRAIN_TIMEOUT", "5s"),
+        ],
+    );
+    let running = InProcess::start(&config);
+    let produce = ProduceOptions {
+        kafka: config.kafka.clone(),
+        topic: config.topics.activities.clone(),
+        producer: config.producer.clone(),
+        truth_file: None,
+        shutdown_timeout: Duration::from_secs(120),
+        progress: false,
+        trace: false,
+    };
+    let metrics = Telemetry::new().producer(&produce.topic);
+    let producer = std::thread::spawn(move || producer::run(&produce, metrics, &Shutdown::new()));
+    Pipeline {
+        running,
+        producer,
+        audit,
+        _dir: dir,
+    }
+}
+
+/// Waits for the producer and the consumers, then checks that nothing was
+/// lost or duplicated and the alerts equal a failure-free reader's.
+/// Returns (alerts, lost) for the summary line.
+fn finish(p: Pipeline, broker: &TestBroker) -> (usize, u64) {
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let stats = p.producer.join().unwrap().expect("the producer finishes");
+    assert_eq!(
+        (stats.sent, stats.delivered, stats.failed),
+        (EVENTS, EVENTS, 0),
+        "every event acknowledged, none failed"
+    );
+    let events = read_all(&bootstrap, ACTIVITIES);
+    let mut ids: Vec<String> = events
+        .iter()
+        .map(|m| m.json()["event_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        (events.len() as u64, ids.len() as u64),
+        (EVENTS, EVENTS),
+        "every event in the topic once (the idempotent producer wrote no duplicate)"
+    );
+    p.running.wait_seen(EVENTS, Duration::from_secs(120));
+    let _ = p.running.stop();
+    for consumer in ["analytics", "fraud"] {
+        assert_every_offset_processed(&bootstrap, ACTIVITIES, PARTITIONS, &audit(&p.audit, consumer));
+    }
+    let lost = EVENTS - audit(&p.audit, "fraud").len().min(audit(&p.audit, "analytics").len()) as u64;
+    assert_eq!(lost, 0);
+    let (_, alerts) = unique_alerts(&bootstrap, ALERTS);
+    crate::support::reference_run(broker, PARTITIONS, EVENTS, Duration::from_secs(120));
+    let (_, expected) = unique_alerts(&bootstrap, "reference-alerts");
+    assert!(!expected.is_empty(), "the stream raises alerts");
+    assert_eq!(alerts, expected, "the failure changed the alerts");
+    assert_eq!(read_all(&bootstrap, DLQ).len(), 0, "a failure dead-lettered events");
+    (alerts.len(), lost)
+}
+
+#[test]
+fn the_only_broker_stopped_and_restarted_mid_stream_loses_nothing() {
+    let mut broker = kafka(PARTITIONS);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let p = pipeline(&bootstrap, "restart");
+    p.running.wait_seen(1_000, Duration::from_secs(60));
+    let down = Instant::now();
+    broker.real().stop_node(1);
+    let stopped = p.running.seen();
+    hold(Duration::from_secs(3), || p.running.assert_running());
+    broker.real().start_node(1);
+    let outage = down.elapsed();
+    let up = Instant::now();
+    wait_until(
+        "both consumers to process again after the restart",
+        Duration::from_secs(90),
+        || {
+            let now = p.running.seen();
+            now.0 > stopped.0 && now.1 > stopped.1
+        },
+    );
+    let resumed = up.elapsed();
+    let (alerts, lost) = finish(p, &broker);
+    println!(
+        "broker restart: {EVENTS} sent = delivered = processed by both consumers, {alerts} alerts = failure-free reference, {lost} lost; broker down {:.1} s, first event {:.1} s after it was back",
+        outage.as_secs_f64(),
+        resumed.as_secs_f64()
+    );
+}
+
+#[test]
+fn killing_the_leader_of_busy_partitions_on_three_nodes_loses_nothing() {
+    let mut broker = kafka_with(
+        &KafkaOptions {
+            nodes: 3,
+            ..KafkaOptions::default()
+        },
+        PARTITIONS,
+    );
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let p = pipeline(&bootstrap, "leader");
+    p.running.wait_seen(1_000, Duration::from_secs(60));
+    let leader = leader_of(&bootstrap, ACTIVITIES, 0);
+    assert!((1..=3).contains(&leader), "partition 0 has a leader: {leader}");
+    let killed_at = p.running.seen();
+    let killed = Instant::now();
+    broker.real().kill_node(leader as u8);
+    let mut new_leader = -1;
+    wait_until("a new leader for partition 0", Duration::from_secs(60), || {
+        new_leader = leader_of(&bootstrap, ACTIVITIES, 0);
+        new_leader > 0 && new_leader != leader
+    });
+    let elected = killed.elapsed();
+    wait_until(
+        "both consumers to process again after the leader died",
+        Duration::from_secs(90),
+        || {
+            let now = p.running.seen();
+            now.0 > killed_at.0 + 200 && now.1 > killed_at.1 + 200
+        },
+    );
+    let resumed = killed.elapsed();
+    let (alerts, lost) = finish(p, &broker);
+    println!(
+        "leader kill: node {leader} (leader of partition 0) killed with SIGKILL mid-stream, node {new_leader} elected after {:.1} s, processing again after {:.1} s; {EVENTS} sent = delivered = processed, {alerts} alerts = failure-free reference, {lost} lost",
+        elected.as_secs_f64(),
+        resumed.as_secs_f64()
+    );
+}
