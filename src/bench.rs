@@ -11,15 +11,20 @@
 //! 4. **latency** at fixed offered rates: event timestamp → processed, and →
 //!    its alert acknowledged by Kafka, from the runtime's own histograms
 //!    (the ones `/metrics` exports);
-//! 5. **rebalance pause**: under load, a second fraud replica joins; the
-//!    longest time a moved partition went unprocessed, from the audit trail;
+//! 5. **rebalance pause**: under load, a second fraud replica joins and
+//!    then leaves, under the classic protocol (cooperative-sticky) and
+//!    KIP-848; per moved partition, last event on the old owner → first
+//!    live event on the new one, from the audit trail; and **rebuild time**
+//!    against replay volume (one partition, 10k–1M events in the window);
 //! 6. **memory**: fraud state bytes per tracked user at 100k and 1M users,
 //!    analytics memory at 10M distinct users (pure processors, no broker).
 //!
-//! Throughput is timed from the first to the last message a consumer
-//! handles (group join excluded, the same for every consumer). CPU is the
-//! whole process's (the embedded broker runs in it too), so compare the
-//! columns, not the absolute values, with a standalone broker's.
+//! With `KAFKA_BOOTSTRAP_SERVERS` set it runs against that cluster (real
+//! Kafka: `scripts/kafka`), else on the embedded broker. Throughput is
+//! timed from the first to the last message a consumer handles (group join
+//! excluded, the same for every consumer). CPU is the whole process's (the
+//! embedded broker runs in it too), so compare the columns, not the
+//! absolute values, with a standalone broker's.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,7 +37,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::analytics::AnalyticsProcessor;
 use crate::broker::EmbeddedBroker;
-use crate::config::{Config, TopicsConfig};
+use crate::config::{Config, GroupProtocol, TopicsConfig};
 use crate::consumers::{self, RunningConsumer};
 use crate::event::{Device, Event, EventType, Location, Properties};
 use crate::fraud::{FraudDetector, FraudRules};
@@ -56,6 +61,8 @@ pub struct BenchOptions {
     pub fraud_users: Vec<u64>,
     /// Distinct users of the analytics memory phase.
     pub analytics_users: u64,
+    /// Events a rebuilt partition replays, one measurement each.
+    pub rebuild_volumes: Vec<u64>,
     /// The phases to run.
     pub phases: Vec<Phase>,
 }
@@ -96,6 +103,7 @@ impl BenchOptions {
             rate_seconds: 10,
             fraud_users: vec![100_000, 1_000_000],
             analytics_users: 10_000_000,
+            rebuild_volumes: vec![10_000, 100_000, 1_000_000],
             phases: Phase::ALL.to_vec(),
         }
     }
@@ -108,6 +116,7 @@ impl BenchOptions {
             rate_seconds: 2,
             fraud_users: vec![10_000],
             analytics_users: 200_000,
+            rebuild_volumes: vec![5_000],
             phases: Phase::ALL.to_vec(),
         }
     }
@@ -130,7 +139,14 @@ pub async fn run_command(config: Config, options: BenchOptions) -> anyhow::Resul
 
 fn run(mut config: Config, options: &BenchOptions) -> anyhow::Result<()> {
     let run_id = format!("{}-{}", std::process::id(), crate::eventtime::now_ms() % 1_000_000);
-    let partitions = ((options.events.div_ceil(EVENTS_PER_PARTITION)) as i32).max(12);
+    // The embedded broker silently drops a partition's data past a few MB,
+    // so the backlog is spread over enough partitions; a real broker keeps
+    // everything, and 12 partitions is what the other phases use.
+    let partitions = if config.kafka.bootstrap_servers_set {
+        12
+    } else {
+        ((options.events.div_ceil(EVENTS_PER_PARTITION)) as i32).max(12)
+    };
     let topics = TopicsConfig {
         activities: format!("bench-activities-{run_id}"),
         partitions,
@@ -171,7 +187,12 @@ fn run(mut config: Config, options: &BenchOptions) -> anyhow::Result<()> {
         rows.extend(latency(broker.as_ref(), &config, options, &run_id)?);
     }
     if options.phases.contains(&Phase::Rebalance) {
-        rows.extend(rebalance_pause(broker.as_ref(), &config, options, &run_id)?);
+        for protocol in [GroupProtocol::Classic, GroupProtocol::Consumer] {
+            rows.extend(rebalance_pause(broker.as_ref(), &config, options, &run_id, protocol)?);
+        }
+        for &volume in &options.rebuild_volumes {
+            rows.push(rebuild_time(broker.as_ref(), &config, volume, &run_id)?);
+        }
     }
     // 6. Memory of the pure processors.
     if options.phases.contains(&Phase::Memory) {
@@ -413,12 +434,18 @@ fn drain_consumer(config: &Config, kind: consumers::Kind, n: u64, group: &str) -
 }
 
 /// A copy of `config` on fresh topics (created here) for a phase.
-fn phase_config(broker: Option<&EmbeddedBroker>, config: &Config, name: &str, run_id: &str) -> anyhow::Result<Config> {
+fn phase_config(
+    broker: Option<&EmbeddedBroker>,
+    config: &Config,
+    name: &str,
+    run_id: &str,
+    partitions: i32,
+) -> anyhow::Result<Config> {
     let mut c = config.clone();
     c.topics.activities = format!("bench-{name}-{run_id}");
     c.topics.alerts = format!("bench-{name}-alerts-{run_id}");
     c.topics.dlq = format!("bench-{name}-dlq-{run_id}");
-    c.topics.partitions = 12;
+    c.topics.partitions = partitions;
     create_topics(broker, &c, &c.topics)?;
     Ok(c)
 }
@@ -429,7 +456,7 @@ fn latency(
     options: &BenchOptions,
     run_id: &str,
 ) -> anyhow::Result<Vec<Row>> {
-    let c = phase_config(broker, config, "latency", run_id)?;
+    let c = phase_config(broker, config, "latency", run_id, 12)?;
     let shutdown = Shutdown::new();
     let telemetry = Telemetry::new();
     let fraud = consumers::spawn(
@@ -501,6 +528,25 @@ fn latency(
     }
     stop(&shutdown, vec![fraud, analytics])?;
     Ok(rows)
+}
+
+/// Waits until `c` processes live a number of partitions that `wanted`
+/// accepts (none of them rebuilding).
+fn wait_live(c: &RunningConsumer, wanted: impl Fn(usize) -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STALL;
+    while !c
+        .shared
+        .status
+        .read()
+        .map(|s| s.partitions.iter().all(|p| !p.rebuilding) && wanted(s.partitions.len()))
+        .unwrap_or(false)
+    {
+        if Instant::now() > deadline {
+            bail!("the partitions did not settle on the {} consumer", c.name);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// Waits until every consumer owns partitions and is live.
@@ -599,40 +645,53 @@ fn ms(seconds: Option<f64>) -> String {
     }
 }
 
-/// A second fraud replica joins a group under load: the longest stretch a
-/// moved partition went unprocessed, from the audit trail's wall times.
+/// A second fraud replica joins a group under load, then leaves it
+/// gracefully, under group `protocol`. For each moved partition the pause
+/// is the time from the last event the old owner processed to the first
+/// live event on the new one (drain, commit, hand-over and state rebuild
+/// included), from the audit trail's wall times.
 fn rebalance_pause(
     broker: Option<&EmbeddedBroker>,
     config: &Config,
     options: &BenchOptions,
     run_id: &str,
+    protocol: GroupProtocol,
 ) -> anyhow::Result<Vec<Row>> {
-    let mut c = phase_config(broker, config, "rebalance", run_id)?;
-    let dir = std::env::temp_dir().join(format!("activity-tracker-bench-{run_id}"));
+    let name = format!("rebalance-{}", protocol.as_str());
+    let mut c = phase_config(broker, config, &name, run_id, 12)?;
+    let dir = std::env::temp_dir().join(format!("activity-tracker-bench-{name}-{run_id}"));
     let _ = std::fs::remove_dir_all(&dir);
     c.consumer.audit_log = Some(dir.clone());
+    c.consumer.group_protocol = protocol;
     let rate = options.rates.iter().copied().find(|&r| r >= 5_000).unwrap_or(5_000);
     // The mock broker completes a rebalance only after a session timeout.
     c.consumer.session_timeout = Duration::from_secs(6);
-    let group = format!("bench-rebalance-{run_id}");
-    let shutdown = Shutdown::new();
-    let first = start(&c, consumers::Kind::Fraud, &group, &shutdown)?;
+    let group = format!("bench-{name}-{run_id}");
+    let first_stop = Shutdown::new();
+    let first = start(&c, consumers::Kind::Fraud, &group, &first_stop)?;
     wait_ready(&[&first])?;
     let load_stop = Shutdown::new();
     let (producer_config, stop_load) = (c.clone(), load_stop.clone());
     let load = std::thread::spawn(move || produce_with(&producer_config, None, rate as f64, &stop_load));
     std::thread::sleep(Duration::from_secs(2)); // let the load settle
-    let joined_at = crate::eventtime::now_ms();
-    let second = start(&c, consumers::Kind::Fraud, &group, &shutdown)?;
-    let moved = wait_ready(&[&second]);
-    std::thread::sleep(Duration::from_secs(2)); // both owners under load
+    let second_stop = Shutdown::new();
+    let second = start(&c, consumers::Kind::Fraud, &group, &second_stop)?;
+    let joined = wait_ready(&[&second]).and_then(|()| wait_live(&first, |n| (1..12).contains(&n)));
+    std::thread::sleep(Duration::from_secs(1)); // both owners under load
+    let second_shared = second.shared.clone();
+    let left = stop(&second_stop, vec![second]).and_then(|()| wait_live(&first, |n| n == 12));
+    std::thread::sleep(Duration::from_secs(1)); // the first owner alone under load
     load_stop.trigger();
     let (n, _) = load.join().map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
-    moved?;
-    wait_handled(&[&first, &second], n)?;
-    stop(&shutdown, vec![first, second])?;
+    joined?;
+    left?;
+    // Graceful hand-overs process nothing twice: the first replica handles
+    // whatever the second did not.
+    let by_second = second_shared.handled.load(Ordering::Relaxed);
+    wait_handled(&[&first], n.saturating_sub(by_second))?;
+    stop(&first_stop, vec![first])?;
 
-    // partition → (file, wall ms) of every live-processed event.
+    // partition → (owner file, wall ms) of every live-processed event.
     let mut times: BTreeMap<i32, Vec<(usize, i64)>> = BTreeMap::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -650,32 +709,115 @@ fn rebalance_pause(
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let mut pauses = Vec::new();
+    // Each change of owner in a partition's wall-time order is a hand-over:
+    // to the joining replica, then back when it leaves.
+    let (mut join_pauses, mut leave_pauses) = (Vec::new(), Vec::new());
     for entries in times.values_mut() {
         entries.sort_by_key(|&(_, t)| t);
-        let moved = entries.iter().any(|&(f, _)| f != entries[0].0);
-        if !moved {
-            continue;
+        let original = entries[0].0;
+        for w in entries.windows(2) {
+            if w[0].0 != w[1].0 {
+                let pause = w[1].1 - w[0].1;
+                if w[1].0 == original {
+                    leave_pauses.push(pause);
+                } else {
+                    join_pauses.push(pause);
+                }
+            }
         }
-        let gap = entries
-            .windows(2)
-            .filter(|w| w[1].1 >= joined_at)
-            .map(|w| w[1].1 - w[0].1)
-            .max()
-            .unwrap_or(0);
-        pauses.push(gap);
     }
-    pauses.sort_unstable();
-    let median = pauses.get(pauses.len() / 2).copied().unwrap_or(0);
-    Ok(vec![Row {
-        what: "rebalance pause, a replica joins under load".into(),
-        value: format!("max {} ms · median {median} ms", pauses.last().copied().unwrap_or(0)),
+    let strategy = match protocol {
+        GroupProtocol::Classic => format!("classic {}", c.consumer.assignment_strategy),
+        GroupProtocol::Consumer => "KIP-848 (group.protocol=consumer)".to_string(),
+    };
+    Ok([("joins", join_pauses), ("leaves", leave_pauses)]
+        .into_iter()
+        .map(|(what, mut pauses)| {
+            pauses.sort_unstable();
+            let median = pauses.get(pauses.len() / 2).copied().unwrap_or(0);
+            Row {
+                what: format!("rebalance pause, a replica {what} under load, {strategy}"),
+                value: format!("max {} ms · median {median} ms", pauses.last().copied().unwrap_or(0)),
+                note: format!(
+                    "{} of 12 partitions moved at {} events/s; last event on the old owner → first live on the new (drain, commit, rebuild)",
+                    pauses.len(),
+                    thousands(rate as f64)
+                ),
+            }
+        })
+        .collect())
+}
+
+/// Rebuild time against replay volume: one partition holding `volume`
+/// events within the fraud window is processed and committed by one owner,
+/// which then leaves; a fresh owner rebuilds the state by replaying them.
+/// The time is the runtime's own, from assignment to live.
+fn rebuild_time(broker: Option<&EmbeddedBroker>, config: &Config, volume: u64, run_id: &str) -> anyhow::Result<Row> {
+    let name = format!("rebuild-{volume}");
+    let mut c = phase_config(broker, config, &name, run_id, 1)?;
+    c.consumer.session_timeout = Duration::from_secs(6);
+    let (n, _) = produce(&c, volume, 0.0)?;
+    let group = format!("bench-{name}-{run_id}");
+    let first_stop = Shutdown::new();
+    let first = start(&c, consumers::Kind::Fraud, &group, &first_stop)?;
+    wait_handled(&[&first], n)?;
+    stop(&first_stop, vec![first])?;
+    let telemetry = Telemetry::new();
+    let second_stop = Shutdown::new();
+    let second = consumers::spawn(
+        consumers::fraud_app(&c).quiet(),
+        &c,
+        group,
+        &telemetry,
+        second_stop.clone(),
+    )?;
+    let deadline = Instant::now() + STALL;
+    let rebuilt = loop {
+        let (count, seconds, replayed, by_time) = rebuild_metrics(&telemetry);
+        if count >= 1.0 {
+            break (seconds, replayed, by_time);
+        }
+        if Instant::now() > deadline || second.thread.is_finished() {
+            bail!("the partition of {volume} events was not rebuilt");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stop(&second_stop, vec![second])?;
+    let (seconds, replayed, by_time) = rebuilt;
+    Ok(Row {
+        what: format!("state rebuild, {} events to replay", thousands(n as f64)),
+        value: format!("{:.2} s", seconds),
         note: format!(
-            "{} of 12 partitions moved at {} events/s (cooperative-sticky; drain, commit, state rebuild)",
-            pauses.len(),
-            thousands(rate as f64)
+            "{} events replayed ({} events/s), start found by {}; fraud consumer, one partition",
+            thousands(replayed),
+            thousands(replayed / seconds.max(1e-9)),
+            if by_time { "timestamp" } else { "commit metadata" }
         ),
-    }])
+    })
+}
+
+/// (rebuilds finished, their seconds, events replayed, whether one found
+/// its start by timestamp) from a consumer's telemetry.
+fn rebuild_metrics(telemetry: &Telemetry) -> (f64, f64, f64, bool) {
+    let mut out = (0.0, 0.0, 0.0, false);
+    for line in telemetry.render().lines() {
+        let value = || {
+            line.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        if line.starts_with("activity_state_rebuild_seconds_count") {
+            out.0 += value();
+        } else if line.starts_with("activity_state_rebuild_seconds_sum") {
+            out.1 += value();
+        } else if line.starts_with("activity_state_rebuild_events_total") {
+            out.2 += value();
+        } else if line.starts_with("activity_state_rebuilds_total") && line.contains("method=\"timestamp\"") {
+            out.3 |= value() > 0.0;
+        }
+    }
+    out
 }
 
 /// Memory of the pure processors: per tracked fraud user, and analytics at

@@ -89,34 +89,35 @@ fn report(r: &Replica) -> Option<Value> {
 /// Waits until every partition is owned by exactly one of `replicas`, evenly,
 /// none rebuilding; returns each replica's partitions.
 fn wait_settled(replicas: &[&Replica]) -> Vec<Vec<i64>> {
+    wait_settled_within(replicas, Duration::from_secs(120))
+}
+
+/// [`wait_settled`] within `timeout`.
+fn wait_settled_within(replicas: &[&Replica], timeout: Duration) -> Vec<Vec<i64>> {
     let mut owned = Vec::new();
-    wait_until(
-        &format!("{} replicas to settle", replicas.len()),
-        Duration::from_secs(120),
-        || {
-            let views: Option<Vec<Value>> = replicas.iter().map(|r| report(r)).collect();
-            let Some(views) = views else { return false };
-            let mut all = Vec::new();
-            owned.clear();
-            for v in &views {
-                let c = &v["consumer"];
-                if c["ready"] != json!(true) {
-                    return false;
-                }
-                let parts = c["partitions"].as_array().cloned().unwrap_or_default();
-                if parts.iter().any(|p| p["rebuilding"] == json!(true)) {
-                    return false;
-                }
-                let ids: Vec<i64> = parts.iter().filter_map(|p| p["partition"].as_i64()).collect();
-                all.extend(ids.iter().copied());
-                owned.push(ids);
+    wait_until(&format!("{} replicas to settle", replicas.len()), timeout, || {
+        let views: Option<Vec<Value>> = replicas.iter().map(|r| report(r)).collect();
+        let Some(views) = views else { return false };
+        let mut all = Vec::new();
+        owned.clear();
+        for v in &views {
+            let c = &v["consumer"];
+            if c["ready"] != json!(true) {
+                return false;
             }
-            let counts: Vec<usize> = owned.iter().map(Vec::len).collect();
-            let balanced = counts.iter().max().unwrap_or(&0) - counts.iter().min().unwrap_or(&0) <= 1;
-            all.sort_unstable();
-            balanced && all == (0..PARTITIONS as i64).collect::<Vec<_>>()
-        },
-    );
+            let parts = c["partitions"].as_array().cloned().unwrap_or_default();
+            if parts.iter().any(|p| p["rebuilding"] == json!(true)) {
+                return false;
+            }
+            let ids: Vec<i64> = parts.iter().filter_map(|p| p["partition"].as_i64()).collect();
+            all.extend(ids.iter().copied());
+            owned.push(ids);
+        }
+        let counts: Vec<usize> = owned.iter().map(Vec::len).collect();
+        let balanced = counts.iter().max().unwrap_or(&0) - counts.iter().min().unwrap_or(&0) <= 1;
+        all.sort_unstable();
+        balanced && all == (0..PARTITIONS as i64).collect::<Vec<_>>()
+    });
     owned
 }
 
@@ -528,4 +529,54 @@ fn revoking_partitions_under_heavy_load_loses_and_duplicates_nothing() {
     );
     assert!(a_processed_at_move < total, "the move happened mid-stream");
     assert_eq!(duplicates, 0, "a graceful revoke processes nothing twice");
+}
+
+/// A replica stopped gracefully leaves the group as it goes, so the rest of
+/// the group takes its partitions at once, not after the session timeout
+/// (60 s here; 45 s by default). On the embedded broker every rebalance
+/// waits for the session timeout, so this needs real Kafka.
+#[test]
+fn a_stopped_replica_leaves_the_group_at_once() {
+    let broker = kafka(PARTITIONS);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let dir = scratch("leave");
+    let env = [
+        ("KAFKA_GROUP_PROTOCOL", "classic"),
+        ("KAFKA_SESSION_TIMEOUT_MS", "60000"),
+        ("DRAIN_TIMEOUT", "3s"),
+        ("KAFKA_COMMIT_INTERVAL_MS", "200"),
+    ];
+    let first = ConsumerProcess::start("fraud", &bootstrap, &dir, 1, &env);
+    let mut second = ConsumerProcess::start("fraud", &bootstrap, &dir, 2, &env);
+    wait_settled(&[&first, &second]);
+    // Under load, as in production (librdkafka's unsubscribe-then-close
+    // left without a LeaveGroup only when messages were flowing).
+    let feeding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let feeder = {
+        let (bootstrap, feeding) = (bootstrap.clone(), feeding.clone());
+        let events = stream();
+        std::thread::spawn(move || {
+            for batch in events.chunks(100).cycle() {
+                if !feeding.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                produce(&bootstrap, ACTIVITIES, batch);
+            }
+        })
+    };
+    wait_until("the replicas to be under load", Duration::from_secs(30), || {
+        [&first, &second]
+            .iter()
+            .all(|r| report(r).is_some_and(|v| v["consumer"]["events_processed"].as_u64().unwrap_or(0) > 0))
+    });
+    let stopped = std::time::Instant::now();
+    second.stop();
+    // Well inside the session timeout: only a LeaveGroup explains it.
+    wait_settled_within(&[&first], Duration::from_secs(30));
+    feeding.store(false, std::sync::atomic::Ordering::Relaxed);
+    feeder.join().unwrap();
+    println!(
+        "leave: the remaining replica owned every partition {:.1} s after the other was stopped (session timeout 60 s)",
+        stopped.elapsed().as_secs_f64()
+    );
 }

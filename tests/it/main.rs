@@ -1,5 +1,7 @@
 //! The black-box integration tests, linked as one test binary (each suite
 //! is a module; linking librdkafka once instead of per suite saves minutes).
+//! One suite links on its own: `tests/trace_propagation.rs` installs the
+//! process-wide tracing subscriber.
 //!
 //! Every suite starts its own broker through [`support::broker`]: the
 //! embedded broker by default, real Apache Kafka (`scripts/kafka`) with
@@ -21,4 +23,3 @@ mod pipeline;
 mod rebuild;
 mod recovery;
 mod reliability;
-mod trace_propagation;

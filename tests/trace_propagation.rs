@@ -2,6 +2,13 @@
 //! writes its W3C context into the message headers; the fraud consumer's
 //! span continues it; the alert's headers carry the consumer span's context.
 //! Spans are collected with OpenTelemetry's in-memory exporter.
+//!
+//! Its own test binary, not a module of `tests/it`: it installs the
+//! process-wide tracing subscriber, which the first test of a shared
+//! process to log would otherwise have installed already.
+
+#[path = "it/support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
