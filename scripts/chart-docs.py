@@ -63,6 +63,7 @@ CONSTRAINTS = {
     "config.sessionTimeoutMs": {"minimum": 1000, "maximum": 3600000},
     "config.commitIntervalMs": {"minimum": 10, "maximum": 600000},
     "config.assignmentStrategy": {"enum": ["cooperative-sticky", "range", "roundrobin"]},
+    "config.groupProtocol": {"enum": ["classic", "consumer"]},
     "config.statsInterval": {"minimum": 1},
     "config.maxEventBytes": {"minimum": 256, "maximum": 104857600},
     "config.ipPrivacy": {"enum": ["none", "truncate", "hash"]},

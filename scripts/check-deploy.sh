@@ -24,6 +24,8 @@
 #   - deploy/docker-compose.yml through Docker Compose's own loader, its
 #     Prometheus config through promtool, the Strimzi manifests against the
 #     chart values that go with them;
+#   - every Kafka we deploy (compose, the chart's kafka.deploy, Strimzi)
+#     is the version the tests run on (scripts/kafka);
 #   - hadolint on the Dockerfile.
 #
 # Tools: HELM (a helm binary), PYTHON (a Python with the packages of .ci/run),
@@ -153,6 +155,15 @@ section "docker compose, Prometheus config, Strimzi"
 "$PYTHON" scripts/check-deploy.py compose deploy/docker-compose.yml "$DOCKER_COMPOSE"
 promtool check config --syntax-only deploy/prometheus.yml
 "$PYTHON" scripts/check-deploy.py strimzi deploy/strimzi "$WORK/strimzi.yaml"
+
+section "Kafka version"
+kafka_version="$(sed -n 's/^KAFKA_VERSION = "\(.*\)"$/\1/p' scripts/kafka)"
+[ -n "$kafka_version" ] || { echo "no KAFKA_VERSION in scripts/kafka" >&2; exit 1; }
+for where in "deploy/docker-compose.yml:image: apache/kafka:$kafka_version" \
+    "$CHART/values.yaml:tag: \"$kafka_version\"" "deploy/strimzi/kafka.yaml:version: $kafka_version"; do
+    grep -qF "${where#*:}" "${where%%:*}" || { echo "${where%%:*} does not deploy Kafka $kafka_version, the version the tests run" >&2; exit 1; }
+done
+echo "   Kafka $kafka_version (the tested version) in compose, the chart and the Strimzi manifests"
 
 section "Dockerfile"
 "$(dirname "$PYTHON")/hadolint" Dockerfile && echo "   hadolint: clean"

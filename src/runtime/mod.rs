@@ -284,6 +284,9 @@ struct RuntimeContext<A: ConsumerApp> {
     pending_handoff: Mutex<Option<(TopicPartitionList, Instant)>>,
     /// How long a new owner waits for the previous owner's handoff.
     handoff_wait: Duration,
+    /// Set by the stop: the revocations the final close makes must be done
+    /// by then (the work they repeat was already done within the budget).
+    stop_deadline: Mutex<Option<Instant>>,
     metrics: ConsumerMetrics,
     topic: String,
     rebuild: bool,
@@ -715,10 +718,21 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         }
         let mut core = self.lock();
         if !lost {
-            let until = Instant::now() + core.options.consumer.drain_timeout;
+            // While stopping, the revocation the close makes fits in what is
+            // left of the stop budget.
+            let stop_deadline = self.stop_deadline.lock().ok().and_then(|d| *d);
+            let bound = |wanted: Duration| {
+                stop_deadline.map_or(wanted, |d| wanted.min(d.saturating_duration_since(Instant::now())))
+            };
+            let until = Instant::now() + bound(core.options.consumer.drain_timeout);
             core.drain(&ids, until);
             core.flush_audit();
-            match self.commit_handoff(consumer, &core, &ids, REBALANCE_CALL_TIMEOUT) {
+            match self.commit_handoff(
+                consumer,
+                &core,
+                &ids,
+                bound(REBALANCE_CALL_TIMEOUT).max(Duration::from_millis(100)),
+            ) {
                 Ok(_) => {}
                 Err((e, commit)) if is_rebalancing(&e) => {
                     tracing::info!(
@@ -1300,6 +1314,7 @@ pub fn run<A: ConsumerApp>(
         high_watermarks: Mutex::new(BTreeMap::new()),
         pending_handoff: Mutex::new(None),
         handoff_wait: options.consumer.drain_timeout.min(HANDOFF_WAIT),
+        stop_deadline: Mutex::new(None),
         metrics: metrics.clone(),
         topic: options.topic.clone(),
         rebuild: options.consumer.state_rebuild,
@@ -1459,9 +1474,13 @@ pub fn run<A: ConsumerApp>(
     // (An `unsubscribe()` first revokes too, but under the classic protocol
     // librdkafka 2.12 then often closes without a LeaveGroup: measured on
     // Kafka 4.4, the remaining replicas waited a whole session timeout.)
+    if let Ok(mut d) = ctx.stop_deadline.lock() {
+        *d = Some(stop_started + stop_budget);
+    }
     let close_budget = (stop_started + stop_budget).saturating_duration_since(Instant::now());
     close_within(consumer, close_budget, name);
-    if !ctx.lock().slots.is_empty() {
+    // A close still at work past its budget holds the state: not waited for.
+    if ctx.core.try_lock().map_or(true, |core| !core.slots.is_empty()) {
         tracing::warn!(
             consumer = name,
             "shutdown timeout before every partition was revoked; uncommitted events will be re-processed"

@@ -236,6 +236,13 @@ fn fraud_fleet(protocol: &str) {
         .iter()
         .map(|r| rebuilds(r, "commit_metadata"))
         .sum();
+    // Commits the coordinator refused (a stale member epoch under KIP-848,
+    // a rebalance in progress under the classic protocol): counted, not
+    // fatal — the next commit carries the same offsets.
+    let refused: f64 = [&r1, &r4, &r5, &r6]
+        .iter()
+        .map(|r| metric_sum(r.http, "activity_consumer_commits_total", &[("result", "error")]))
+        .sum();
     assert!(by_time > 0.0, "moved partitions were rebuilt by timestamp");
     assert_eq!(by_metadata, 0.0, "no rebuild fell back to commit metadata");
     for mut r in [r1, r4, r5, r6] {
@@ -249,7 +256,7 @@ fn fraud_fleet(protocol: &str) {
     // again by the new owner, so they still appear).
     assert_every_offset_processed(&bootstrap, ACTIVITIES, PARTITIONS, &audit(&dir.join("audit"), ""));
     println!(
-        "fleet ({protocol}): {} events, {} alerts published ({} unique; {} copies re-sent after the kill -9, dropped by alert_id); every offset processed at least once; {by_time} rebuilds by timestamp",
+        "fleet ({protocol}): {} events, {} alerts published ({} unique; {} copies re-sent after the kill -9, dropped by alert_id); every offset processed at least once; {by_time} rebuilds by timestamp; {refused} commits refused by the coordinator",
         events.len(),
         ids.len(),
         unique.len(),
@@ -578,5 +585,74 @@ fn a_stopped_replica_leaves_the_group_at_once() {
     println!(
         "leave: the remaining replica owned every partition {:.1} s after the other was stopped (session timeout 60 s)",
         stopped.elapsed().as_secs_f64()
+    );
+}
+
+/// A frozen pod (SIGSTOP for 8 s, then SIGCONT: a long GC-like pause, a
+/// throttled or suspended container) outlives its session (6 s): the group
+/// fences it and moves its partitions, and on waking it must see them
+/// lost, rejoin and consume again. Under KIP-848 the rejoin after fencing
+/// is where librdkafka 2.12 has known defects (fixed by 2.15).
+///
+/// Not covered: an eviction for a slow poll alone (the application not
+/// polling while librdkafka's threads run on), which no signal can cause
+/// from outside the process.
+fn resumes_after_an_eviction(protocol: &str, session_ms: &str, max_poll_ms: &str, freeze: Duration) -> Duration {
+    let broker = kafka(PARTITIONS);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let dir = scratch(&format!("eviction-{protocol}"));
+    let env = [
+        ("KAFKA_GROUP_PROTOCOL", protocol),
+        ("KAFKA_SESSION_TIMEOUT_MS", session_ms),
+        ("DRAIN_TIMEOUT", "3s"),
+        ("KAFKA_COMMIT_INTERVAL_MS", "200"),
+        ("KAFKA_CONFIG_MAX_POLL_INTERVAL_MS", max_poll_ms),
+    ];
+    let events = stream();
+    let (before, after) = events.split_at(CHUNK);
+    let mut replica = ConsumerProcess::start("fraud", &bootstrap, &dir, 1, &env);
+    produce(&bootstrap, ACTIVITIES, before);
+    wait_until(
+        "the replica to process the first chunk",
+        Duration::from_secs(60),
+        || {
+            replica.assert_running();
+            replica.processed() >= before.len() as u64
+        },
+    );
+    replica.process.signal("STOP");
+    hold(freeze, || {});
+    replica.process.signal("CONT");
+    let resumed = std::time::Instant::now();
+    produce(&bootstrap, ACTIVITIES, after);
+    wait_until(
+        &format!("the replica to consume again after its eviction ({protocol})"),
+        Duration::from_secs(90),
+        || replica.processed() >= events.len() as u64,
+    );
+    wait_committed(&bootstrap, "fraud-detectors");
+    let took = resumed.elapsed();
+    // The group had taken the partitions away: the replica saw them lost.
+    let lost = metric_sum(replica.http, "activity_consumer_rebalances_total", &[("kind", "lost")]);
+    assert!(lost >= 1.0, "the freeze evicted the replica (partitions lost: {lost})");
+    replica.stop();
+    took
+}
+
+#[test]
+fn a_frozen_replica_consumes_again_after_its_eviction_classic_protocol() {
+    let took = resumes_after_an_eviction("classic", "6000", "6000", Duration::from_secs(8));
+    println!(
+        "eviction (classic): frozen 8 s (session 6 s); every event processed and committed {:.1} s after it resumed",
+        took.as_secs_f64()
+    );
+}
+
+#[test]
+fn a_frozen_replica_consumes_again_after_its_eviction_kip848_protocol() {
+    let took = resumes_after_an_eviction("consumer", "45000", "300000", Duration::from_secs(8));
+    println!(
+        "eviction (consumer): frozen 8 s (broker session 6 s); every event processed and committed {:.1} s after it resumed",
+        took.as_secs_f64()
     );
 }

@@ -105,6 +105,7 @@ SHUTDOWN_TIMEOUT: {{ printf "%ds" (int .Values.config.shutdownTimeoutSeconds) | 
 DRAIN_TIMEOUT: {{ printf "%ds" (int .Values.config.drainTimeoutSeconds) | quote }}
 KAFKA_SESSION_TIMEOUT_MS: {{ .Values.config.sessionTimeoutMs | int64 | quote }}
 KAFKA_COMMIT_INTERVAL_MS: {{ .Values.config.commitIntervalMs | int64 | quote }}
+KAFKA_GROUP_PROTOCOL: {{ .Values.config.groupProtocol | quote }}
 KAFKA_ASSIGNMENT_STRATEGY: {{ .Values.config.assignmentStrategy | quote }}
 STATE_REBUILD: {{ .Values.config.stateRebuild | quote }}
 STATS_INTERVAL: {{ .Values.config.statsInterval | int64 | quote }}
