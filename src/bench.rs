@@ -191,6 +191,14 @@ fn run(mut config: Config, options: &BenchOptions) -> anyhow::Result<()> {
             rows.extend(rebalance_pause(broker.as_ref(), &config, options, &run_id, protocol)?);
         }
         for &volume in &options.rebuild_volumes {
+            if broker.is_some() && volume > EVENTS_PER_PARTITION {
+                rows.push(Row {
+                    what: format!("state rebuild, {} events to replay", thousands(volume as f64)),
+                    value: "–".into(),
+                    note: "not measurable on the embedded broker (it keeps a few MB per partition)".into(),
+                });
+                continue;
+            }
             rows.push(rebuild_time(broker.as_ref(), &config, volume, &run_id)?);
         }
     }

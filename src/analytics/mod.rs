@@ -21,7 +21,7 @@
 //! per user are counted in quarter-window buckets, sweeps run at instants
 //! fixed by event time, a session is open only while within its timeout —
 //! so a rebuilt partition shows exactly what a partition owned all along
-//! shows (`tests/rebuild.rs`). One exception, documented: a session longer
+//! shows (`tests/it/rebuild.rs`). One exception, documented: a session longer
 //! than the rebuild window is measured from the replay's start after a
 //! hand-over, and sessions open at a hand-over are not counted as closed.
 //!
