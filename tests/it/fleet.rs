@@ -656,3 +656,50 @@ fn a_frozen_replica_consumes_again_after_its_eviction_kip848_protocol() {
         took.as_secs_f64()
     );
 }
+
+/// Static membership (`KAFKA_GROUP_INSTANCE_ID`, the StatefulSet pod name):
+/// a replica restarted within the session timeout gets its own partitions
+/// back and the rest of the group never rebalances. Under both protocols.
+fn static_member_restarts_without_a_rebalance(protocol: &str) {
+    let broker = kafka(PARTITIONS);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let dir = scratch(&format!("static-{protocol}"));
+    let env = |instance: &'static str| {
+        [
+            ("KAFKA_GROUP_PROTOCOL", protocol),
+            ("KAFKA_GROUP_INSTANCE_ID", instance),
+            // Long enough for the restart (under KIP-848 the broker's
+            // session applies: 6 s on the test cluster).
+            ("KAFKA_SESSION_TIMEOUT_MS", "30000"),
+            ("DRAIN_TIMEOUT", "3s"),
+        ]
+    };
+    let assigned = |r: &Replica| metric_sum(r.http, "activity_consumer_rebalances_total", &[("kind", "assign")]);
+    let mut first = ConsumerProcess::start("fraud", &bootstrap, &dir, 1, &env("fraud-0"));
+    let second = ConsumerProcess::start("fraud", &bootstrap, &dir, 2, &env("fraud-1"));
+    let owned = wait_settled(&[&first, &second]);
+    let second_assignments = assigned(&second);
+    first.stop();
+    let first = ConsumerProcess::start("fraud", &bootstrap, &dir, 3, &env("fraud-0"));
+    let again = wait_settled(&[&first, &second]);
+    assert_eq!(again, owned, "the restarted member got its own partitions back");
+    assert_eq!(
+        assigned(&second),
+        second_assignments,
+        "the other member saw no rebalance"
+    );
+    println!(
+        "static membership ({protocol}): a restarted member got {:?} back; the other kept {:?} with no rebalance",
+        again[0], again[1]
+    );
+}
+
+#[test]
+fn a_static_member_restarts_without_a_rebalance_classic_protocol() {
+    static_member_restarts_without_a_rebalance("classic");
+}
+
+#[test]
+fn a_static_member_restarts_without_a_rebalance_kip848_protocol() {
+    static_member_restarts_without_a_rebalance("consumer");
+}
