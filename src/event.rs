@@ -157,9 +157,14 @@ pub struct Location<'a> {
 }
 
 impl Event<'_> {
-    /// The money a purchase moved: `cart_value`, else `price`, else 0.
+    /// The money a purchase moved, as the seed computes it (`cart_value or
+    /// price`): `cart_value` unless it is absent or 0, else `price`, else 0.
     pub fn amount(&self) -> f64 {
-        self.properties.cart_value.or(self.properties.price).unwrap_or(0.0)
+        self.properties
+            .cart_value
+            .filter(|v| *v != 0.0)
+            .or(self.properties.price)
+            .unwrap_or(0.0)
     }
 
     /// Converts every borrowed string into an owned one, for events that must
@@ -762,6 +767,18 @@ mod tests {
         assert!(matches!(e.user_id, Cow::Borrowed(_)));
         assert!(matches!(e.device.browser, Some(Cow::Borrowed(_))));
         assert_eq!(e.amount(), 999.99);
+    }
+
+    #[test]
+    fn amount_is_the_seeds_cart_value_or_price() {
+        let with = |cart: &str| SEED_EVENT.replace(r#""cart_value": 999.99"#, cart);
+        let amount = |text: String| decode_ok(&text).amount();
+        assert_eq!(amount(with(r#""cart_value": 1500.5"#)), 1500.5);
+        // Python's `or`: a cart value of 0 falls back to the price.
+        assert_eq!(amount(with(r#""cart_value": 0"#)), 999.99);
+        assert_eq!(amount(with(r#""cart_value": null"#)), 999.99);
+        let neither = with(r#""cart_value": 0"#).replace(r#""price": 999.99, "#, "");
+        assert_eq!(amount(neither), 0.0);
     }
 
     #[test]

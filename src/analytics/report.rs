@@ -14,6 +14,11 @@ use serde::Serialize;
 use super::{AnalyticsTotals, WindowFigures};
 use crate::event::EventType;
 
+/// Pages in the report's top list (the seed's "Top 10 Pages").
+pub const TOP_PAGES: usize = 10;
+/// Products in each top list (the seed's "Top 5 Popular Products").
+pub const TOP_PRODUCTS: usize = 5;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PageCount {
     pub page: String,
@@ -117,13 +122,13 @@ impl AnalyticsReport {
                 .collect(),
             top_pages: totals
                 .page_views
-                .top(10)
+                .top(TOP_PAGES)
                 .into_iter()
                 .map(|(page, views)| PageCount { page, views })
                 .collect(),
             top_products_by_revenue: totals
                 .product_revenue_cents
-                .top(5)
+                .top(TOP_PRODUCTS)
                 .into_iter()
                 .map(|(id, cents)| ProductFigure {
                     name: name_of(&id),
@@ -133,7 +138,7 @@ impl AnalyticsReport {
                 .collect(),
             top_products_by_interactions: totals
                 .product_interactions
-                .top(5)
+                .top(TOP_PRODUCTS)
                 .into_iter()
                 .map(|(id, n)| ProductFigure {
                     name: name_of(&id),
@@ -185,7 +190,7 @@ impl AnalyticsReport {
             let n = self.event_types.get(t.as_str()).copied().unwrap_or(0);
             let _ = writeln!(s, "  {:<16}: {:>6} ({:.1}%)", t.as_str(), n, n as f64 * 100.0 / total);
         }
-        let _ = writeln!(s, "\n📄 Top Pages:");
+        let _ = writeln!(s, "\n📄 Top {TOP_PAGES} Pages:");
         for p in &self.top_pages {
             let _ = writeln!(s, "  {:<36}: {:>6}", p.page, p.views);
         }
@@ -232,16 +237,16 @@ impl AnalyticsReport {
             let _ = writeln!(s, "  Revenue by Hour (UTC): {}", hours.join(" | "));
         }
 
-        let _ = writeln!(s, "\n🛍️  Top Products (interactions):");
+        let _ = writeln!(s, "\n🛍️  Top {TOP_PRODUCTS} Popular Products:");
         for p in &self.top_products_by_interactions {
             let _ = writeln!(s, "  {:<32}: {:>6}", p.name, p.value as u64);
         }
 
-        let _ = writeln!(s, "\n🌍 Geography:");
+        let _ = writeln!(s, "\n🌍 Geographic Distribution:");
         let _ = writeln!(s, "  Top Countries: {}", top_line(&self.countries, 5, total));
         let _ = writeln!(s, "  Top Cities   : {}", top_line(&self.cities, 5, total));
 
-        let _ = writeln!(s, "\n📱 Devices:");
+        let _ = writeln!(s, "\n📱 Device Distribution:");
         let _ = writeln!(s, "  Types   : {}", top_line(&self.device_types, 5, total));
         let _ = writeln!(s, "  Browsers: {}", top_line(&self.browsers, 5, total));
         let _ = writeln!(s, "  OS      : {}", top_line(&self.operating_systems, 6, total));

@@ -187,12 +187,13 @@ fn funnel_and_users_are_distinct_counts() {
     let text = r.render("header");
     for section in [
         "Event Type Distribution",
-        "Top Pages",
+        "📄 Top 10 Pages:",
         "Conversion Funnel",
         "Revenue Analytics",
         "Top Products",
-        "Geography",
-        "Devices",
+        "🌍 Geographic Distribution:",
+        "🛍️  Top 5 Popular Products:",
+        "📱 Device Distribution:",
         "User Activity",
         "Avg Session",
     ] {

@@ -5,7 +5,7 @@
 //! | HIGH_VELOCITY | HIGH | ≥ VELOCITY_THRESHOLD transactional events (add_to_cart, purchase) within 60 s |
 //! | MULTIPLE_IPS | MEDIUM | ≥ MULTIPLE_IP_THRESHOLD distinct IPs among the user's events of the last hour |
 //! | RAPID_LOCATION_CHANGE | HIGH | country or city differs from the user's previous known location, seen < RAPID_LOCATION_CHANGE_MINUTES ago |
-//! | HIGH_VALUE_PURCHASE | MEDIUM | a purchase of at least HIGH_VALUE_THRESHOLD (cart_value, else price) |
+//! | HIGH_VALUE_PURCHASE | MEDIUM | a purchase of at least HIGH_VALUE_THRESHOLD (cart_value unless absent or 0, else price) |
 //! | PURCHASE_WITHOUT_ACTIVITY | MEDIUM | a purchase with fewer than 2 earlier transactional events in the last hour |
 //! | RAPID_PURCHASES | HIGH | ≥ 3 purchases within 5 minutes |
 //!
@@ -286,11 +286,17 @@ impl FraudDetector {
 
     fn sweep(&self, state: &mut FraudPartition) {
         let retention = self.rules.retention_ms();
-        // Sweep when event time has moved on by an eighth of the retention:
-        // amortised O(1) per event, and at most 1/8 extra memory.
-        if state.watermark_ms - state.last_sweep_ms >= retention / 8 {
-            state.users.evict_older_than(state.watermark_ms - retention);
-            state.last_sweep_ms = state.watermark_ms;
+        // Sweep each time event time crosses a multiple of an eighth of the
+        // retention (aligned to the epoch, so every owner of the partition
+        // sweeps at the same event times): amortised O(1) per event, and at
+        // most 1/8 extra memory. Which records a sweep has removed never
+        // changes a result: `entry` treats a record older than the horizon
+        // as absent anyway.
+        let step = (retention / 8).max(1);
+        let boundary = state.watermark_ms.div_euclid(step) * step;
+        if boundary > state.last_sweep_ms {
+            state.users.evict_older_than(boundary.saturating_sub(retention));
+            state.last_sweep_ms = boundary;
         }
     }
 
@@ -315,7 +321,7 @@ impl Processor for FraudDetector {
         FraudPartition {
             users: UserTable::new(self.layout),
             watermark_ms: i64::MIN,
-            last_sweep_ms: i64::MIN / 2,
+            last_sweep_ms: i64::MIN,
             location_names: HashMap::new(),
         }
     }
@@ -350,7 +356,8 @@ impl Processor for FraudDetector {
             }
         };
         let rules = &self.rules;
-        let mut record = state.users.entry(user_key, event.timestamp_ms);
+        let horizon = state.watermark_ms.saturating_sub(rules.retention_ms());
+        let mut record = state.users.entry(user_key, event.timestamp_ms, horizon);
         record.advance_to(event.timestamp_ms);
 
         // Each rule: (condition holds now, message and evidence if it does).

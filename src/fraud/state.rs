@@ -131,27 +131,28 @@ impl UserTable {
         chunk_bytes + map_bytes + self.free.capacity() * 4
     }
 
-    /// The record of `key`, created empty (latest event at `time_ms`) if new.
-    pub fn entry(&mut self, key: u64, time_ms: i64) -> UserRecord<'_> {
-        let slot = match self.slots.get(&key) {
-            Some(&slot) => slot,
+    /// The record of `key`, created empty (latest event at `time_ms`) if new
+    /// — or if its latest event is older than `horizon`: such a record can
+    /// no longer matter and is absent for every reader, whether or not a
+    /// sweep has removed it yet, so results never depend on when sweeps ran.
+    pub fn entry(&mut self, key: u64, time_ms: i64, horizon: i64) -> UserRecord<'_> {
+        let (slot, fresh) = match self.slots.get(&key) {
+            Some(&slot) => (slot, false),
             None => {
                 let slot = self.allocate();
                 self.slots.insert(key, slot);
-                let layout = self.layout;
-                let words = self.words_mut(slot);
-                words.fill(NEVER);
-                words[LOCATION] = 0;
-                let mut record = UserRecord { layout, words };
-                record.set_last_ms(time_ms);
-                return record;
+                (slot, true)
             }
         };
         let layout = self.layout;
-        UserRecord {
-            layout,
-            words: self.words_mut(slot),
+        let words = self.words_mut(slot);
+        let mut record = UserRecord { layout, words };
+        if fresh || record.last_ms() < horizon {
+            record.words.fill(NEVER);
+            record.words[LOCATION] = 0;
+            record.set_last_ms(time_ms);
         }
+        record
     }
 
     /// Forgets every user whose latest event is older than `cutoff_ms`.
@@ -353,7 +354,7 @@ mod tests {
     #[test]
     fn ages_shift_and_saturate() {
         let mut table = UserTable::new(Layout::new(5, 3));
-        let mut r = table.entry(42, 1_000);
+        let mut r = table.entry(42, 1_000, i64::MIN);
         r.push_transaction();
         r.push_purchase();
         assert_eq!(r.advance_to(31_000), 31_000);
@@ -372,7 +373,7 @@ mod tests {
     #[test]
     fn ip_slots_keep_the_most_recent_distinct_addresses() {
         let mut table = UserTable::new(Layout::new(5, 3));
-        let mut r = table.entry(7, 0);
+        let mut r = table.entry(7, 0, i64::MIN);
         assert_eq!(r.touch_ip(1, 3_600_000), 1);
         r.advance_to(1_000);
         assert_eq!(r.touch_ip(1, 3_600_000), 1, "same address counts once");
@@ -392,22 +393,36 @@ mod tests {
     }
 
     #[test]
+    fn a_record_older_than_the_horizon_is_absent_before_any_sweep() {
+        let mut table = UserTable::new(Layout::new(5, 3));
+        let mut r = table.entry(1, 1_000, i64::MIN);
+        r.push_transaction();
+        r.set_location(77);
+        let r = table.entry(1, 9_000, 5_000);
+        assert_eq!(r.last_ms(), 9_000);
+        assert_eq!(r.transactions_within(u32::MAX - 1), 0, "history forgotten");
+        assert_eq!(r.location(), (0, NEVER));
+        let r = table.entry(1, 9_500, 5_000);
+        assert_eq!(r.last_ms(), 9_000, "a record inside the horizon is kept");
+    }
+
+    #[test]
     fn eviction_frees_slots_for_reuse() {
         let mut table = UserTable::new(Layout::new(5, 3));
         for key in 0..3_000u64 {
             let t = key as i64;
-            table.entry(key, t);
+            table.entry(key, t, i64::MIN);
         }
         assert_eq!(table.len(), 3_000);
         let chunks = table.chunks.len();
         assert_eq!(table.evict_older_than(2_000), 2_000);
         assert_eq!(table.len(), 1_000);
         for key in 10_000..12_000u64 {
-            table.entry(key, 5_000);
+            table.entry(key, 5_000, i64::MIN);
         }
         assert_eq!(table.chunks.len(), chunks, "freed slots are reused");
         // A re-created user starts empty.
-        let r = table.entry(0, 9_000);
+        let r = table.entry(0, 9_000, i64::MIN);
         assert_eq!(r.transactions_within(u32::MAX - 1), 0);
         assert_eq!(r.location(), (0, NEVER));
     }

@@ -10,6 +10,7 @@ use crate::event::{Device, Event, EventType, Location, Properties};
 
 const T0: i64 = 1_705_312_800_000; // 2024-01-15T10:00:00Z
 
+#[derive(Clone, Copy)]
 struct E {
     user: &'static str,
     at_s: f64,
@@ -491,4 +492,36 @@ fn rules_have_the_seeds_names_and_severities() {
     assert_eq!(Rule::HighValuePurchase.severity(), Severity::Medium);
     assert_eq!(Rule::PurchaseWithoutActivity.severity(), Severity::Medium);
     assert_eq!(Rule::RapidPurchases.severity(), Severity::High);
+}
+
+/// Finding: eviction depended on when a detector started. Two detectors
+/// see the same events from T0 on; one also saw an unrelated user 400 s
+/// earlier, which used to shift its sweep schedule. After the watermark has
+/// moved past u's retention, a late purchase of u must be judged the same
+/// by both: a record older than the retention relative to the watermark is
+/// absent for every reader, swept or not.
+#[test]
+fn eviction_does_not_depend_on_when_a_detector_started() {
+    let retention_s = (FraudRules::from_config(&FraudConfig::default()).retention_ms() / 1000) as f64;
+    let mut common = vec![e("u", 0.0, Cart), e("u", 1.0, Cart)];
+    let mut t = 100.0;
+    while t <= retention_s + 600.0 {
+        common.push(e("filler", t, View).ip("10.9.9.9"));
+        t += 100.0;
+    }
+    common.push(e("u", 2.0, Buy).amount(10.0));
+    let late = common.len() - 1;
+    let mut shifted = vec![e("early", -400.0, View)];
+    shifted.extend(common.iter().copied());
+    let a: Vec<Rule> = run(&common)
+        .into_iter()
+        .filter(|(i, _)| *i == late)
+        .map(|(_, r)| r)
+        .collect();
+    let b: Vec<Rule> = run(&shifted)
+        .into_iter()
+        .filter(|(i, _)| *i == late + 1)
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(a, b, "the late purchase is judged alike");
 }

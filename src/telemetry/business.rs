@@ -69,7 +69,7 @@ impl FamilySource for AnalyticsMetrics {
             ),
             family::counter(
                 "activity_revenue_total",
-                "Revenue of purchases (cart_value, else price), in the shop's currency.",
+                "Revenue of purchases (cart_value unless absent or 0, else price), in the shop's currency.",
                 vec![(vec![g()], totals.revenue_cents as f64 / 100.0)],
             ),
             family::counter(
