@@ -652,6 +652,25 @@ impl<A: ConsumerApp> RuntimeContext<A> {
                 via: ReplayFrom::Nothing,
             };
         };
+        let watermarks = consumer.fetch_watermarks(&self.topic, partition, REBALANCE_CALL_TIMEOUT);
+        // A committed offset beyond the end of the log (the log was
+        // truncated, or the topic deleted and created again) would make every
+        // new event below it look already processed: replayed as warm-up,
+        // never counted nor judged. The position is taken to be the end of
+        // the log instead.
+        let c = match &watermarks {
+            Ok((_, high)) if c > *high => {
+                tracing::warn!(
+                    consumer = self.metrics.consumer,
+                    partition,
+                    committed = c,
+                    end = *high,
+                    "the committed offset is beyond the end of the partition (log truncated or topic recreated?); resuming at its end"
+                );
+                *high
+            }
+            _ => c,
+        };
         let live = StartPlan {
             start: Some(c),
             live_from: c,
@@ -660,7 +679,7 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         if !self.rebuild || self.window_ms <= 0 {
             return live;
         }
-        let low = match consumer.fetch_watermarks(&self.topic, partition, REBALANCE_CALL_TIMEOUT) {
+        let low = match watermarks {
             Ok((low, _high)) => low,
             Err(e) => {
                 tracing::warn!(partition, error = %e, "cannot read the partition's low watermark; not rebuilding");

@@ -459,6 +459,33 @@ fn rebuild_carries_a_velocity_window_across_a_partition_move() {
     assert_eq!(replayed, 0);
 }
 
+/// A committed offset beyond the end of the log (truncated, or the topic
+/// recreated) used to make every new event below it warm-up only: never
+/// counted, never judged. The runtime resumes at the end of the log instead.
+#[test]
+fn a_committed_offset_beyond_the_end_of_the_log_resumes_at_its_end() {
+    let broker = kafka(1);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    produce(&bootstrap, ACTIVITIES, &[cart(1, 0), cart(2, 100), cart(3, 200)]);
+    commit_offset(&bootstrap, "fraud-detectors", ACTIVITIES, 0, 100);
+    let stop = Shutdown::new();
+    let detector = in_process_fraud(&bootstrap, &[], &stop);
+    wait_until("the detector to own the partition", Duration::from_secs(60), || {
+        owns(&detector) == vec![0]
+    });
+    produce(&bootstrap, ACTIVITIES, &[cart(4, 300), cart(5, 400)]);
+    wait_until("the new events to be committed", Duration::from_secs(60), || {
+        committed(&bootstrap, "fraud-detectors", ACTIVITIES, 1).get(&0) == Some(&5)
+    });
+    let processed = detector.shared.status.read().unwrap().events_processed;
+    stop.trigger();
+    detector.thread.join().unwrap().unwrap();
+    assert_eq!(
+        processed, 2,
+        "the two events written after the start were processed live"
+    );
+}
+
 #[test]
 fn revoking_partitions_under_heavy_load_loses_and_duplicates_nothing() {
     let broker = kafka(PARTITIONS);

@@ -411,6 +411,28 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> 
         .collect()
 }
 
+/// Commits `offset` (no metadata) for `group` on one partition, as another
+/// tool or an operator resetting offsets would.
+pub fn commit_offset(bootstrap: &str, group: &str, topic: &str, partition: i32, offset: i64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .expect("partition");
+    let mut done = false;
+    wait_until("the offset commit", Duration::from_secs(30), || {
+        match consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync) {
+            Ok(()) => done = true,
+            Err(e) => eprintln!("committing {offset} for {group}: {e}; retrying"),
+        }
+        done
+    });
+}
+
 /// High watermarks of `topic`.
 pub fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
     let consumer: BaseConsumer = ClientConfig::new()
