@@ -136,7 +136,12 @@ pub struct PartitionStatus {
     pub partition: i32,
     /// Next offset to process.
     pub position: Option<i64>,
+    /// High watermark minus `position`.
     pub lag: Option<i64>,
+    /// The group's committed offset, as librdkafka last saw it.
+    pub committed: Option<i64>,
+    /// High watermark minus the committed offset (the log's start if none).
+    pub committed_lag: Option<i64>,
     /// Replaying to rebuild state; live from `live_from`.
     pub rebuilding: bool,
     pub live_from: Option<i64>,
@@ -275,11 +280,20 @@ impl RateLimitedLog {
     }
 }
 
+/// One partition as the brokers see it (librdkafka statistics, every
+/// `statistics.interval.ms`).
+#[derive(Clone, Copy, Debug)]
+struct BrokerOffsets {
+    high: i64,
+    low: Option<i64>,
+    committed: Option<i64>,
+}
+
 /// The librdkafka context: rebalance callbacks run here, on the poll thread.
 struct RuntimeContext<A: ConsumerApp> {
     core: Mutex<Core<A>>,
-    /// High watermarks per partition, from librdkafka statistics.
-    high_watermarks: Mutex<BTreeMap<i32, i64>>,
+    /// The brokers' view of each partition, from librdkafka statistics.
+    broker_offsets: Mutex<BTreeMap<i32, BrokerOffsets>>,
     /// A handoff commit refused mid-rebalance, retried until this deadline.
     pending_handoff: Mutex<Option<(TopicPartitionList, Instant)>>,
     /// How long a new owner waits for the previous owner's handoff.
@@ -301,11 +315,18 @@ impl<A: ConsumerApp> ClientContext for RuntimeContext<A> {
     fn stats(&self, statistics: Statistics) {
         crate::kafka::observe(&statistics);
         if let Some(topic) = statistics.topics.get(&self.topic)
-            && let Ok(mut hw) = self.high_watermarks.lock()
+            && let Ok(mut offsets) = self.broker_offsets.lock()
         {
             for (p, stats) in &topic.partitions {
                 if *p >= 0 && stats.hi_offset >= 0 {
-                    hw.insert(*p, stats.hi_offset);
+                    offsets.insert(
+                        *p,
+                        BrokerOffsets {
+                            high: stats.hi_offset,
+                            low: (stats.lo_offset >= 0).then_some(stats.lo_offset),
+                            committed: (stats.committed_offset >= 0).then_some(stats.committed_offset),
+                        },
+                    );
                 }
             }
         }
@@ -788,9 +809,9 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         core.rebalances += 1;
         let owned: Vec<i32> = core.slots.keys().copied().collect();
         drop(core);
-        if let Ok(mut hw) = self.high_watermarks.lock() {
+        if let Ok(mut offsets) = self.broker_offsets.lock() {
             for p in &ids {
-                hw.remove(p);
+                offsets.remove(p);
             }
         }
         let what = if lost { "lost" } else { "revoked" };
@@ -1108,7 +1129,7 @@ impl<A: ConsumerApp> Core<A> {
 
     fn status(
         &self,
-        high_watermarks: &BTreeMap<i32, i64>,
+        broker_offsets: &BTreeMap<i32, BrokerOffsets>,
         shared: &ConsumerShared,
         member_id: Option<String>,
     ) -> ConsumerStatus {
@@ -1120,14 +1141,21 @@ impl<A: ConsumerApp> Core<A> {
                     .tracker
                     .next_offset()
                     .or((s.live_from != i64::MIN).then_some(s.live_from));
-                let lag = match (high_watermarks.get(p), position) {
-                    (Some(hw), Some(pos)) => Some((hw - pos).max(0)),
+                let broker = broker_offsets.get(p);
+                let lag = match (broker, position) {
+                    (Some(b), Some(pos)) => Some((b.high - pos).max(0)),
                     _ => None,
                 };
+                // Against the group's committed offset (or the log's start
+                // when the group has committed nothing): what a restart now
+                // would process, again or for the first time.
+                let committed_lag = broker.and_then(|b| Some((b.high - b.committed.or(b.low)?).max(0)));
                 PartitionStatus {
                     partition: *p,
                     position,
                     lag,
+                    committed: broker.and_then(|b| b.committed),
+                    committed_lag,
                     rebuilding: s.rebuild.is_some(),
                     live_from: (s.live_from != i64::MIN).then_some(s.live_from),
                     replayed_events: s.replayed_total + s.rebuild.as_ref().map_or(0, |r| r.replayed),
@@ -1330,7 +1358,7 @@ pub fn run<A: ConsumerApp>(
             rejection_log: RateLimitedLog::new(),
             audit,
         }),
-        high_watermarks: Mutex::new(BTreeMap::new()),
+        broker_offsets: Mutex::new(BTreeMap::new()),
         pending_handoff: Mutex::new(None),
         handoff_wait: options.consumer.drain_timeout.min(HANDOFF_WAIT),
         stop_deadline: Mutex::new(None),
@@ -1542,12 +1570,15 @@ fn publish_snapshot<A: ConsumerApp>(
 ) -> (serde_json::Value, ConsumerStatus) {
     let member = member_id(consumer);
     shared.joined.store(member.is_some(), Ordering::Relaxed);
-    let high_watermarks = ctx.high_watermarks.lock().map(|h| h.clone()).unwrap_or_default();
+    let broker_offsets = ctx.broker_offsets.lock().map(|h| h.clone()).unwrap_or_default();
     let mut core = ctx.lock();
-    let status = core.status(&high_watermarks, shared, member);
+    let status = core.status(&broker_offsets, shared, member);
     for p in &status.partitions {
         if let Some(lag) = p.lag {
             core.metrics.set_lag(&core.options.topic, p.partition, lag);
+        }
+        if let Some(lag) = p.committed_lag {
+            core.metrics.set_committed_lag(&core.options.topic, p.partition, lag);
         }
     }
     core.metrics.ready.set(i64::from(status.ready && !final_snapshot));

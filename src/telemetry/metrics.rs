@@ -62,6 +62,7 @@ struct PipelineFamilies {
     end_to_end: HistogramVec,
     assigned: IntGaugeVec,
     lag: IntGaugeVec,
+    committed_lag: IntGaugeVec,
     rebalances: IntCounterVec,
     rebuild_events: IntCounterVec,
     rebuilds: IntCounterVec,
@@ -147,6 +148,12 @@ impl Telemetry {
                 &r,
                 "activity_consumer_lag_messages",
                 "High watermark minus the consumer's position, per owned partition.",
+                &["consumer", "group", "topic", "partition"],
+            ),
+            committed_lag: gauge_vec(
+                &r,
+                "activity_consumer_committed_lag_messages",
+                "High watermark minus the group's committed offset (the log's start if none), per owned partition: what a restart now would process.",
                 &["consumer", "group", "topic", "partition"],
             ),
             rebalances: counter_vec(
@@ -311,6 +318,7 @@ impl Telemetry {
             e2e_alert: f.end_to_end.with_label_values(&[consumer, group, "alert_published"]),
             assigned: f.assigned.clone(),
             lag: f.lag.clone(),
+            committed_lag: f.committed_lag.clone(),
             rebalance_assign: f.rebalances.with_label_values(&[consumer, group, "assign"]),
             rebalance_revoke: f.rebalances.with_label_values(&[consumer, group, "revoke"]),
             rebalance_lost: f.rebalances.with_label_values(&[consumer, group, "lost"]),
@@ -354,6 +362,7 @@ pub struct ConsumerMetrics {
     pub e2e_alert: Histogram,
     assigned: IntGaugeVec,
     lag: IntGaugeVec,
+    committed_lag: IntGaugeVec,
     pub rebalance_assign: IntCounter,
     pub rebalance_revoke: IntCounter,
     pub rebalance_lost: IntCounter,
@@ -382,11 +391,21 @@ impl ConsumerMetrics {
             .assigned
             .remove_label_values(&[self.consumer, &self.group, topic, &p]);
         let _ = self.lag.remove_label_values(&[self.consumer, &self.group, topic, &p]);
+        let _ = self
+            .committed_lag
+            .remove_label_values(&[self.consumer, &self.group, topic, &p]);
     }
 
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
         let p = partition.to_string();
         self.lag
+            .with_label_values(&[self.consumer, &self.group, topic, &p])
+            .set(lag);
+    }
+
+    pub fn set_committed_lag(&self, topic: &str, partition: i32, lag: i64) {
+        let p = partition.to_string();
+        self.committed_lag
             .with_label_values(&[self.consumer, &self.group, topic, &p])
             .set(lag);
     }

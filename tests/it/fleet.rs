@@ -486,6 +486,35 @@ fn a_committed_offset_beyond_the_end_of_the_log_resumes_at_its_end() {
     );
 }
 
+/// Lag is exported against the committed offset as well as the processed
+/// position: a consumer that processes but does not commit (here: a commit
+/// interval of ten minutes) shows no processing lag but its whole backlog
+/// as committed lag — what a restart would process again.
+#[test]
+fn lag_is_exported_against_the_committed_offset_too() {
+    let broker = kafka(1);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let dir = scratch("committed-lag");
+    let replica = ConsumerProcess::start(
+        "fraud",
+        &bootstrap,
+        &dir,
+        1,
+        &[
+            ("KAFKA_COMMIT_INTERVAL_MS", "600000"),
+            ("KAFKA_CONFIG_STATISTICS_INTERVAL_MS", "500"),
+        ],
+    );
+    let events: Vec<Outgoing> = (1..=40).map(|n| cart(n, i64::from(n) * 100)).collect();
+    produce(&bootstrap, ACTIVITIES, &events);
+    let lag = |name: &str| metric_sum(replica.http, name, &[("partition", "0")]);
+    wait_until("processing lag 0 and committed lag 40", Duration::from_secs(60), || {
+        replica.processed() == 40
+            && lag("activity_consumer_lag_messages") == 0.0
+            && lag("activity_consumer_committed_lag_messages") == 40.0
+    });
+}
+
 #[test]
 fn revoking_partitions_under_heavy_load_loses_and_duplicates_nothing() {
     let broker = kafka(PARTITIONS);
