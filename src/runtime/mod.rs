@@ -399,6 +399,30 @@ fn is_rebalancing(e: &rdkafka::error::KafkaError) -> bool {
     )
 }
 
+/// The entries of a pending handoff `commit` whose offset is beyond what
+/// `group` (the group's committed offsets, read just now) holds: a handoff
+/// that arrives after the new owner committed further must not move the
+/// group's offset backwards.
+fn still_ahead(commit: &TopicPartitionList, group: &TopicPartitionList) -> TopicPartitionList {
+    let mut ahead = TopicPartitionList::new();
+    for e in commit.elements() {
+        let Offset::Offset(ours) = e.offset() else { continue };
+        let theirs = group
+            .find_partition(e.topic(), e.partition())
+            .and_then(|g| match g.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+        if theirs.is_none_or(|t| t < ours)
+            && ahead.add_partition_offset(e.topic(), e.partition(), e.offset()).is_ok()
+            && let Some(mut added) = ahead.find_partition(e.topic(), e.partition())
+        {
+            added.set_metadata(e.metadata());
+        }
+    }
+    ahead
+}
+
 /// Errors a group coordinator answers while it loads or moves (a broker
 /// restarted, the offsets topic's leader changed): asking again shortly
 /// succeeds. librdkafka returns them from `committed_offsets` as they come.
@@ -507,7 +531,17 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         let Some((commit, deadline)) = pending.take() else {
             return;
         };
-        match crate::kafka::commit_within(consumer, &commit, REBALANCE_CALL_TIMEOUT) {
+        // Never below what the group has committed since (the new owner's
+        // commits): only the partitions this handoff still moves forward.
+        let commit = match consumer.committed_offsets(commit.clone(), REBALANCE_CALL_TIMEOUT) {
+            Ok(group) => still_ahead(&commit, &group),
+            Err(_) => commit,
+        };
+        if commit.count() == 0 {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match crate::kafka::commit_within(consumer, &commit, left.min(REBALANCE_CALL_TIMEOUT)) {
             Ok(()) => {
                 self.metrics.commits_ok.inc();
                 tracing::info!(
@@ -780,7 +814,13 @@ impl<A: ConsumerApp> RuntimeContext<A> {
                         "the coordinator deferred the handoff commit of {} (rebalance in progress); retrying",
                         format_ids(&ids)
                     );
-                    let deadline = Instant::now() + self.handoff_wait * 4;
+                    // The retry must land while the new owner still waits
+                    // for it (up to `handoff_wait` from its assignment, which
+                    // comes after this revocation): half of it leaves a
+                    // margin for the request in flight. Later, the new owner
+                    // may have committed further, and this commit would
+                    // move the group's offset backwards.
+                    let deadline = Instant::now() + self.handoff_wait / 2;
                     if let Ok(mut pending) = self.pending_handoff.lock() {
                         let merged = match pending.take() {
                             Some((mut earlier, _)) => {
@@ -1615,5 +1655,41 @@ fn print_console_report<A: ConsumerApp>(
     drop(core);
     if !text.is_empty() {
         print!("{text}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets(entries: &[(i32, Option<i64>)]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for &(p, o) in entries {
+            let offset = o.map_or(Offset::Invalid, Offset::Offset);
+            tpl.add_partition_offset("t", p, offset).unwrap();
+            tpl.find_partition("t", p).unwrap().set_metadata(format!("meta-{p}"));
+        }
+        tpl
+    }
+
+    #[test]
+    fn a_late_handoff_never_moves_the_groups_offset_backwards() {
+        let handoff = offsets(&[(0, Some(100)), (1, Some(100)), (2, Some(100)), (3, Some(100))]);
+        // The new owners committed further on 0, the same on 1, less on 2;
+        // nothing is committed on 3.
+        let group = offsets(&[(0, Some(140)), (1, Some(100)), (2, Some(90)), (3, None)]);
+        let ahead = still_ahead(&handoff, &group);
+        let kept: Vec<(i32, Offset, String)> = ahead
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset(), e.metadata().to_string()))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                (2, Offset::Offset(100), "meta-2".to_string()),
+                (3, Offset::Offset(100), "meta-3".to_string())
+            ]
+        );
     }
 }
