@@ -205,9 +205,16 @@ impl OffsetTracker {
     }
 
     /// Keeps the checkpoints a replay could still need: everything newer than
-    /// `watermark − window − granule`, plus the last one before that.
+    /// `watermark − window − granule`, plus the last one before that — where
+    /// the watermark is the one the next commit carries: that of the oldest
+    /// event still in flight, which can be far behind the newest event (an
+    /// alert waiting out a broker outage while event time moves on).
     fn prune_checkpoints(&mut self) {
-        let horizon = self.watermark_ms.saturating_sub(self.window_ms + self.granule_ms);
+        let committed_watermark = self
+            .in_flight
+            .front()
+            .map_or(self.watermark_ms, |f| f.watermark_before.min(self.watermark_ms));
+        let horizon = committed_watermark.saturating_sub(self.window_ms + self.granule_ms);
         while self.checkpoints.len() > 1 && self.checkpoints[1].0 <= horizon {
             self.checkpoints.pop_front();
         }
@@ -283,6 +290,32 @@ mod tests {
                 assert!(time < 90_000, "offset {i} ({time}) skipped but inside the window");
             }
         }
+    }
+
+    /// Finding: pruning followed the newest event time, so while an old
+    /// event's effect stayed in flight the checkpoints its commit needs were
+    /// dropped, and the replay start came out too late.
+    #[test]
+    fn checkpoints_a_pending_commit_needs_outlive_newer_event_time() {
+        let window = 60_000;
+        let mut t = OffsetTracker::new(window);
+        // Offsets 0..=100, one per second; offset 70 waits for its alert.
+        for offset in 0..=100 {
+            t.processed(offset, Some(offset * 1_000), u32::from(offset == 70));
+        }
+        // Event time runs on for ten minutes while the alert is in flight.
+        for offset in 101..=700 {
+            t.processed(offset, Some(offset * 1_000), 0);
+        }
+        let (committed, meta) = t.committable().unwrap();
+        assert_eq!(committed, 70);
+        assert_eq!(meta.watermark_ms, 69_000);
+        // Everything from 69 s − 60 s = 9 s on must be replayed.
+        assert!(
+            meta.replay_from <= 9,
+            "replay from {} misses the window",
+            meta.replay_from
+        );
     }
 
     #[test]
