@@ -292,6 +292,12 @@ pub fn refusal(error: &KafkaError, reason: &str, accepted: bool) -> Option<Refus
 /// Every client's global-error callback: logs the error as librdkafka's
 /// default does, and turns a fatal one into a stop.
 pub fn client_error(error: &KafkaError, reason: &str) {
+    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+        // librdkafka's own verdict (an idempotent producer that lost its
+        // sequence, a fenced member): the client is unusable from now on.
+        declare_fatal(format!("Kafka client failed fatally: {reason}"));
+        return;
+    }
     let Some(refusal) = refusal(error, reason, ACCEPTED.load(Ordering::Relaxed)) else {
         // While the brokers are down librdkafka reports the same error on
         // every reconnect attempt (several per second): log each kind once
@@ -305,7 +311,14 @@ pub fn client_error(error: &KafkaError, reason: &str) {
         }
         return;
     };
-    if FATAL.set(refusal.message(reason)).is_ok() {
+    declare_fatal(refusal.message(reason));
+}
+
+/// Stops this process for good: records `message` (the first one wins),
+/// logs it, and triggers every watcher's shutdown; `main` then prints it
+/// and exits 1, and `/healthz` fails meanwhile.
+pub fn declare_fatal(message: String) {
+    if FATAL.set(message).is_ok() {
         tracing::error!("{}", fatal_error().unwrap_or_default());
         if let Ok(watchers) = ON_FATAL.lock() {
             for shutdown in watchers.iter() {
@@ -313,6 +326,29 @@ pub fn client_error(error: &KafkaError, reason: &str) {
             }
         }
     }
+}
+
+/// Whether a failed delivery can never succeed however often it is sent
+/// again: the topic does not exist (librdkafka has already waited
+/// `topic.metadata.propagation.max.ms` for it to appear), we may not write
+/// to it, or the idempotent producer was fenced or hit a fatal error. Such
+/// a record would hold its partition's commits back for ever while the pod
+/// looked healthy; the process stops instead, saying why.
+pub fn is_permanent_delivery_error(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+                | RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        )
+    )
 }
 
 /// How often one kind of client error is logged.

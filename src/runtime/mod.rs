@@ -191,6 +191,7 @@ impl ConsumerShared {
     /// `/healthz`: the loop is alive.
     pub fn healthy(&self) -> bool {
         now_ms() - self.heartbeat_ms.load(Ordering::Relaxed) < HEARTBEAT_TIMEOUT_MS
+            && crate::kafka::fatal_error().is_none()
     }
 
     /// `/readyz`: joined the group, loop alive, not stopping.
@@ -1074,6 +1075,13 @@ impl<A: ConsumerApp> Core<A> {
                     {
                         slot.tracker.acknowledged(p.offset);
                     }
+                }
+                Delivery::Failed(p, e) if crate::kafka::is_permanent_delivery_error(&e) => {
+                    crate::kafka::declare_fatal(format!(
+                        "cannot publish to {}: {e} (check that the topic exists — KAFKA_ALERTS_TOPIC, KAFKA_DLQ_TOPIC, \
+                         `activity-tracker topics create` — and that this client may write to it)",
+                        p.record.topic
+                    ));
                 }
                 Delivery::Failed(p, e) => {
                     self.metrics.effects_retried.inc();

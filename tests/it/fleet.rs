@@ -515,6 +515,54 @@ fn lag_is_exported_against_the_committed_offset_too() {
     });
 }
 
+/// An alert that can never be published (its topic does not exist; the
+/// same for a write the cluster does not authorise) used to be retried for
+/// ever: the partition's commits stopped behind it while the pod looked
+/// healthy. The consumer now stops, exit status 1, saying which topic.
+#[test]
+fn an_alerts_topic_that_does_not_exist_stops_the_detector_with_a_clear_error() {
+    let broker = kafka(1);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let dir = scratch("missing-alerts-topic");
+    let log = dir.join("fraud.log");
+    let mut detector = ConsumerProcess::start_logged(
+        "fraud",
+        &bootstrap,
+        &dir,
+        1,
+        &[
+            ("KAFKA_ALERTS_TOPIC", "no-such-alerts-topic"),
+            // librdkafka waits this long for a topic to appear (30 s by default).
+            ("KAFKA_CONFIG_TOPIC_METADATA_PROPAGATION_MAX_MS", "2000"),
+            ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+            ("DRAIN_TIMEOUT", "2s"),
+            ("SHUTDOWN_TIMEOUT", "6s"),
+        ],
+        &log,
+    );
+    // Five carts within a minute: HIGH_VELOCITY.
+    produce(
+        &bootstrap,
+        ACTIVITIES,
+        &(1..=5).map(|n| cart(n, i64::from(n) * 5)).collect::<Vec<_>>(),
+    );
+    let code = detector.process.wait(Duration::from_secs(90));
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 1, "the detector stops with status 1:\n{output}");
+    assert!(
+        output.contains("error: cannot publish to no-such-alerts-topic"),
+        "the error names the topic:\n{output}"
+    );
+    assert_eq!(
+        committed(&bootstrap, "fraud-detectors", ACTIVITIES, 1)
+            .get(&0)
+            .copied()
+            .unwrap_or(0),
+        4,
+        "nothing past the unpublished alert's event was committed"
+    );
+}
+
 #[test]
 fn revoking_partitions_under_heavy_load_loses_and_duplicates_nothing() {
     let broker = kafka(PARTITIONS);
