@@ -61,6 +61,9 @@ use tracker::{CommitMetadata, OffsetTracker};
 
 /// Records awaiting acknowledgement before the runtime stops reading.
 const MAX_IN_FLIGHT_EFFECTS: usize = 10_000;
+/// Fetching resumes once the records awaiting acknowledgement drop below
+/// this (hysteresis: not a pause and resume per acknowledgement).
+const RESUME_IN_FLIGHT_EFFECTS: usize = MAX_IN_FLIGHT_EFFECTS / 2;
 /// One live event in this many has its processing time measured.
 const PROCESSING_SAMPLE: u64 = 8;
 /// Timeout of the blocking broker calls made during a rebalance.
@@ -1446,6 +1449,7 @@ pub fn run<A: ConsumerApp>(
     // clock once and the monotonic clock once per message (reading clocks
     // was 10 % of a consumer thread's profile).
     let mut handled_at: Option<i64> = None;
+    let mut paused = false;
     while !shutdown.is_triggered() {
         let now = handled_at.take().unwrap_or_else(now_ms);
         shared.heartbeat_ms.store(now, Ordering::Relaxed);
@@ -1453,10 +1457,34 @@ pub fn run<A: ConsumerApp>(
         {
             let mut core = ctx.lock();
             core.apply_deliveries(Duration::ZERO);
-            // Backpressure: stop reading while too many records await acks.
-            if core.effects.in_flight() >= MAX_IN_FLIGHT_EFFECTS {
-                core.apply_deliveries(Duration::from_millis(100));
-                continue;
+            // Backpressure: while too many records await acknowledgement,
+            // stop fetching — pause every owned partition — but keep
+            // polling, so the group keeps this member (a consumer that stops
+            // polling is evicted after max.poll.interval.ms and its
+            // partitions move, only to meet the same full queue elsewhere).
+            let in_flight = core.effects.in_flight();
+            if in_flight >= MAX_IN_FLIGHT_EFFECTS || (paused && in_flight > RESUME_IN_FLIGHT_EFFECTS) {
+                if !paused {
+                    tracing::warn!(
+                        consumer = name,
+                        in_flight,
+                        "{in_flight} records await the brokers' acknowledgement; pausing fetches until they drop below {RESUME_IN_FLIGHT_EFFECTS}"
+                    );
+                }
+                paused = true;
+                let owned = core.slots.keys().copied().collect::<Vec<_>>();
+                drop(core);
+                // Every time: a partition assigned meanwhile is paused too.
+                pause_partitions(&consumer, &options.topic, &owned);
+                core = ctx.lock();
+                core.apply_deliveries(Duration::from_millis(50));
+            } else if paused {
+                paused = false;
+                let owned = core.slots.keys().copied().collect::<Vec<_>>();
+                tracing::info!(consumer = name, in_flight, "acknowledgements caught up; fetching again");
+                drop(core);
+                resume_partitions(&consumer, &options.topic, &owned);
+                core = ctx.lock();
             }
             if tick.duration_since(last_store) >= Duration::from_millis(100) {
                 core.store_offsets(&consumer);
@@ -1587,6 +1615,26 @@ pub fn run<A: ConsumerApp>(
         final_report,
         status,
     })
+}
+
+fn partition_list(topic: &str, partitions: &[i32]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        tpl.add_partition(topic, p);
+    }
+    tpl
+}
+
+fn pause_partitions<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partitions: &[i32]) {
+    if let Err(e) = consumer.pause(&partition_list(topic, partitions)) {
+        tracing::warn!(error = %e, "cannot pause fetching");
+    }
+}
+
+fn resume_partitions<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partitions: &[i32]) {
+    if let Err(e) = consumer.resume(&partition_list(topic, partitions)) {
+        tracing::warn!(error = %e, "cannot resume fetching");
+    }
 }
 
 /// Closes the Kafka consumer (leave the group, destroy the client), waiting

@@ -563,6 +563,68 @@ fn an_alerts_topic_that_does_not_exist_stops_the_detector_with_a_clear_error() {
     );
 }
 
+/// Back-pressure: with more alerts awaiting acknowledgement than the
+/// runtime lets in flight (the alerts topic takes no record over 64 bytes,
+/// so every alert is refused and retried), the consumer
+/// stops fetching but keeps polling. It used to stop polling altogether:
+/// evicted after max.poll.interval.ms while /healthz and /readyz stayed
+/// green.
+#[test]
+fn a_consumer_under_back_pressure_keeps_its_group_membership() {
+    let broker = kafka(1);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    broker.create_topic_with("stuck-alerts", 1, &[("max.message.bytes", "64")]);
+    let dir = scratch("back-pressure");
+    let detector = ConsumerProcess::start(
+        "fraud",
+        &bootstrap,
+        &dir,
+        1,
+        &[
+            ("KAFKA_ALERTS_TOPIC", "stuck-alerts"),
+            ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+            ("KAFKA_CONFIG_MAX_POLL_INTERVAL_MS", "7000"),
+            ("SHUTDOWN_TIMEOUT", "5s"),
+            ("DRAIN_TIMEOUT", "2s"),
+        ],
+    );
+    // 6,000 users, one $900 purchase each: HIGH_VALUE_PURCHASE and
+    // PURCHASE_WITHOUT_ACTIVITY, 12,000 alerts.
+    let purchases: Vec<Outgoing> = (0..6_000)
+        .map(|i| {
+            let user = format!("buyer-{i}");
+            let t = T0 + i64::from(i) * 10;
+            let json = json!({
+                "event_id": format!("buy-{i}"), "timestamp": activity_tracker::eventtime::format_rfc3339_ms(t),
+                "user_id": user, "session_id": "s", "event_type": "purchase",
+                "properties": {"product_id": "p", "price": 900.0, "cart_value": 900.0},
+            });
+            Outgoing::keyed(&user, json.to_string(), t)
+        })
+        .collect();
+    produce(&bootstrap, ACTIVITIES, &purchases);
+    let in_flight = || metric_sum(detector.http, "activity_effects_in_flight", &[]);
+    wait_until(
+        "the alerts in flight to reach the bound",
+        Duration::from_secs(60),
+        || in_flight() >= 10_000.0,
+    );
+    // Two max.poll.interval.ms and more: still a member, still ready.
+    hold(Duration::from_secs(16), || {});
+    assert_eq!(
+        group_members(&bootstrap, "fraud-detectors"),
+        1,
+        "the detector is still in its group"
+    );
+    let lost = metric_sum(detector.http, "activity_consumer_rebalances_total", &[("kind", "lost")]);
+    assert_eq!(lost, 0.0, "its partition was never taken away");
+    assert!(
+        detector.processed() < 6_000,
+        "fetching paused: {} processed",
+        detector.processed()
+    );
+}
+
 #[test]
 fn revoking_partitions_under_heavy_load_loses_and_duplicates_nothing() {
     let broker = kafka(PARTITIONS);

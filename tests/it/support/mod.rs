@@ -124,14 +124,20 @@ impl TestBroker {
     /// Creates a topic (replication factor: every node, at most 3) and waits
     /// until every partition has a leader.
     pub fn create_topic(&self, name: &str, partitions: i32) {
+        self.create_topic_with(name, partitions, &[]);
+    }
+
+    /// [`TestBroker::create_topic`] with topic configs (real Kafka only).
+    pub fn create_topic_with(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
         match self {
-            TestBroker::Embedded(b) => b.create_topic(name, partitions).expect("topic created"),
-            TestBroker::Kafka(k) => create_real_topic(k.bootstrap_servers(), name, partitions),
+            TestBroker::Embedded(b) if configs.is_empty() => b.create_topic(name, partitions).expect("topic created"),
+            TestBroker::Embedded(_) => panic!("topic configs need real Kafka"),
+            TestBroker::Kafka(k) => create_real_topic(k.bootstrap_servers(), name, partitions, configs),
         }
     }
 }
 
-fn create_real_topic(bootstrap: &str, name: &str, partitions: i32) {
+fn create_real_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let nodes = bootstrap.split(',').count().min(3) as i32;
@@ -143,7 +149,10 @@ fn create_real_topic(bootstrap: &str, name: &str, partitions: i32) {
         .enable_all()
         .build()
         .expect("runtime");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(nodes));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(nodes));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
     let results = runtime
         .block_on(admin.create_topics(
             [&topic],
@@ -376,6 +385,24 @@ pub fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
                 .map(|p| p.leader())
         })
         .unwrap_or(-1)
+}
+
+/// Members of consumer group `group` as its coordinator sees them (classic
+/// protocol groups).
+pub fn group_members(bootstrap: &str, group: &str) -> usize {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("client");
+    let mut members = None;
+    wait_until("the coordinator to describe the group", Duration::from_secs(30), || {
+        members = client
+            .fetch_group_list(Some(group), Duration::from_secs(5))
+            .ok()
+            .map(|list| list.groups().iter().map(|g| g.members().len()).sum());
+        members.is_some()
+    });
+    members.unwrap_or(0)
 }
 
 /// The committed offsets of `group` on `topic`, by partition.
