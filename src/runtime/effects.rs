@@ -8,7 +8,9 @@
 //! here and is sent again after a backoff, for as long as it takes (the
 //! partition does not commit past it meanwhile, so even a crash loses
 //! nothing). A stale acknowledgement — for a partition that moved away and
-//! came back — carries an old epoch and is ignored.
+//! came back — carries an old epoch and is ignored, and a failed record of
+//! a partition no longer owned under its epoch is dropped, not retried: the
+//! partition's owner publishes it again from the uncommitted event.
 //!
 //! One failure is not worth retrying: a dead-letter copy the brokers refuse
 //! as too large (a topic whose `max.message.bytes` is below the copy's
@@ -228,6 +230,20 @@ impl Effects {
                 }
             }
         }
+    }
+
+    /// Forgets the records awaiting a retry that `keep` rejects, and counts
+    /// them out of the in-flight total; returns how many. For the records of
+    /// partitions this process no longer owns (or owns under a newer
+    /// epoch): their events were not committed past, so the partition's
+    /// current owner processes them again and publishes the same records
+    /// itself — retrying them here would go on for ever, for nobody.
+    pub fn drop_retries(&mut self, keep: impl Fn(&Pending) -> bool) -> usize {
+        let before = self.retries.len();
+        self.retries.retain(|(_, p)| keep(p));
+        let dropped = before - self.retries.len();
+        self.in_flight = self.in_flight.saturating_sub(dropped);
+        dropped
     }
 
     /// Re-sends records whose backoff has elapsed; returns how many.

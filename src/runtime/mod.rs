@@ -1086,6 +1086,9 @@ impl<A: ConsumerApp> Core<A> {
                         p.record.topic
                     ));
                 }
+                Delivery::Failed(p, e) if !self.slots.get(&p.partition).is_some_and(|s| s.epoch == p.epoch) => {
+                    tracing::debug!(error = %e, partition = p.partition, "delivery failed for a partition no longer owned; dropped");
+                }
                 Delivery::Failed(p, e) => {
                     self.metrics.effects_retried.inc();
                     if let Some(suppressed) = self.rejection_log.allow() {
@@ -1094,6 +1097,9 @@ impl<A: ConsumerApp> Core<A> {
                 }
             }
         }
+        let slots = &self.slots;
+        self.effects
+            .drop_retries(|p| slots.get(&p.partition).is_some_and(|s| s.epoch == p.epoch));
         self.effects.resend_due();
     }
 

@@ -625,6 +625,62 @@ fn a_consumer_under_back_pressure_keeps_its_group_membership() {
     );
 }
 
+/// Records of a partition a replica no longer owns are not retried by it
+/// for ever: the partition's new owner processes their uncommitted events
+/// again and publishes them itself. Here every alert is refused (the
+/// alerts topic takes no record over 64 bytes), replica 1 is frozen past
+/// its session so its partition moves to replica 2, and once it wakes up
+/// and sees the partition lost it has nothing left in flight.
+#[test]
+fn a_replica_drops_the_retries_of_a_partition_it_lost() {
+    let broker = kafka(1);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    broker.create_topic_with("stuck-alerts", 1, &[("max.message.bytes", "64")]);
+    let dir = scratch("lost-retries");
+    let env = [
+        ("KAFKA_ALERTS_TOPIC", "stuck-alerts"),
+        ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+        ("SHUTDOWN_TIMEOUT", "5s"),
+        ("DRAIN_TIMEOUT", "2s"),
+    ];
+    let first = ConsumerProcess::start("fraud", &bootstrap, &dir, 1, &env);
+    let purchases: Vec<Outgoing> = (0..10)
+        .map(|i| {
+            let user = format!("buyer-{i}");
+            let t = T0 + i64::from(i) * 1_000;
+            let json = json!({
+                "event_id": format!("buy-{i}"), "timestamp": activity_tracker::eventtime::format_rfc3339_ms(t),
+                "user_id": user, "session_id": "s", "event_type": "purchase",
+                "properties": {"product_id": "p", "price": 900.0, "cart_value": 900.0},
+            });
+            Outgoing::keyed(&user, json.to_string(), t)
+        })
+        .collect();
+    produce(&bootstrap, ACTIVITIES, &purchases);
+    let in_flight = |r: &Replica| metric_sum(r.http, "activity_effects_in_flight", &[]);
+    wait_until(
+        "replica 1's alerts to be stuck in flight",
+        Duration::from_secs(60),
+        || in_flight(&first) >= 20.0,
+    );
+    let second = ConsumerProcess::start("fraud", &bootstrap, &dir, 2, &env);
+    wait_until("replica 2 to join", Duration::from_secs(60), || {
+        report(&second).is_some_and(|v| v["consumer"]["ready"] == json!(true))
+    });
+    first.process.signal("STOP");
+    hold(Duration::from_secs(8), || {});
+    first.process.signal("CONT");
+    wait_until(
+        "replica 2 to own the partition and replica 1 to have nothing in flight",
+        Duration::from_secs(60),
+        || {
+            report(&second).is_some_and(|v| v["consumer"]["partitions"].as_array().is_some_and(|p| p.len() == 1))
+                && report(&first).is_some_and(|v| v["consumer"]["partitions"].as_array().is_some_and(Vec::is_empty))
+                && in_flight(&first) == 0.0
+        },
+    );
+}
+
 #[test]
 fn revoking_partitions_under_heavy_load_loses_and_duplicates_nothing() {
     let broker = kafka(PARTITIONS);
