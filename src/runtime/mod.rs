@@ -1086,7 +1086,7 @@ impl<A: ConsumerApp> Core<A> {
                         p.record.topic
                     ));
                 }
-                Delivery::Failed(p, e) if !self.slots.get(&p.partition).is_some_and(|s| s.epoch == p.epoch) => {
+                Delivery::Failed(p, e) if self.slots.get(&p.partition).is_none_or(|s| s.epoch != p.epoch) => {
                     tracing::debug!(error = %e, partition = p.partition, "delivery failed for a partition no longer owned; dropped");
                 }
                 Delivery::Failed(p, e) => {
