@@ -9,65 +9,18 @@
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use activity_tracker::config::Command;
-use activity_tracker::producer::{self, ProduceOptions, ProduceStats};
-use activity_tracker::shutdown::Shutdown;
-use activity_tracker::telemetry::Telemetry;
 
 const PARTITIONS: i32 = 3;
 const EVENTS: u64 = 6_000;
 
-/// A pipeline (both consumers in this process) and a producer sending
-/// [`EVENTS`] simulated events at 200 events/s.
-struct Pipeline {
-    running: InProcess,
-    producer: std::thread::JoinHandle<anyhow::Result<ProduceStats>>,
-    audit: std::path::PathBuf,
-    _dir: Scratch,
-}
-
-fn pipeline(bootstrap: &str, name: &str) -> Pipeline {
-    let dir = Scratch::new(&format!("failover-{name}"));
-    let audit = dir.join("audit");
-    let config = crate::support::config(
-        Command::Demo,
-        bootstrap,
-        &[
-            ("AUDIT_LOG", audit.to_str().unwrap()),
-            ("EVENTS_PER_SECOND", "200"),
-            ("MAX_EVENTS", "6000"),
-            ("FRAUD_RATE", "0.15"),
-            ("SIM_SEED", "47"),
-            // Longer than the failure, as in production (45 s by default):
-            // the group survives it.
-            ("KAFKA_SESSION_TIMEOUT_MS", "20000"),
-            ("DRAIN_TIMEOUT", "5s"),
-        ],
-    );
-    let running = InProcess::start(&config);
-    let produce = ProduceOptions {
-        kafka: config.kafka.clone(),
-        topic: config.topics.activities.clone(),
-        producer: config.producer.clone(),
-        truth_file: None,
-        shutdown_timeout: Duration::from_secs(120),
-        progress: false,
-        trace: false,
-    };
-    let metrics = Telemetry::new().producer(&produce.topic);
-    let producer = std::thread::spawn(move || producer::run(&produce, metrics, &Shutdown::new()));
-    Pipeline {
-        running,
-        producer,
-        audit,
-        _dir: dir,
-    }
+fn pipeline(bootstrap: &str, name: &str) -> PipelineUnderLoad {
+    PipelineUnderLoad::start(bootstrap, &format!("failover-{name}"), EVENTS, 47, 20_000)
 }
 
 /// Waits for the producer and the consumers, then checks that nothing was
 /// lost or duplicated and the alerts equal a failure-free reader's.
 /// Returns (alerts, lost) for the summary line.
-fn finish(p: Pipeline, broker: &TestBroker) -> (usize, u64) {
+fn finish(p: PipelineUnderLoad, broker: &TestBroker) -> (usize, u64) {
     let bootstrap = broker.bootstrap_servers().to_string();
     let stats = p.producer.join().unwrap().expect("the producer finishes");
     assert_eq!(

@@ -8,54 +8,25 @@
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use activity_tracker::config::Command;
-use activity_tracker::producer::{self, ProduceOptions};
-use activity_tracker::shutdown::Shutdown;
-use activity_tracker::telemetry::Telemetry;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 const PARTITIONS: i32 = 3;
 const EVENTS: u64 = 6_000;
-
-fn scratch(name: &str) -> Scratch {
-    Scratch::new(&format!("faults-{name}"))
-}
 
 #[test]
 fn an_outage_request_errors_and_latency_lose_no_event_and_no_alert() {
     let broker = broker(PARTITIONS);
     let bootstrap = broker.bootstrap_servers().to_string();
     let cluster = broker.cluster();
-    let dir = scratch("outage");
-    let audit_dir = dir.join("audit");
-    let config = crate::support::config(
-        Command::Demo,
-        &bootstrap,
-        &[
-            ("AUDIT_LOG", audit_dir.to_str().unwrap()),
-            ("EVENTS_PER_SECOND", "200"),
-            ("MAX_EVENTS", "6000"),
-            ("FRAUD_RATE", "0.15"),
-            ("SIM_SEED", "31"),
-            // Longer than the outage, as in production (45 s by default):
-            // the group survives it and no partition moves.
-            ("KAFKA_SESSION_TIMEOUT_MS", "15000"),
-        ],
-    );
-    let running = InProcess::start(&config);
-
-    let produce = ProduceOptions {
-        kafka: config.kafka.clone(),
-        topic: config.topics.activities.clone(),
-        producer: config.producer.clone(),
-        truth_file: None,
-        shutdown_timeout: Duration::from_secs(120),
-        progress: false,
-        trace: false,
-    };
-    let producer_metrics = Telemetry::new().producer(&produce.topic);
-    let sent = producer_metrics.sent.clone();
-    let producer_thread = std::thread::spawn(move || producer::run(&produce, producer_metrics, &Shutdown::new()));
+    // Longer than the outage, as in production (45 s by default): the
+    // group survives it and no partition moves.
+    let PipelineUnderLoad {
+        running,
+        producer: producer_thread,
+        sent,
+        audit: audit_dir,
+        ..
+    } = PipelineUnderLoad::start(&bootstrap, "faults-outage", EVENTS, 31, 15_000);
 
     // 1. The only broker goes down for 5 s: nothing can be processed.
     running.wait_seen(600, Duration::from_secs(60));

@@ -399,6 +399,23 @@ fn cart(n: u32, at_s: i64) -> Outgoing {
     Outgoing::keyed("bot-7", json.to_string(), t)
 }
 
+/// `n` users with one $900 purchase each, `gap_ms` apart: two alerts each
+/// (HIGH_VALUE_PURCHASE and PURCHASE_WITHOUT_ACTIVITY).
+fn big_purchases(n: u32, gap_ms: i64) -> Vec<Outgoing> {
+    (0..n)
+        .map(|i| {
+            let user = format!("buyer-{i}");
+            let t = T0 + i64::from(i) * gap_ms;
+            let json = json!({
+                "event_id": format!("buy-{i}"), "timestamp": activity_tracker::eventtime::format_rfc3339_ms(t),
+                "user_id": user, "session_id": "s", "event_type": "purchase",
+                "properties": {"product_id": "p", "price": 900.0, "cart_value": 900.0},
+            });
+            Outgoing::keyed(&user, json.to_string(), t)
+        })
+        .collect()
+}
+
 /// The velocity window of one user is split by a partition move: three cart
 /// additions before, two after. With rebuild the new owner raises
 /// HIGH_VELOCITY at the fifth, as a single replica would; without, it
@@ -590,19 +607,7 @@ fn a_consumer_under_back_pressure_keeps_its_group_membership() {
     );
     // 6,000 users, one $900 purchase each: HIGH_VALUE_PURCHASE and
     // PURCHASE_WITHOUT_ACTIVITY, 12,000 alerts.
-    let purchases: Vec<Outgoing> = (0..6_000)
-        .map(|i| {
-            let user = format!("buyer-{i}");
-            let t = T0 + i64::from(i) * 10;
-            let json = json!({
-                "event_id": format!("buy-{i}"), "timestamp": activity_tracker::eventtime::format_rfc3339_ms(t),
-                "user_id": user, "session_id": "s", "event_type": "purchase",
-                "properties": {"product_id": "p", "price": 900.0, "cart_value": 900.0},
-            });
-            Outgoing::keyed(&user, json.to_string(), t)
-        })
-        .collect();
-    produce(&bootstrap, ACTIVITIES, &purchases);
+    produce(&bootstrap, ACTIVITIES, &big_purchases(6_000, 10));
     let in_flight = || metric_sum(detector.http, "activity_effects_in_flight", &[]);
     wait_until(
         "the alerts in flight to reach the bound",
@@ -644,19 +649,7 @@ fn a_replica_drops_the_retries_of_a_partition_it_lost() {
         ("DRAIN_TIMEOUT", "2s"),
     ];
     let first = ConsumerProcess::start("fraud", &bootstrap, &dir, 1, &env);
-    let purchases: Vec<Outgoing> = (0..10)
-        .map(|i| {
-            let user = format!("buyer-{i}");
-            let t = T0 + i64::from(i) * 1_000;
-            let json = json!({
-                "event_id": format!("buy-{i}"), "timestamp": activity_tracker::eventtime::format_rfc3339_ms(t),
-                "user_id": user, "session_id": "s", "event_type": "purchase",
-                "properties": {"product_id": "p", "price": 900.0, "cart_value": 900.0},
-            });
-            Outgoing::keyed(&user, json.to_string(), t)
-        })
-        .collect();
-    produce(&bootstrap, ACTIVITIES, &purchases);
+    produce(&bootstrap, ACTIVITIES, &big_purchases(10, 1_000));
     let in_flight = |r: &Replica| metric_sum(r.http, "activity_effects_in_flight", &[]);
     wait_until(
         "replica 1's alerts to be stuck in flight",

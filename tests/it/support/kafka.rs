@@ -153,7 +153,7 @@ impl Drop for KafkaCluster {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50)); // poll until the deadline
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

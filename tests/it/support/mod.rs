@@ -39,7 +39,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50)); // the poll interval
     }
 }
 
@@ -930,6 +930,62 @@ impl ConsumerProcess {
         self.report()
             .and_then(|v| v["consumer"]["events_processed"].as_u64())
             .unwrap_or(0)
+    }
+}
+
+/// Both consumers in this process (each recording an audit trail) and a
+/// producer sending `events` simulated events at 200 events/s, for tests
+/// that break the broker while work flows.
+pub struct PipelineUnderLoad {
+    pub running: InProcess,
+    pub producer: std::thread::JoinHandle<anyhow::Result<activity_tracker::producer::ProduceStats>>,
+    /// Events the producer has handed to Kafka so far.
+    pub sent: prometheus::IntCounter,
+    pub audit: std::path::PathBuf,
+    _dir: Scratch,
+}
+
+impl PipelineUnderLoad {
+    /// `session_timeout_ms` is longer than the failure the test causes, as
+    /// in production (45 s by default): the group survives it.
+    pub fn start(bootstrap: &str, name: &str, events: u64, seed: u64, session_timeout_ms: u64) -> PipelineUnderLoad {
+        use activity_tracker::producer::{self, ProduceOptions};
+        let dir = Scratch::new(name);
+        let audit = dir.join("audit");
+        let (events, seed, session) = (events.to_string(), seed.to_string(), session_timeout_ms.to_string());
+        let config = config(
+            activity_tracker::config::Command::Demo,
+            bootstrap,
+            &[
+                ("AUDIT_LOG", audit.to_str().unwrap()),
+                ("EVENTS_PER_SECOND", "200"),
+                ("MAX_EVENTS", &events),
+                ("FRAUD_RATE", "0.15"),
+                ("SIM_SEED", &seed),
+                ("KAFKA_SESSION_TIMEOUT_MS", &session),
+            ],
+        );
+        let running = InProcess::start(&config);
+        let produce = ProduceOptions {
+            kafka: config.kafka.clone(),
+            topic: config.topics.activities.clone(),
+            producer: config.producer.clone(),
+            truth_file: None,
+            shutdown_timeout: Duration::from_secs(120),
+            progress: false,
+            trace: false,
+        };
+        let metrics = activity_tracker::telemetry::Telemetry::new().producer(&produce.topic);
+        let sent = metrics.sent.clone();
+        let producer =
+            std::thread::spawn(move || producer::run(&produce, metrics, &activity_tracker::shutdown::Shutdown::new()));
+        PipelineUnderLoad {
+            running,
+            producer,
+            sent,
+            audit,
+            _dir: dir,
+        }
     }
 }
 
