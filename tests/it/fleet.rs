@@ -491,10 +491,14 @@ fn a_committed_offset_beyond_the_end_of_the_log_resumes_at_its_end() {
         owns(&detector) == vec![0]
     });
     produce(&bootstrap, ACTIVITIES, &[cart(4, 300), cart(5, 400)]);
-    wait_until("the new events to be committed", Duration::from_secs(60), || {
-        committed(&bootstrap, "fraud-detectors", ACTIVITIES, 1).get(&0) == Some(&5)
-    });
-    let processed = detector.shared.status.read().unwrap().events_processed;
+    // The status is a snapshot taken every second: wait for it as well.
+    let processed = || detector.shared.status.read().unwrap().events_processed;
+    wait_until(
+        "the new events to be processed and committed",
+        Duration::from_secs(60),
+        || committed(&bootstrap, "fraud-detectors", ACTIVITIES, 1).get(&0) == Some(&5) && processed() >= 2,
+    );
+    let processed = processed();
     stop.trigger();
     detector.thread.join().unwrap().unwrap();
     assert_eq!(
