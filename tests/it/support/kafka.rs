@@ -110,14 +110,6 @@ impl KafkaCluster {
             .unwrap_or_else(|| panic!("scripts/kafka printed no {name} (was the listener asked for?)"))
     }
 
-    /// The plaintext address of node `id` (ids run from 1).
-    pub fn node_address(&self, id: u8) -> &str {
-        self.bootstrap_servers()
-            .split(',')
-            .nth(usize::from(id) - 1)
-            .expect("a node with this id")
-    }
-
     fn control(&mut self, command: &str) {
         let stdin = self.control.as_mut().expect("the control pipe is open");
         writeln!(stdin, "{command}")

@@ -97,14 +97,6 @@ impl TestBroker {
         }
     }
 
-    /// "embedded" or "kafka", for the lines tests print.
-    pub fn name(&self) -> &'static str {
-        match self {
-            TestBroker::Embedded(_) => "embedded",
-            TestBroker::Kafka(_) => "kafka",
-        }
-    }
-
     /// The real cluster, for node control and its listeners.
     pub fn real(&mut self) -> &mut KafkaCluster {
         match self {
