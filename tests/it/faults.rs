@@ -25,7 +25,7 @@ fn an_outage_request_errors_and_latency_lose_no_event_and_no_alert() {
         producer: producer_thread,
         sent,
         audit: audit_dir,
-        ..
+        scratch: _scratch,
     } = PipelineUnderLoad::start(&bootstrap, "faults-outage", EVENTS, 31, 15_000);
 
     // 1. The only broker goes down for 5 s: nothing can be processed.

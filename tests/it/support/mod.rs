@@ -934,7 +934,9 @@ pub struct PipelineUnderLoad {
     /// Events the producer has handed to Kafka so far.
     pub sent: prometheus::IntCounter,
     pub audit: std::path::PathBuf,
-    _dir: Scratch,
+    /// Holds the directory with the audit trail: bind it for as long as
+    /// `audit` is read (a dropped guard removes the directory).
+    pub scratch: Scratch,
 }
 
 impl PipelineUnderLoad {
@@ -976,7 +978,7 @@ impl PipelineUnderLoad {
             producer,
             sent,
             audit,
-            _dir: dir,
+            scratch: dir,
         }
     }
 }
