@@ -58,6 +58,7 @@ fn finish(p: PipelineUnderLoad, broker: &TestBroker) -> (usize, u64) {
 
 #[test]
 fn the_only_broker_stopped_and_restarted_mid_stream_loses_nothing() {
+    let _exclusive = exclusive();
     let mut broker = kafka(PARTITIONS);
     let bootstrap = broker.bootstrap_servers().to_string();
     let p = pipeline(&bootstrap, "restart");
@@ -88,6 +89,7 @@ fn the_only_broker_stopped_and_restarted_mid_stream_loses_nothing() {
 
 #[test]
 fn killing_the_leader_of_busy_partitions_on_three_nodes_loses_nothing() {
+    let _exclusive = exclusive();
     let mut broker = kafka_with(
         &KafkaOptions {
             nodes: 3,

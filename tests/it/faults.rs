@@ -15,6 +15,7 @@ const EVENTS: u64 = 6_000;
 
 #[test]
 fn an_outage_request_errors_and_latency_lose_no_event_and_no_alert() {
+    let _exclusive = exclusive();
     let broker = broker(PARTITIONS);
     let bootstrap = broker.bootstrap_servers().to_string();
     let cluster = broker.cluster();

@@ -592,6 +592,7 @@ fn an_alerts_topic_that_does_not_exist_stops_the_detector_with_a_clear_error() {
 /// green.
 #[test]
 fn a_consumer_under_back_pressure_keeps_its_group_membership() {
+    let _exclusive = exclusive();
     let broker = kafka(1);
     let bootstrap = broker.bootstrap_servers().to_string();
     broker.create_topic_with("stuck-alerts", 1, &[("max.message.bytes", "64")]);
@@ -642,6 +643,7 @@ fn a_consumer_under_back_pressure_keeps_its_group_membership() {
 /// and sees the partition lost it has nothing left in flight.
 #[test]
 fn a_replica_drops_the_retries_of_a_partition_it_lost() {
+    let _exclusive = exclusive();
     let broker = kafka(1);
     let bootstrap = broker.bootstrap_servers().to_string();
     broker.create_topic_with("stuck-alerts", 1, &[("max.message.bytes", "64")]);
@@ -817,6 +819,7 @@ fn a_stopped_replica_leaves_the_group_at_once() {
 /// polling while librdkafka's threads run on), which no signal can cause
 /// from outside the process.
 fn resumes_after_an_eviction(protocol: &str, session_ms: &str, max_poll_ms: &str, freeze: Duration) -> Duration {
+    let _exclusive = exclusive();
     let broker = kafka(PARTITIONS);
     let bootstrap = broker.bootstrap_servers().to_string();
     let dir = scratch(&format!("eviction-{protocol}"));

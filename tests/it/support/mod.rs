@@ -43,6 +43,16 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
     }
 }
 
+/// Tests that break a broker on purpose (their recovery times are what they
+/// check) and tests that load the machine heavily take this lock, so that
+/// on a two-core machine none of them runs beside another: a broker
+/// restart under a retry storm can outlast any sensible deadline. The rest
+/// of the suite still runs in parallel with them.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static EXCLUSIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    EXCLUSIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Which broker [`broker`] starts: `TEST_BROKER=kafka` for real Apache
 /// Kafka, anything else (or unset) for the embedded one.
 pub fn real_kafka_selected() -> bool {
