@@ -77,6 +77,25 @@ pub fn exists(kafka: &KafkaConfig, topic: &str) -> Option<bool> {
     )
 }
 
+/// Waits (up to [`ADMIN_TIMEOUT`]) until the cluster's metadata lists
+/// `name` with a leader for every partition; returns its partition count.
+fn await_topic<C: rdkafka::consumer::ConsumerContext>(reader: &BaseConsumer<C>, name: &str) -> Option<i32> {
+    let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+    loop {
+        let listed = crate::kafka::fetch_metadata(reader, Some(name), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| {
+                let t = m.topics().iter().find(|t| t.name() == name && t.error().is_none())?;
+                let ready = !t.partitions().is_empty() && t.partitions().iter().all(|p| p.leader() >= 0);
+                ready.then_some(t.partitions().len() as i32)
+            });
+        if listed.is_some() || std::time::Instant::now() >= deadline {
+            return listed;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Makes sure the three topics exist; see the module documentation.
 pub async fn ensure_topics(
     kafka: &KafkaConfig,
@@ -154,6 +173,7 @@ pub async fn ensure_topics(
             .set("retention.ms", &retention)
         };
         let mut attempts = 0;
+        let mut created_meanwhile = false;
         loop {
             attempts += 1;
             let results = admin
@@ -167,7 +187,9 @@ pub async fn ensure_topics(
             match results.into_iter().next() {
                 Some(Ok(_)) | None => break,
                 Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) if was_there.is_none() => {
-                    // Created concurrently by another process: fine.
+                    // Created by another process, or so recently that the
+                    // metadata read above did not list it yet: it exists.
+                    created_meanwhile = true;
                     break;
                 }
                 // A deleted topic takes a moment to disappear.
@@ -182,6 +204,17 @@ pub async fn ensure_topics(
                     });
                 }
             }
+        }
+        // Kafka creates a topic asynchronously: return once the cluster
+        // lists it with a leader for every partition, so the next command
+        // (or the next run of this one) sees it.
+        let listed = await_topic(&reader, name);
+        if created_meanwhile {
+            outcomes.push(TopicOutcome::Exists {
+                name: name.clone(),
+                partitions: listed.unwrap_or(topics.partitions),
+            });
+            continue;
         }
         outcomes.push(if was_there.is_some() {
             TopicOutcome::Recreated {
