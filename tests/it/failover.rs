@@ -22,24 +22,7 @@ fn pipeline(bootstrap: &str, name: &str) -> PipelineUnderLoad {
 /// Returns (alerts, lost) for the summary line.
 fn finish(p: PipelineUnderLoad, broker: &TestBroker) -> (usize, u64) {
     let bootstrap = broker.bootstrap_servers().to_string();
-    let stats = p.producer.join().unwrap().expect("the producer finishes");
-    assert_eq!(
-        (stats.sent, stats.delivered, stats.failed),
-        (EVENTS, EVENTS, 0),
-        "every event acknowledged, none failed"
-    );
-    let events = read_all(&bootstrap, ACTIVITIES);
-    let mut ids: Vec<String> = events
-        .iter()
-        .map(|m| m.json()["event_id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(
-        (events.len() as u64, ids.len() as u64),
-        (EVENTS, EVENTS),
-        "every event in the topic once (the idempotent producer wrote no duplicate)"
-    );
+    assert_produced_exactly_once(p.producer, &bootstrap, EVENTS);
     p.running.wait_seen(EVENTS, Duration::from_secs(120));
     let _ = p.running.stop();
     for consumer in ["analytics", "fraud"] {

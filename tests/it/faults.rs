@@ -97,24 +97,7 @@ fn an_outage_request_errors_and_latency_lose_no_event_and_no_alert() {
     cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
 
     // The producer delivers everything, exactly once.
-    let stats = producer_thread.join().unwrap().expect("the producer finishes");
-    assert_eq!(
-        (stats.sent, stats.delivered, stats.failed),
-        (EVENTS, EVENTS, 0),
-        "every event acknowledged, none failed"
-    );
-    let events = read_all(&bootstrap, ACTIVITIES);
-    let mut ids: Vec<String> = events
-        .iter()
-        .map(|m| m.json()["event_id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(
-        (events.len() as u64, ids.len() as u64),
-        (EVENTS, EVENTS),
-        "the idempotent producer wrote no duplicate"
-    );
+    let (stats, events) = assert_produced_exactly_once(producer_thread, &bootstrap, EVENTS);
 
     running.wait_seen(EVENTS, Duration::from_secs(90));
     let (analytics, fraud, _) = running.stop();

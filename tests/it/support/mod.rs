@@ -993,6 +993,36 @@ impl PipelineUnderLoad {
     }
 }
 
+/// Waits for the producer of a run under failure and checks that it
+/// delivered every one of `events`, each exactly once in the activities
+/// topic (the idempotent producer wrote no duplicate). Returns its stats
+/// and the topic's messages.
+pub fn assert_produced_exactly_once(
+    producer: std::thread::JoinHandle<anyhow::Result<activity_tracker::producer::ProduceStats>>,
+    bootstrap: &str,
+    events: u64,
+) -> (activity_tracker::producer::ProduceStats, Vec<Received>) {
+    let stats = producer.join().unwrap().expect("the producer finishes");
+    assert_eq!(
+        (stats.sent, stats.delivered, stats.failed),
+        (events, events, 0),
+        "every event acknowledged, none failed"
+    );
+    let messages = read_all(bootstrap, ACTIVITIES);
+    let mut ids: Vec<String> = messages
+        .iter()
+        .map(|m| m.json()["event_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        (messages.len() as u64, ids.len() as u64),
+        (events, events),
+        "every event in the topic once (the idempotent producer wrote no duplicate)"
+    );
+    (stats, messages)
+}
+
 /// Processes the activities topic once more, fault-free, with fresh groups,
 /// publishing the alerts to `reference-alerts`: what a run that met no
 /// fault produces, to compare a faulty run's alerts with.
