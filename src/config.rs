@@ -147,6 +147,7 @@ pub const SETTINGS: &[Setting] = &[
     s("STATE_REBUILD", Some("true"), Scope::CONSUMERS, "Rebuild a newly assigned partition's windowed state by replaying its recent events before going live."),
     s("SHUTDOWN_TIMEOUT", Some("20s"), Scope::CONSUMERS.or(Scope::PRODUCE).or(Scope::COLLECT), "Upper bound on a graceful stop (drain, commit, leave the group); keep it below Kubernetes' terminationGracePeriodSeconds."),
     s("DRAIN_TIMEOUT", Some("10s"), Scope::CONSUMERS, "How long a revoked partition may wait for its in-flight alerts before its offsets are committed; below the session timeout."),
+    s("ALLOWED_LATENESS", Some("60s"), Scope::CONSUMERS, "How far behind its partition's event time an event is still on time: windowed fraud rules and analytics windows take it at its own timestamp. Later events are late: counted, judged by HIGH_VALUE_PURCHASE, kept out of windows (activity_late_events_total). PURCHASE_WITHOUT_ACTIVITY alerts wait this long in event time. 0s to 1h."),
     s("AUDIT_LOG", None, Scope::CONSUMERS, "Directory for a processing audit: each consumer process appends `partition offset unix_ms` per live-processed event to its own file, flushed before offsets are stored (for verifying delivery; costs one write per batch)."),
     s("MAX_EVENT_BYTES", Some("65536"), DECODERS, "Largest accepted event; bigger ones are dead-lettered as too_large."),
     s("MAX_EVENT_FUTURE_SKEW", Some("5m"), DECODERS, "How far after its Kafka timestamp (or receipt) an event may be stamped."),
@@ -465,6 +466,8 @@ pub struct AnalyticsConfig {
     pub window: Duration,
     pub session_timeout: Duration,
     pub max_users_per_partition: usize,
+    /// ALLOWED_LATENESS.
+    pub allowed_lateness: Duration,
 }
 
 impl Default for AnalyticsConfig {
@@ -473,6 +476,7 @@ impl Default for AnalyticsConfig {
             window: Duration::from_secs(3600),
             session_timeout: Duration::from_secs(1800),
             max_users_per_partition: 250_000,
+            allowed_lateness: DEFAULT_ALLOWED_LATENESS,
         }
     }
 }
@@ -485,7 +489,12 @@ pub struct FraudConfig {
     pub multiple_ip_threshold: u32,
     /// `None`: each rule's own window.
     pub cooldown: Option<Duration>,
+    /// ALLOWED_LATENESS.
+    pub allowed_lateness: Duration,
 }
+
+/// The default ALLOWED_LATENESS.
+pub const DEFAULT_ALLOWED_LATENESS: Duration = Duration::from_secs(60);
 
 impl Default for FraudConfig {
     fn default() -> Self {
@@ -495,6 +504,7 @@ impl Default for FraudConfig {
             rapid_location_change: Duration::from_secs(600),
             multiple_ip_threshold: 3,
             cooldown: None,
+            allowed_lateness: DEFAULT_ALLOWED_LATENESS,
         }
     }
 }
@@ -930,7 +940,11 @@ impl Config {
             max_order_value: r.required("MAX_ORDER_VALUE", "a positive amount", positive_f64)?,
         };
 
+        let allowed_lateness = r.required("ALLOWED_LATENESS", "a duration from 0s to 1h, e.g. 60s", |t| {
+            parse_duration(t).filter(|d| d.as_secs() <= 3600)
+        })?;
         let analytics = AnalyticsConfig {
+            allowed_lateness,
             window: r.required("ANALYTICS_WINDOW", "a duration from 1m to 7d, e.g. 1h", |t| {
                 parse_duration(t).filter(|d| (60..=7 * 86_400).contains(&d.as_secs()))
             })?,
@@ -964,6 +978,7 @@ impl Config {
             cooldown: r.parse("FRAUD_COOLDOWN", "a duration such as 10m", |t| {
                 parse_duration(t).filter(|d| d.as_secs() <= 7 * 86_400)
             })?,
+            allowed_lateness,
         };
 
         let privacy_mode = r.required("IP_PRIVACY", "none, truncate or hash", |t| {

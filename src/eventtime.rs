@@ -153,6 +153,76 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// How many distinct users must have reached a time before a partition's
+/// event time moves to it.
+pub const CLOCK_QUORUM: usize = 3;
+
+/// A partition's event time, robust to forged outliers.
+///
+/// Event time is the [`CLOCK_QUORUM`]-th largest of the per-user latest
+/// timestamps: it moves to `t` once three distinct users have events at or
+/// after `t`, so one user (one forged event, or many from one forged user
+/// id) cannot drag it ahead and make everybody else's events look late.
+/// Until three users have been seen it is the smallest of their latest
+/// timestamps. It is kept exactly with three (user, latest) pairs: a user
+/// outside the top three has a latest time below all three, so a later event
+/// of theirs can only enter with its own time.
+///
+/// It is a function of the events processed, and a rebuild that replays
+/// every event at or after `time() − window` ends with the same clock (each
+/// of the three pairs is such an event), which is what lets a new owner
+/// continue a partition exactly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventClock {
+    /// (user key, latest time), largest time first.
+    top: [(u64, i64); CLOCK_QUORUM],
+    len: usize,
+}
+
+impl EventClock {
+    /// Notes an event of `user` at `time_ms`.
+    pub fn observe(&mut self, user: u64, time_ms: i64) {
+        let top = &mut self.top[..self.len];
+        if let Some(i) = top.iter().position(|&(u, _)| u == user) {
+            if time_ms <= top[i].1 {
+                return;
+            }
+            top[i].1 = time_ms;
+        } else if self.len < CLOCK_QUORUM {
+            self.top[self.len] = (user, time_ms);
+            self.len += 1;
+        } else if time_ms > self.top[CLOCK_QUORUM - 1].1 {
+            self.top[CLOCK_QUORUM - 1] = (user, time_ms);
+        } else {
+            return;
+        }
+        // Keep largest first (insertion sort of at most three).
+        let top = &mut self.top[..self.len];
+        let mut i = top.iter().position(|&(u, _)| u == user).unwrap_or(0);
+        while i > 0 && top[i].1 > top[i - 1].1 {
+            top.swap(i, i - 1);
+            i -= 1;
+        }
+        while i + 1 < top.len() && top[i].1 < top[i + 1].1 {
+            top.swap(i, i + 1);
+            i += 1;
+        }
+    }
+
+    /// The partition's event time; `i64::MIN` before any event.
+    pub fn time(&self) -> i64 {
+        match self.len {
+            0 => i64::MIN,
+            n => self.top[n - 1].1,
+        }
+    }
+
+    /// Event time minus the allowed lateness: events before it are late.
+    pub fn watermark(&self, lateness_ms: i64) -> i64 {
+        self.time().saturating_sub(lateness_ms)
+    }
+}
+
 fn put(dst: &mut [u8], mut value: i64) {
     for slot in dst.iter_mut().rev() {
         *slot = b'0' + (value % 10) as u8;
@@ -303,6 +373,56 @@ mod tests {
             } else {
                 (y + 1, 1, 1)
             };
+        }
+    }
+
+    #[test]
+    fn one_user_cannot_move_event_time_ahead() {
+        let mut c = EventClock::default();
+        assert_eq!(c.time(), i64::MIN);
+        c.observe(1, 1_000);
+        assert_eq!(c.time(), 1_000, "one user: their latest");
+        c.observe(2, 900);
+        assert_eq!(c.time(), 900, "until three users: the smallest latest");
+        c.observe(3, 1_100);
+        assert_eq!(c.time(), 900);
+        // A forged far-future event, repeated from one user id.
+        for _ in 0..5 {
+            c.observe(3, 10_000_000);
+        }
+        assert_eq!(c.time(), 900, "third largest of (10M, 1000, 900)");
+        c.observe(2, 2_000);
+        assert_eq!(c.time(), 1_000);
+        c.observe(4, 3_000);
+        assert_eq!(c.time(), 2_000, "a fourth user pushes the smallest out");
+        c.observe(5, 1_500);
+        assert_eq!(c.time(), 2_000, "an older user does not move it back");
+        assert_eq!(c.watermark(60_000), 2_000 - 60_000);
+    }
+
+    #[test]
+    fn event_clock_is_the_third_largest_latest_time_of_any_order() {
+        // Against a direct computation over every user's latest time.
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for _ in 0..200 {
+            let mut c = EventClock::default();
+            let mut latest = std::collections::HashMap::<u64, i64>::new();
+            for _ in 0..60 {
+                let (user, t) = (next() % 8, (next() % 1000) as i64);
+                c.observe(user, t);
+                let e = latest.entry(user).or_insert(t);
+                *e = (*e).max(t);
+                let mut times: Vec<i64> = latest.values().copied().collect();
+                times.sort_unstable_by(|a, b| b.cmp(a));
+                let expected = times[times.len().min(CLOCK_QUORUM) - 1];
+                assert_eq!(c.time(), expected);
+            }
         }
     }
 

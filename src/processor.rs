@@ -8,8 +8,9 @@
 //! replay produces the same state because the processor is a function of the
 //! events alone.
 //!
-//! The whole contract is four things: a fresh state for a newly owned
-//! partition, `process`, the event-time window a rebuild must replay, and the
+//! The whole contract is five things: a fresh state for a newly owned
+//! partition, `process`, the partition's event time, the event-time window a
+//! rebuild must replay back from it, and the
 //! [`Mode`] flag that says whether effects are wanted (live) or only state
 //! (warm-up during a rebuild).
 
@@ -40,6 +41,12 @@ pub trait Processor: Send + 'static {
     /// replay so that the state afterwards equals the state of a process that
     /// had owned the partition all along. Zero means nothing to rebuild.
     fn rebuild_window_ms(&self) -> i64;
+
+    /// The partition's event time after the events processed so far
+    /// (`i64::MIN` before any): what a hand-over's rebuild window is measured
+    /// back from. It must be such that every event at or after
+    /// `event_time − rebuild_window` rebuilds it.
+    fn event_time_ms(&self, state: &Self::State) -> i64;
 
     /// Processes one valid event of the partition whose state is `state`.
     fn process(&mut self, state: &mut Self::State, event: &Event<'_>, mode: Mode, out: &mut Vec<Self::Output>);

@@ -43,7 +43,7 @@ use hll::HyperLogLog;
 
 use crate::config::AnalyticsConfig;
 use crate::event::{Event, EventType, page_path};
-use crate::eventtime::hour_of_day;
+use crate::eventtime::{EventClock, hour_of_day};
 use crate::fraud::state::PrehashedMap;
 use crate::processor::{Mode, Processor};
 
@@ -96,6 +96,9 @@ impl Histogram {
 #[derive(Clone, Debug)]
 pub struct AnalyticsTotals {
     pub total_events: u64,
+    /// Events behind the watermark when they arrived: counted in every
+    /// volume figure, kept out of the distinct-user window.
+    pub late_events: u64,
     pub event_types: [u64; 5],
     /// Revenue in cents: integer, so sums over pods are exact.
     pub revenue_cents: u64,
@@ -119,6 +122,7 @@ impl Default for AnalyticsTotals {
     fn default() -> Self {
         AnalyticsTotals {
             total_events: 0,
+            late_events: 0,
             event_types: [0; 5],
             revenue_cents: 0,
             purchases: 0,
@@ -245,6 +249,8 @@ impl OverflowSketch {
 /// The windowed distinct-user state of one partition.
 pub struct AnalyticsPartition {
     users: PrehashedMap<UserActivity>,
+    /// The partition's event time (shared definition with fraud).
+    clock: EventClock,
     watermark_s: u32,
     last_sweep_s: u32,
     overflow: Option<Box<OverflowSketch>>,
@@ -459,6 +465,7 @@ impl Processor for AnalyticsProcessor {
     fn new_state(&self) -> AnalyticsPartition {
         AnalyticsPartition {
             users: PrehashedMap::default(),
+            clock: EventClock::default(),
             watermark_s: 0,
             last_sweep_s: 0,
             overflow: None,
@@ -472,18 +479,34 @@ impl Processor for AnalyticsProcessor {
     /// Volume counters need no rebuild.
     fn rebuild_window_ms(&self) -> i64 {
         (i64::from(self.window_s()) + i64::from(self.quarter_s())) * 1000
+            + self.config.allowed_lateness.as_millis() as i64
+    }
+
+    fn event_time_ms(&self, state: &AnalyticsPartition) -> i64 {
+        state.clock.time()
     }
 
     fn process(&mut self, state: &mut AnalyticsPartition, event: &Event<'_>, mode: Mode, _out: &mut Vec<Self::Output>) {
         if mode == Mode::Live {
             self.count_live(event);
         }
-        let ts = (event.timestamp_ms.max(1000) / 1000).min(i64::from(u32::MAX)) as u32;
-        if ts > state.watermark_s {
-            state.watermark_s = ts;
+        let key = self.hasher.hash_one(event.user_id.as_bytes());
+        let lateness = self.config.allowed_lateness.as_millis() as i64;
+        if event.timestamp_ms < state.clock.watermark(lateness) {
+            // Late: in the volume figures above, not in the window.
+            if mode == Mode::Live {
+                self.totals.late_events += 1;
+            }
+            return;
+        }
+        state.clock.observe(key, event.timestamp_ms);
+        let to_s = |ms: i64| (ms.max(1000) / 1000).min(i64::from(u32::MAX)) as u32;
+        let ts = to_s(event.timestamp_ms);
+        let now_s = to_s(state.clock.time());
+        if now_s > state.watermark_s {
+            state.watermark_s = now_s;
             self.sweep(state, mode);
         }
-        let key = self.hasher.hash_one(event.user_id.as_bytes());
         let stage = event.event_type.index();
         let cap = self.config.max_users_per_partition;
         let tracked = state.users.len();

@@ -168,6 +168,13 @@ fn totals_match_the_hand_computed_stream() {
 fn funnel_and_users_are_distinct_counts() {
     let (mut p, mut state) = fresh();
     run(&mut p, &mut state, &stream(), Mode::Live);
+    // Event time moves once three users reach it: b and c come back at
+    // t=3000 s in new sessions.
+    let back = [
+        spec("b", 3000, View).from("DE", "mobile").session("s9"),
+        spec("c", 3000, View).from("GB", "tablet").session("s9"),
+    ];
+    run(&mut p, &mut state, &back, Mode::Live);
     let r = p.report(std::iter::once(&state));
     assert_eq!(r.funnel_users["page_view"], 3, "a, b, c");
     assert_eq!(r.funnel_users["click"], 1);
@@ -175,15 +182,18 @@ fn funnel_and_users_are_distinct_counts() {
     assert_eq!(r.funnel_users["add_to_cart"], 2, "a twice and b count once each");
     assert_eq!(r.funnel_users["purchase"], 1, "a bought twice, one user");
     assert_eq!(r.active_users, 3);
-    assert_eq!(r.avg_events_per_user, 3.67);
+    assert_eq!(r.avg_events_per_user, 4.33);
     assert_eq!(r.top_users[0].user_id, "a");
     assert_eq!(r.top_users[0].events, 6);
     assert!(r.distinct_counts_exact);
     // By t=3000 s every earlier session has been idle for more than the
     // 30-minute session timeout: a (40 s), b (20 s) and c (5 s) are closed;
-    // a's new session s2 is open (0 s so far).
+    // the new sessions of a, b and c are open (0 s so far).
     assert_eq!(r.sessions_closed, 3);
-    assert_eq!(r.avg_session_duration_seconds, (40.0 + 0.0 + 20.0 + 5.0) / 4.0);
+    assert_eq!(
+        r.avg_session_duration_seconds,
+        ((40.0 + 20.0 + 5.0) / 6.0_f64 * 100.0).round() / 100.0
+    );
     let text = r.render("header");
     for section in [
         "Event Type Distribution",
@@ -205,15 +215,16 @@ fn funnel_and_users_are_distinct_counts() {
 fn the_window_slides_on_event_time() {
     let (mut p, mut state) = fresh();
     run(&mut p, &mut state, &stream(), Mode::Live);
-    // Two hours later only the new user is in the window; totals remain.
-    run(&mut p, &mut state, &[spec("z", 7200, View)], Mode::Live);
+    // Two hours later only the new users are in the window; totals remain.
+    let later = [spec("x", 7200, View), spec("y", 7200, View), spec("z", 7200, View)];
+    run(&mut p, &mut state, &later, Mode::Live);
     let r = p.report(std::iter::once(&state));
-    assert_eq!(r.active_users, 1);
-    assert_eq!(r.funnel_users["page_view"], 1);
+    assert_eq!(r.active_users, 3);
+    assert_eq!(r.funnel_users["page_view"], 3);
     assert_eq!(r.funnel_users["purchase"], 0);
-    assert_eq!(r.total_events, 12);
+    assert_eq!(r.total_events, 14);
     assert!(
-        state.tracked_users() <= 2,
+        state.tracked_users() <= 4,
         "old users evicted: {}",
         state.tracked_users()
     );

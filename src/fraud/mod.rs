@@ -1,12 +1,12 @@
 //! Fraud detection: the seed's six rules over per-user windows, on event time.
 //!
-//! | rule | severity | fires when (counting the current event) |
+//! | rule | severity | fires when |
 //! |---|---|---|
 //! | HIGH_VELOCITY | HIGH | ≥ VELOCITY_THRESHOLD transactional events (add_to_cart, purchase) within 60 s |
-//! | MULTIPLE_IPS | MEDIUM | ≥ MULTIPLE_IP_THRESHOLD distinct IPs among the user's events of the last hour |
-//! | RAPID_LOCATION_CHANGE | HIGH | country or city differs from the user's previous known location, seen < RAPID_LOCATION_CHANGE_MINUTES ago |
+//! | MULTIPLE_IPS | MEDIUM | ≥ MULTIPLE_IP_THRESHOLD distinct IPs among the user's events within an hour |
+//! | RAPID_LOCATION_CHANGE | HIGH | country or city differs from that of the user's neighbouring event in event time, less than RAPID_LOCATION_CHANGE_MINUTES apart |
 //! | HIGH_VALUE_PURCHASE | MEDIUM | a purchase of at least HIGH_VALUE_THRESHOLD (cart_value unless absent or 0, else price) |
-//! | PURCHASE_WITHOUT_ACTIVITY | MEDIUM | a purchase with fewer than 2 earlier transactional events in the last hour |
+//! | PURCHASE_WITHOUT_ACTIVITY | MEDIUM | a purchase with fewer than 2 other transactional events in the hour up to it |
 //! | RAPID_PURCHASES | HIGH | ≥ 3 purchases within 5 minutes |
 //!
 //! Differences from the seed, on purpose: MULTIPLE_IPS and
@@ -14,33 +14,57 @@
 //! views first), and RAPID_LOCATION_CHANGE compares with the *previous* event
 //! (the seed compared an event with itself, so it never fired).
 //!
-//! **No alert storms.** An alert for a (user, rule) fires when the rule's
-//! condition starts to hold and not again until the condition has *not* held
-//! for a full cooldown (`FRAUD_COOLDOWN`, default the rule's own window;
-//! HIGH_VALUE_PURCHASE has none: every such purchase is its own alert). A bot
-//! that keeps hammering is one incident, one alert. This form was chosen over
-//! "at most once per cooldown after the last alert" because its outcome
-//! depends only on a bounded stretch of history (window + cooldown), which is
-//! what lets a partition move between pods and be rebuilt by replay with
-//! exactly the same alerts.
+//! **Event time, in any arrival order.** Each partition has an event time
+//! ([`EventClock`]: the time three distinct users have reached, so a forged
+//! outlier cannot drag it ahead) and a watermark `ALLOWED_LATENESS` behind
+//! it. An event at or after the watermark is *on time* and every windowed
+//! rule considers it at its own timestamp: the rules that count events in a
+//! window fire as soon as the events received so far contain a qualifying
+//! set in event time, whichever arrived last. PURCHASE_WITHOUT_ACTIVITY is
+//! about an absence, so it is decided once the watermark passes the
+//! purchase (an add_to_cart arriving late still counts); its alerts come
+//! `ALLOWED_LATENESS` of event time after the purchase. An event behind the
+//! watermark is *late*: it is counted, judged by HIGH_VALUE_PURCHASE, and
+//! otherwise left out of every window and every user's state, so that what
+//! one arrival order would learn from it another cannot contradict.
 //!
-//! Per-user state lives in [`state::UserTable`] (about 125 bytes per user) and
-//! is evicted once older than the widest window plus cooldown.
+//! **No alert storms.** An alert for a (user, rule) fires when the rule's
+//! condition holds at an event time further than a cooldown
+//! (`FRAUD_COOLDOWN`, default the rule's own window; HIGH_VALUE_PURCHASE has
+//! none: every such purchase is its own alert) from every time it held
+//! before. A bot that keeps hammering is one incident, one alert. Its
+//! outcome depends only on a bounded stretch of history (lateness + window +
+//! cooldown), which is what lets a partition move between pods and be
+//! rebuilt by replay with exactly the same alerts.
+//!
+//! **What is exact.** Whether a (user, rule) raises an alert depends only on
+//! the on-time events, not on their arrival order, as long as a user's
+//! per-rule lists ([`state`]) do not overflow while an older event is still
+//! on its way: more than 8 transactional events, 4 purchases, 3 located
+//! events or 3 addresses of one user newer than an event that is still to
+//! arrive. Which event of an incident carries the alert, and so its
+//! `alert_id`, follows the arrival order; a rebuild replays the same order
+//! and gives the same ids. `tests/it/ordering.rs` checks both properties on
+//! random streams.
+//!
+//! Per-user state lives in [`state::UserTable`] and is evicted once older
+//! than the widest window plus cooldown behind the watermark.
 
 pub mod alert;
 pub mod state;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
 use serde::Serialize;
 use serde_json::json;
 
 pub use alert::Alert;
-use state::{Layout, NEVER, UserTable};
+use state::{Layout, PrehashedMap, Times, UserTable};
 
 use crate::config::FraudConfig;
 use crate::event::{Event, EventType};
+use crate::eventtime::EventClock;
 use crate::privacy::{IpRenderer, ip_key};
 use crate::processor::{Mode, Processor};
 
@@ -55,6 +79,10 @@ pub const PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS: i64 = 60 * 60 * 1000;
 pub const PURCHASE_WITHOUT_ACTIVITY_MIN_PRIOR: u32 = 2;
 /// Distinct (country, city) names kept per partition for alert evidence.
 const LOCATION_NAMES_CAP: usize = 100_000;
+/// Purchases awaiting the watermark per partition. Beyond this (a partition
+/// taking more than 100,000 purchases per ALLOWED_LATENESS) the oldest is
+/// decided early, with what has arrived.
+const PENDING_PURCHASES_CAP: usize = 100_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -129,6 +157,8 @@ pub struct FraudRules {
     pub high_value_threshold: f64,
     /// Quiet period per rule (indexed by [`Rule::index`]).
     pub cooldown_ms: [i64; 6],
+    /// How far behind the partition's event time an event is still on time.
+    pub lateness_ms: i64,
 }
 
 impl FraudRules {
@@ -153,6 +183,7 @@ impl FraudRules {
             location_window_ms,
             high_value_threshold: c.high_value_threshold,
             cooldown_ms,
+            lateness_ms: c.allowed_lateness.as_millis() as i64,
         }
     }
 
@@ -183,10 +214,23 @@ impl FraudRules {
 /// The fraud state of one partition.
 pub struct FraudPartition {
     users: UserTable,
-    /// Latest event time seen in the partition.
-    watermark_ms: i64,
+    clock: EventClock,
     last_sweep_ms: i64,
     location_names: HashMap<u32, (Box<str>, Box<str>)>,
+    /// Purchases whose PURCHASE_WITHOUT_ACTIVITY verdict waits for the
+    /// watermark, by (event time, hash of the event id).
+    pending: BTreeMap<(i64, u64), PendingPurchase>,
+    /// Pending purchases per user key.
+    pending_users: PrehashedMap<u32>,
+}
+
+struct PendingPurchase {
+    user_key: u64,
+    user_id: Box<str>,
+    event_id: Box<str>,
+    amount: f64,
+    /// Other transactional events of the user in the hour up to it, so far.
+    prior: u32,
 }
 
 impl FraudPartition {
@@ -197,12 +241,24 @@ impl FraudPartition {
     pub fn heap_bytes(&self) -> usize {
         self.users.heap_bytes()
     }
+
+    /// The partition's event time (`i64::MIN` before any event).
+    pub fn event_time_ms(&self) -> i64 {
+        self.clock.time()
+    }
+
+    /// Purchases waiting for the watermark.
+    pub fn pending_purchases(&self) -> usize {
+        self.pending.len()
+    }
 }
 
 /// What the detector has done since it started (monotonic; live events only).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct FraudTotals {
     pub events: u64,
+    /// Events behind the watermark when they arrived.
+    pub late_events: u64,
     pub alerts_by_rule: [u64; 6],
     pub high_value_purchases: u64,
     pub high_value_amount: f64,
@@ -293,7 +349,11 @@ impl FraudDetector {
         // changes a result: `entry` treats a record older than the horizon
         // as absent anyway.
         let step = (retention / 8).max(1);
-        let boundary = state.watermark_ms.div_euclid(step) * step;
+        let watermark = state.clock.watermark(self.rules.lateness_ms);
+        if watermark == i64::MIN {
+            return;
+        }
+        let boundary = watermark.div_euclid(step) * step;
         if boundary > state.last_sweep_ms {
             state.users.evict_older_than(boundary.saturating_sub(retention));
             state.last_sweep_ms = boundary;
@@ -308,11 +368,6 @@ impl FraudDetector {
     }
 }
 
-/// Milliseconds as a `u32` age bound for window comparisons.
-fn window_age(ms: i64) -> u32 {
-    u32::try_from(ms).unwrap_or(NEVER - 1)
-}
-
 impl Processor for FraudDetector {
     type State = FraudPartition;
     type Output = Alert;
@@ -320,14 +375,22 @@ impl Processor for FraudDetector {
     fn new_state(&self) -> FraudPartition {
         FraudPartition {
             users: UserTable::new(self.layout),
-            watermark_ms: i64::MIN,
+            clock: EventClock::default(),
             last_sweep_ms: i64::MIN,
             location_names: HashMap::new(),
+            pending: BTreeMap::new(),
+            pending_users: PrehashedMap::default(),
         }
     }
 
+    fn event_time_ms(&self, state: &FraudPartition) -> i64 {
+        state.clock.time()
+    }
+
     fn rebuild_window_ms(&self) -> i64 {
-        self.rules.retention_ms()
+        // An on-time event can be `lateness` behind the committed event time
+        // and reads `retention` of history before it.
+        self.rules.retention_ms() + self.rules.lateness_ms
     }
 
     fn process(&mut self, state: &mut FraudPartition, event: &Event<'_>, mode: Mode, out: &mut Vec<Alert>) {
@@ -335,11 +398,57 @@ impl Processor for FraudDetector {
         if live {
             self.totals.events += 1;
         }
-        if event.timestamp_ms > state.watermark_ms {
-            state.watermark_ms = event.timestamp_ms;
-            self.sweep(state);
-        }
+        let t = event.timestamp_ms;
         let user_key = self.hasher.hash_one(event.user_id.as_bytes());
+        let watermark = state.clock.watermark(self.rules.lateness_ms);
+        let mut fired: Vec<(Rule, String, serde_json::Value)> = Vec::new();
+        if t < watermark {
+            if live {
+                self.totals.late_events += 1;
+            }
+            // Late: judged on its own by HIGH_VALUE_PURCHASE, kept out of
+            // every window.
+            if event.event_type == EventType::Purchase {
+                fired.extend(self.high_value(event));
+            }
+        } else {
+            state.clock.observe(user_key, t);
+            // Purchases the watermark has now passed are decided on the
+            // state as it was: this event is after them in event time.
+            self.decide_pending(state, live, out);
+            self.sweep(state);
+            self.on_time(state, user_key, event, &mut fired);
+        }
+        self.emit(event, fired, live, out);
+    }
+}
+
+impl FraudDetector {
+    fn high_value(&self, event: &Event<'_>) -> Option<(Rule, String, serde_json::Value)> {
+        let rules = &self.rules;
+        let amount = event.amount();
+        (amount >= rules.high_value_threshold).then(|| {
+            (
+                Rule::HighValuePurchase,
+                format!(
+                    "High-value purchase of ${} (threshold ${})",
+                    crate::analytics::report::money(amount),
+                    crate::analytics::report::money(rules.high_value_threshold)
+                ),
+                json!({"amount": amount, "threshold": rules.high_value_threshold}),
+            )
+        })
+    }
+
+    /// Every windowed rule, at the event's own time.
+    fn on_time(
+        &self,
+        state: &mut FraudPartition,
+        user_key: u64,
+        event: &Event<'_>,
+        fired: &mut Vec<(Rule, String, serde_json::Value)>,
+    ) {
+        let t = event.timestamp_ms;
         let location = match (&event.location.country, &event.location.city) {
             (None, None) => None,
             (country, city) => {
@@ -356,64 +465,54 @@ impl Processor for FraudDetector {
             }
         };
         let rules = &self.rules;
-        let horizon = state.watermark_ms.saturating_sub(rules.retention_ms());
-        let mut record = state.users.entry(user_key, event.timestamp_ms, horizon);
-        record.advance_to(event.timestamp_ms);
+        let horizon = state
+            .clock
+            .watermark(rules.lateness_ms)
+            .saturating_sub(rules.retention_ms());
+        let mut record = state.users.entry(user_key, t, horizon);
+        record.advance_to(t);
+        let cooldown = |rule: Rule| rules.cooldown_ms[rule.index()];
 
-        // Each rule: (condition holds now, message and evidence if it does).
-        let mut fired: Vec<(Rule, String, serde_json::Value)> = Vec::new();
-        let hold = |rule: Rule, record: &mut state::UserRecord<'_>| -> bool {
-            let quiet = record.condition_age(rule.index());
-            let cooldown = rules.cooldown_ms[rule.index()];
-            record.set_condition_now(rule.index());
-            cooldown == 0 || quiet == NEVER || i64::from(quiet) >= cooldown
-        };
-
-        if let Some(h) = location {
-            let (previous, age) = record.location();
-            if previous != 0
-                && previous != h
-                && age != NEVER
-                && i64::from(age) < rules.location_window_ms
-                && hold(Rule::RapidLocationChange, &mut record)
-            {
-                let minutes = f64::from(age) / 60_000.0;
-                let gap = if age < 60_000 {
-                    format!("{:.0} seconds", f64::from(age) / 1000.0)
-                } else {
-                    format!("{minutes:.1} minutes")
-                };
-                let from = Self::location_name(&state.location_names, previous);
-                let to = json!({
-                    "country": event.location.country.as_deref(),
-                    "city": event.location.city.as_deref(),
-                });
-                fired.push((
-                    Rule::RapidLocationChange,
-                    format!(
-                        "Location changed from {} to {} within {gap} (threshold {} minutes)",
-                        place_text(&from),
-                        place_text(&to),
-                        rules.location_window_ms as f64 / 60_000.0
-                    ),
-                    json!({"from": from, "to": to, "minutes_since_previous": round2(minutes), "threshold_minutes": rules.location_window_ms as f64 / 60_000.0}),
-                ));
-            }
-            record.set_location(h);
+        if let Some(h) = location
+            && let Some((other, gap)) = record.insert_location(h, t, rules.location_window_ms)
+            && record.hold(
+                Rule::RapidLocationChange.index(),
+                t,
+                cooldown(Rule::RapidLocationChange),
+            )
+        {
+            let gap_text = if gap < 60_000 {
+                format!("{:.0} seconds", gap as f64 / 1000.0)
+            } else {
+                format!("{:.1} minutes", gap as f64 / 60_000.0)
+            };
+            let other = Self::location_name(&state.location_names, other);
+            let here = json!({
+                "country": event.location.country.as_deref(),
+                "city": event.location.city.as_deref(),
+            });
+            fired.push((
+                Rule::RapidLocationChange,
+                format!(
+                    "Location changed between {} and {} within {gap_text} (threshold {} minutes)",
+                    place_text(&other),
+                    place_text(&here),
+                    rules.location_window_ms as f64 / 60_000.0
+                ),
+                json!({"from": other, "to": here, "minutes_between": round2(gap as f64 / 60_000.0), "threshold_minutes": rules.location_window_ms as f64 / 60_000.0}),
+            ));
         }
 
         if let Some(ip) = event.ip_address.as_deref().and_then(ip_key) {
-            let distinct = record.touch_ip(ip, window_age(MULTIPLE_IPS_WINDOW_MS));
-            if distinct >= rules.ip_threshold && hold(Rule::MultipleIps, &mut record) {
-                let ips: Vec<String> = record
-                    .ips_within(window_age(MULTIPLE_IPS_WINDOW_MS))
-                    .into_iter()
-                    .map(|k| self.ips.render_key(k))
-                    .collect();
+            let together = record.touch_ip(ip, t, MULTIPLE_IPS_WINDOW_MS);
+            let distinct = together.len() as u32;
+            if distinct >= rules.ip_threshold && record.hold(Rule::MultipleIps.index(), t, cooldown(Rule::MultipleIps))
+            {
+                let ips: Vec<String> = together.into_iter().map(|k| self.ips.render_key(k)).collect();
                 fired.push((
                     Rule::MultipleIps,
                     format!(
-                        "User seen from {distinct} different IPs in the last hour (threshold {}): {}",
+                        "User seen from {distinct} different IPs within an hour (threshold {}): {}",
                         rules.ip_threshold,
                         ips.join(", ")
                     ),
@@ -422,54 +521,120 @@ impl Processor for FraudDetector {
             }
         }
 
-        if event.event_type.is_transactional() {
-            let recent = record.transactions_within(window_age(VELOCITY_WINDOW_MS)) + 1;
-            if recent >= rules.velocity_threshold && hold(Rule::HighVelocity, &mut record) {
+        if !event.event_type.is_transactional() {
+            return;
+        }
+        let prior = record.count_between(Times::Transactions, t - PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS, t);
+        let recent = record.insert_and_count(Times::Transactions, t, VELOCITY_WINDOW_MS);
+        if recent >= rules.velocity_threshold
+            && record.hold(Rule::HighVelocity.index(), t, cooldown(Rule::HighVelocity))
+        {
+            fired.push((
+                Rule::HighVelocity,
+                format!(
+                    "User has {recent} transactional events within a minute (threshold {})",
+                    rules.velocity_threshold
+                ),
+                json!({"transactional_events": recent, "window_seconds": 60, "threshold": rules.velocity_threshold}),
+            ));
+        }
+        let purchase = event.event_type == EventType::Purchase;
+        if purchase {
+            let rapid = record.insert_and_count(Times::Purchases, t, RAPID_PURCHASES_WINDOW_MS);
+            if let Some(alert) = self.high_value(event)
+                && record.hold(Rule::HighValuePurchase.index(), t, cooldown(Rule::HighValuePurchase))
+            {
+                fired.push(alert);
+            }
+            if rapid >= RAPID_PURCHASES_THRESHOLD
+                && record.hold(Rule::RapidPurchases.index(), t, cooldown(Rule::RapidPurchases))
+            {
                 fired.push((
-                    Rule::HighVelocity,
-                    format!(
-                        "User has {recent} transactional events in the last minute (threshold {})",
-                        rules.velocity_threshold
-                    ),
-                    json!({"transactional_events": recent, "window_seconds": 60, "threshold": rules.velocity_threshold}),
+                    Rule::RapidPurchases,
+                    format!("{rapid} purchases within 5 minutes (threshold {RAPID_PURCHASES_THRESHOLD})"),
+                    json!({"purchases": rapid, "window_minutes": 5, "threshold": RAPID_PURCHASES_THRESHOLD}),
                 ));
             }
-            if event.event_type == EventType::Purchase {
-                let amount = event.amount();
-                if amount >= rules.high_value_threshold && hold(Rule::HighValuePurchase, &mut record) {
-                    fired.push((
-                        Rule::HighValuePurchase,
-                        format!(
-                            "High-value purchase of ${} (threshold ${})",
-                            crate::analytics::report::money(amount),
-                            crate::analytics::report::money(rules.high_value_threshold)
-                        ),
-                        json!({"amount": amount, "threshold": rules.high_value_threshold}),
-                    ));
-                }
-                let prior = record.transactions_within(window_age(PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS));
-                if prior < PURCHASE_WITHOUT_ACTIVITY_MIN_PRIOR && hold(Rule::PurchaseWithoutActivity, &mut record) {
-                    fired.push((
-                        Rule::PurchaseWithoutActivity,
-                        format!(
-                            "Purchase after only {prior} transactional events in the last hour (expected at least {PURCHASE_WITHOUT_ACTIVITY_MIN_PRIOR})"
-                        ),
-                        json!({"prior_transactional_events": prior, "window_minutes": 60, "amount": amount}),
-                    ));
-                }
-                let purchases = record.purchases_within(window_age(RAPID_PURCHASES_WINDOW_MS)) + 1;
-                if purchases >= RAPID_PURCHASES_THRESHOLD && hold(Rule::RapidPurchases, &mut record) {
-                    fired.push((
-                        Rule::RapidPurchases,
-                        format!("{purchases} purchases within 5 minutes (threshold {RAPID_PURCHASES_THRESHOLD})"),
-                        json!({"purchases": purchases, "window_minutes": 5, "threshold": RAPID_PURCHASES_THRESHOLD}),
-                    ));
-                }
-                record.push_purchase();
-            }
-            record.push_transaction();
         }
+        // This transactional event is "earlier activity" for the user's
+        // pending purchases in the hour after it.
+        if state.pending_users.contains_key(&user_key) {
+            for (_, p) in state
+                .pending
+                .range_mut((t, 0)..=(t + PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS, u64::MAX))
+            {
+                if p.user_key == user_key {
+                    p.prior += 1;
+                }
+            }
+        }
+        if purchase {
+            let key = (t, self.hasher.hash_one(event.event_id.as_bytes()));
+            let entry = PendingPurchase {
+                user_key,
+                user_id: event.user_id.as_ref().into(),
+                event_id: event.event_id.as_ref().into(),
+                amount: event.amount(),
+                prior,
+            };
+            if state.pending.insert(key, entry).is_none() {
+                *state.pending_users.entry(user_key).or_insert(0) += 1;
+            }
+        }
+    }
 
+    /// Decides PURCHASE_WITHOUT_ACTIVITY for every purchase the watermark
+    /// has passed (and the oldest beyond the cap), on the user's state as of
+    /// the purchase.
+    fn decide_pending(&mut self, state: &mut FraudPartition, live: bool, out: &mut Vec<Alert>) {
+        let watermark = state.clock.watermark(self.rules.lateness_ms);
+        loop {
+            let over_cap = state.pending.len() > PENDING_PURCHASES_CAP;
+            let Some(entry) = state.pending.first_entry() else {
+                break;
+            };
+            let (t, _) = *entry.key();
+            if t >= watermark && !over_cap {
+                break;
+            }
+            let p = entry.remove();
+            if let Some(n) = state.pending_users.get_mut(&p.user_key) {
+                *n -= 1;
+                if *n == 0 {
+                    state.pending_users.remove(&p.user_key);
+                }
+            }
+            if p.prior >= PURCHASE_WITHOUT_ACTIVITY_MIN_PRIOR {
+                continue;
+            }
+            let rule = Rule::PurchaseWithoutActivity;
+            let horizon = t.saturating_sub(self.rules.retention_ms());
+            let mut record = state.users.entry(p.user_key, t, horizon);
+            if !record.hold(rule.index(), t, self.rules.cooldown_ms[rule.index()]) || !live {
+                continue;
+            }
+            self.totals.alerts_by_rule[rule.index()] += 1;
+            out.push(Alert::new(
+                rule,
+                &p.user_id,
+                &p.event_id,
+                t,
+                format!(
+                    "Purchase after only {} other transactional events in the hour up to it (expected at least {PURCHASE_WITHOUT_ACTIVITY_MIN_PRIOR})",
+                    p.prior
+                ),
+                json!({"prior_transactional_events": p.prior, "window_minutes": 60, "amount": p.amount}),
+            ));
+        }
+    }
+
+    fn emit(
+        &mut self,
+        event: &Event<'_>,
+        fired: Vec<(Rule, String, serde_json::Value)>,
+        live: bool,
+        out: &mut Vec<Alert>,
+    ) {
         if !live {
             return;
         }

@@ -1,4 +1,4 @@
-//! Compact per-user fraud state.
+//! Compact per-user fraud state, in event time, for events in any order.
 //!
 //! A fraud detector tracks every user seen in the last couple of hours, so
 //! bytes per user decide how many users a pod can hold. Each user is one
@@ -8,19 +8,21 @@
 //! | words | content |
 //! |---|---|
 //! | 0–1 | time of the user's latest event (ms since the epoch, `i64`) |
-//! | 2 | hash of the last known (country, city), 0 = unknown |
-//! | 3 | age of that location |
-//! | 4–9 | per rule: age of the last event at which its condition held |
-//! | 10–11 | ages of the two previous purchases |
-//! | 12… | ages of the previous transactional events (max(VELOCITY_THRESHOLD − 1, 2)) |
-//! | … | MULTIPLE_IP_THRESHOLD × (ip key: 2 words, age: 1 word) |
+//! | 2–7 | per rule: the latest event time at which its condition held |
+//! | then | times of the user's most recent transactional events (2 × (VELOCITY_THRESHOLD − 1)) |
+//! | then | times of the most recent purchases (4) |
+//! | then | 3 × (location hash, time) of the most recent events with a location |
+//! | then | MULTIPLE_IP_THRESHOLD × (ip key: 2 words, first time, last time) |
 //!
-//! Times other than the latest are stored as *ages* relative to it, in
+//! Times other than the latest are stored as *ages* before it, in
 //! milliseconds, saturating at `u32::MAX` (≈ 49 days, far beyond any window)
-//! which also marks an empty slot. When a newer event arrives every age is
-//! shifted by the elapsed time. With default thresholds a record is 25 words
-//! (100 bytes); with the map entry the whole cost is about 125 bytes per
-//! tracked user (measured in BENCHMARKS.md).
+//! which also marks an empty slot; when a newer event arrives every age
+//! grows by the elapsed time. Each list is kept in event-time order, newest
+//! first, whatever order the events arrived in: an event older than the
+//! user's latest is inserted where it belongs, and when a list is full the
+//! oldest entry falls off. Lists hold twice what a rule needs on one side of
+//! an event, so that an event arriving late still finds its neighbours on
+//! both sides. With default thresholds a record is 38 words (152 bytes).
 //!
 //! User ids are reduced to a 64-bit hash: two users colliding would share
 //! state; for a million tracked users per partition the chance that any pair
@@ -33,45 +35,65 @@ use std::hash::{BuildHasherDefault, Hasher};
 pub const NEVER: u32 = u32::MAX;
 
 const LAST: usize = 0;
-const LOCATION: usize = 2;
-const LOCATION_AGE: usize = 3;
-const CONDITIONS: usize = 4;
-const PURCHASES: usize = 10;
-const TRANSACTIONS: usize = 12;
+const HOLDS: usize = 2;
+const TRANSACTIONS: usize = HOLDS + RULE_SLOTS;
 /// Records per slab chunk; the slab grows a chunk at a time, so unused
 /// capacity is at most one chunk (unlike a doubling `Vec`).
 const CHUNK_RECORDS: usize = 1024;
 
-/// Number of rules with a condition-age slot.
+/// Number of rules with a hold slot.
 pub const RULE_SLOTS: usize = 6;
-/// Previous purchases remembered (RAPID_PURCHASES needs 3 counting the current).
-pub const PURCHASE_SLOTS: usize = 2;
+/// Purchases remembered: RAPID_PURCHASES needs 2 besides the current one,
+/// on either side of it in event time.
+pub const PURCHASE_SLOTS: usize = 4;
+/// Recent (location, time) pairs: the neighbours of a late event.
+pub const LOCATION_SLOTS: usize = 3;
+
+/// Which list of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Times {
+    Transactions,
+    Purchases,
+}
 
 /// Where each part of a record lives, for the configured thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub transaction_slots: usize,
     pub ip_slots: usize,
+    purchases: usize,
+    locations: usize,
     ips: usize,
     stride: usize,
 }
 
 impl Layout {
     pub fn new(velocity_threshold: u32, ip_threshold: u32) -> Layout {
-        let transaction_slots = (velocity_threshold.saturating_sub(1) as usize).max(2);
+        let transaction_slots = (2 * velocity_threshold.saturating_sub(1) as usize).max(2);
         let ip_slots = ip_threshold as usize;
-        let ips = TRANSACTIONS + transaction_slots;
+        let purchases = TRANSACTIONS + transaction_slots;
+        let locations = purchases + PURCHASE_SLOTS;
+        let ips = locations + 2 * LOCATION_SLOTS;
         Layout {
             transaction_slots,
             ip_slots,
+            purchases,
+            locations,
             ips,
-            stride: ips + 3 * ip_slots,
+            stride: ips + 4 * ip_slots,
         }
     }
 
     /// Bytes of one record.
     pub fn record_bytes(&self) -> usize {
         self.stride * 4
+    }
+
+    fn range(&self, list: Times) -> std::ops::Range<usize> {
+        match list {
+            Times::Transactions => TRANSACTIONS..self.purchases,
+            Times::Purchases => self.purchases..self.locations,
+        }
     }
 }
 
@@ -149,7 +171,6 @@ impl UserTable {
         let mut record = UserRecord { layout, words };
         if fresh || record.last_ms() < horizon {
             record.words.fill(NEVER);
-            record.words[LOCATION] = 0;
             record.set_last_ms(time_ms);
         }
         record
@@ -214,13 +235,23 @@ impl UserRecord<'_> {
         self.words[LAST + 1] = (bits >> 32) as u32;
     }
 
-    /// Moves the record's clock to `time_ms` and returns the time the event
-    /// is evaluated at. Events older than the user's latest are evaluated as
-    /// simultaneous with it, so windows never run backwards.
-    pub fn advance_to(&mut self, time_ms: i64) -> i64 {
+    /// The age of `time_ms` before the user's latest event (`NEVER` if too old).
+    fn age(&self, time_ms: i64) -> u32 {
+        u32::try_from(self.last_ms().saturating_sub(time_ms).max(0)).unwrap_or(NEVER)
+    }
+
+    /// The time of a stored age.
+    fn time(&self, age: u32) -> Option<i64> {
+        (age != NEVER).then(|| self.last_ms() - i64::from(age))
+    }
+
+    /// Moves the record's clock forward to `time_ms` if the event is the
+    /// user's newest; an older event leaves it where it is (its entries are
+    /// stored with their own age).
+    pub fn advance_to(&mut self, time_ms: i64) {
         let last = self.last_ms();
         if time_ms <= last {
-            return last;
+            return;
         }
         let delta = u32::try_from(time_ms - last).unwrap_or(NEVER);
         let shift = |age: &mut u32| {
@@ -228,102 +259,179 @@ impl UserRecord<'_> {
                 *age = age.saturating_add(delta);
             }
         };
-        // Words LOCATION_AGE.. up to the ip slots are all ages.
-        let ips = self.layout.ips;
-        self.words[LOCATION_AGE..ips].iter_mut().for_each(shift);
-        // In the ip slots every third word is an age.
-        self.words[ips..].iter_mut().skip(2).step_by(3).for_each(shift);
+        let l = self.layout;
+        self.words[HOLDS..l.locations].iter_mut().for_each(shift);
+        self.words[l.locations..l.ips]
+            .iter_mut()
+            .skip(1)
+            .step_by(2)
+            .for_each(shift);
+        for w in self.words[l.ips..].chunks_exact_mut(4) {
+            shift(&mut w[2]);
+            shift(&mut w[3]);
+        }
         self.set_last_ms(time_ms);
-        time_ms
     }
 
-    pub fn location(&self) -> (u32, u32) {
-        (self.words[LOCATION], self.words[LOCATION_AGE])
+    /// Records that `rule`'s condition holds at `time_ms` and says whether
+    /// that starts an incident: no earlier or later time at which it held
+    /// lies within `cooldown_ms`. The result is the same whatever order the
+    /// events arrive in, up to which event of an incident raises the alert.
+    pub fn hold(&mut self, rule_slot: usize, time_ms: i64, cooldown_ms: i64) -> bool {
+        let at = HOLDS + rule_slot;
+        let previous = self.time(self.words[at]);
+        let starts = cooldown_ms == 0 || previous.is_none_or(|p| (time_ms - p).abs() >= cooldown_ms);
+        if previous.is_none_or(|p| time_ms > p) {
+            self.words[at] = self.age(time_ms);
+        }
+        starts
     }
 
-    pub fn set_location(&mut self, hash: u32) {
-        self.words[LOCATION] = hash;
-        self.words[LOCATION_AGE] = 0;
+    /// Inserts `time_ms` into `list` and returns the most events of the list
+    /// (this one included) that fit in a span shorter than `window_ms`
+    /// together with this one.
+    pub fn insert_and_count(&mut self, list: Times, time_ms: i64, window_ms: i64) -> u32 {
+        let range = self.layout.range(list);
+        let times = self.times(range.clone());
+        let count = densest_around(&times, time_ms, window_ms);
+        let age = self.age(time_ms);
+        insert_sorted(&mut self.words[range], age);
+        count
     }
 
-    pub fn condition_age(&self, rule_slot: usize) -> u32 {
-        self.words[CONDITIONS + rule_slot]
+    /// Stored times of `list` within `[from, to]`, excluding one occurrence of `except`.
+    pub fn count_between(&self, list: Times, from: i64, to: i64) -> u32 {
+        let range = self.layout.range(list);
+        self.times(range).iter().filter(|&&t| t >= from && t <= to).count() as u32
     }
 
-    pub fn set_condition_now(&mut self, rule_slot: usize) {
-        self.words[CONDITIONS + rule_slot] = 0;
+    fn times(&self, range: std::ops::Range<usize>) -> Vec<i64> {
+        self.words[range].iter().filter_map(|&a| self.time(a)).collect()
     }
 
-    /// Number of remembered previous purchases younger than `window_ms`.
-    pub fn purchases_within(&self, window_ms: u32) -> u32 {
-        count_within(&self.words[PURCHASES..PURCHASES + PURCHASE_SLOTS], window_ms)
+    /// Inserts an event at `time_ms` at location `hash` and returns the
+    /// (hash, gap in ms) of its nearest neighbours in event time — the one
+    /// before, then the one after — whose location differs and lies within
+    /// `window_ms`.
+    pub fn insert_location(&mut self, hash: u32, time_ms: i64, window_ms: i64) -> Option<(u32, i64)> {
+        let base = self.layout.locations;
+        let entries: Vec<(u32, i64)> = (0..LOCATION_SLOTS)
+            .filter_map(|i| {
+                let w = base + 2 * i;
+                self.time(self.words[w + 1]).map(|t| (self.words[w], t))
+            })
+            .collect();
+        // Entries are newest first: the neighbour before is the first at or
+        // before `time_ms`, the one after the last strictly after it.
+        let before = entries.iter().find(|&&(_, t)| t <= time_ms);
+        let after = entries.iter().rev().find(|&&(_, t)| t > time_ms);
+        let differs = |n: Option<&(u32, i64)>| {
+            n.and_then(|&(h, t)| {
+                let gap = (time_ms - t).abs();
+                (h != hash && gap < window_ms).then_some((h, gap))
+            })
+        };
+        let found = differs(before).or_else(|| differs(after));
+        // Insert, keeping newest first; the oldest falls off.
+        let age = self.age(time_ms);
+        let slots = &mut self.words[base..base + 2 * LOCATION_SLOTS];
+        let at = (0..LOCATION_SLOTS)
+            .find(|&i| age < slots[2 * i + 1])
+            .unwrap_or(LOCATION_SLOTS);
+        if at < LOCATION_SLOTS {
+            slots.copy_within(2 * at..2 * (LOCATION_SLOTS - 1), 2 * at + 2);
+            slots[2 * at] = hash;
+            slots[2 * at + 1] = age;
+        }
+        found
     }
 
-    pub fn push_purchase(&mut self) {
-        push_front(&mut self.words[PURCHASES..PURCHASES + PURCHASE_SLOTS], 0);
-    }
-
-    /// Number of remembered previous transactional events younger than `window_ms`.
-    pub fn transactions_within(&self, window_ms: u32) -> u32 {
-        let end = TRANSACTIONS + self.layout.transaction_slots;
-        count_within(&self.words[TRANSACTIONS..end], window_ms)
-    }
-
-    pub fn push_transaction(&mut self) {
-        let end = TRANSACTIONS + self.layout.transaction_slots;
-        push_front(&mut self.words[TRANSACTIONS..end], 0);
-    }
-
-    /// Records an event from `ip` (now) and returns how many distinct
-    /// addresses, this one included, were seen within `window_ms`.
-    pub fn touch_ip(&mut self, ip: u64, window_ms: u32) -> u32 {
+    /// Records an event from `ip` at `time_ms` and returns the addresses
+    /// (this one first) of the largest set of distinct addresses that were
+    /// all seen within a span shorter than `window_ms` together with this
+    /// event. Each address keeps the first and last time it was seen.
+    pub fn touch_ip(&mut self, ip: u64, time_ms: i64, window_ms: i64) -> Vec<u64> {
         let base = self.layout.ips;
         let n = self.layout.ip_slots;
-        // Find the address, or take the last slot (the oldest, or empty).
-        let mut at = n - 1;
-        for i in 0..n {
-            let w = base + 3 * i;
-            if self.words[w + 2] != NEVER && read_u64(self.words, w) == ip {
-                at = i;
-                break;
+        let age = self.age(time_ms);
+        let slot = |i: usize| base + 4 * i;
+        // Each other address's time nearest to this event.
+        let mut near: Vec<(i64, u64)> = (0..n)
+            .filter_map(|i| {
+                let w = slot(i);
+                let key = read_u64(self.words, w);
+                let first = self.time(self.words[w + 2])?;
+                let last = self.time(self.words[w + 3])?;
+                (key != ip).then(|| (time_ms.clamp(first, last), key))
+            })
+            .collect();
+        let found = (0..n).find(|&i| self.words[slot(i) + 3] != NEVER && read_u64(self.words, slot(i)) == ip);
+        match found {
+            Some(i) => {
+                let w = slot(i);
+                self.words[w + 2] = self.words[w + 2].max(age);
+                self.words[w + 3] = self.words[w + 3].min(age);
+            }
+            None => {
+                // Replace the address seen least recently (or an empty slot),
+                // unless this event is older than all of them.
+                let (i, oldest) = (0..n)
+                    .map(|i| (i, self.words[slot(i) + 3]))
+                    .max_by_key(|&(i, a)| (a, i))
+                    .unwrap_or((0, 0));
+                if oldest == NEVER || age < oldest {
+                    let w = slot(i);
+                    write_u64(self.words, w, ip);
+                    self.words[w + 2] = age;
+                    self.words[w + 3] = age;
+                }
             }
         }
-        // Move entries 0..at one place back and put this address first:
-        // slots stay ordered most recent first, so the oldest falls off.
-        for i in (0..at).rev() {
-            let (from, to) = (base + 3 * i, base + 3 * (i + 1));
-            self.words.copy_within(from..from + 3, to);
+        near.sort_unstable();
+        // The window shorter than `window_ms` that contains this event and
+        // the most other addresses: it starts at this event or at another
+        // address's time before it.
+        let mut best: &[(i64, u64)] = &[];
+        for start in std::iter::once(time_ms).chain(near.iter().map(|&(t, _)| t)) {
+            if start > time_ms || time_ms - start >= window_ms {
+                continue;
+            }
+            let from = near.partition_point(|&(t, _)| t < start);
+            let to = near.partition_point(|&(t, _)| t < start + window_ms);
+            if to - from > best.len() {
+                best = &near[from..to];
+            }
         }
-        write_u64(self.words, base, ip);
-        self.words[base + 2] = 0;
-        (0..n)
-            .filter(|i| {
-                let age = self.words[base + 3 * i + 2];
-                age != NEVER && age < window_ms
-            })
-            .count() as u32
-    }
-
-    /// The remembered addresses seen within `window_ms`, most recent first.
-    pub fn ips_within(&self, window_ms: u32) -> Vec<u64> {
-        let base = self.layout.ips;
-        (0..self.layout.ip_slots)
-            .filter_map(|i| {
-                let w = base + 3 * i;
-                let age = self.words[w + 2];
-                (age != NEVER && age < window_ms).then(|| read_u64(self.words, w))
-            })
-            .collect()
+        let mut ips = vec![ip];
+        ips.extend(best.iter().map(|&(_, k)| k));
+        ips
     }
 }
 
-fn count_within(ages: &[u32], window_ms: u32) -> u32 {
-    ages.iter().filter(|&&a| a != NEVER && a < window_ms).count() as u32
+/// The most points of `times ∪ {t}` that fit, with `t`, in a span shorter
+/// than `window_ms`.
+fn densest_around(times: &[i64], t: i64, window_ms: i64) -> u32 {
+    let mut all: Vec<i64> = times.iter().copied().filter(|&x| (x - t).abs() < window_ms).collect();
+    all.push(t);
+    all.sort_unstable();
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..all.len() {
+        while all[end] - all[start] >= window_ms {
+            start += 1;
+        }
+        if all[start] <= t && t <= all[end] {
+            best = best.max(end - start + 1);
+        }
+    }
+    best as u32
 }
 
-fn push_front(ages: &mut [u32], age: u32) {
-    ages.copy_within(0..ages.len() - 1, 1);
-    ages[0] = age;
+fn insert_sorted(ages: &mut [u32], age: u32) {
+    if let Some(at) = ages.iter().position(|&a| age < a || a == NEVER) {
+        ages.copy_within(at..ages.len() - 1, at + 1);
+        ages[at] = age;
+    }
 }
 
 fn read_i64(words: &[u32], at: usize) -> i64 {
@@ -343,65 +451,111 @@ fn write_u64(words: &mut [u32], at: usize, v: u64) {
 mod tests {
     use super::*;
 
+    const HOUR: i64 = 3_600_000;
+
     #[test]
-    fn default_layout_is_one_hundred_bytes() {
+    fn default_layout_is_thirty_eight_words() {
         let layout = Layout::new(5, 3);
-        assert_eq!(layout.transaction_slots, 4);
-        assert_eq!(layout.record_bytes(), 100);
+        assert_eq!(layout.transaction_slots, 8);
+        assert_eq!(layout.record_bytes(), 152);
         assert_eq!(Layout::new(2, 2).transaction_slots, 2);
     }
 
     #[test]
-    fn ages_shift_and_saturate() {
+    fn a_late_event_counts_in_the_window_it_belongs_to() {
         let mut table = UserTable::new(Layout::new(5, 3));
-        let mut r = table.entry(42, 1_000, i64::MIN);
-        r.push_transaction();
-        r.push_purchase();
-        assert_eq!(r.advance_to(31_000), 31_000);
-        assert_eq!(r.transactions_within(30_001), 1);
-        assert_eq!(r.transactions_within(30_000), 0, "strictly within");
-        r.push_transaction();
-        assert_eq!(r.transactions_within(60_000), 2);
-        // Out-of-order events are evaluated at the user's latest time.
-        assert_eq!(r.advance_to(5_000), 31_000);
+        let mut r = table.entry(42, 100_000, i64::MIN);
+        r.advance_to(100_000);
+        assert_eq!(r.insert_and_count(Times::Transactions, 100_000, 60_000), 1);
+        r.advance_to(170_000);
+        assert_eq!(
+            r.insert_and_count(Times::Transactions, 170_000, 60_000),
+            1,
+            "70 s apart"
+        );
+        // Arriving last, an event at 130 s is within a minute of each, but
+        // 100 → 170 is 70 s: the densest span under 60 s holds two.
+        assert_eq!(r.insert_and_count(Times::Transactions, 130_000, 60_000), 2);
+        assert_eq!(r.insert_and_count(Times::Transactions, 140_000, 60_000), 3);
+        assert_eq!(r.last_ms(), 170_000, "an older event leaves the clock alone");
+        assert_eq!(r.count_between(Times::Transactions, 100_000, 140_000), 3);
         // Far future: ages saturate instead of wrapping.
-        r.advance_to(31_000 + 60 * 86_400_000);
-        assert_eq!(r.transactions_within(u32::MAX - 1), 0);
-        assert_eq!(r.purchases_within(u32::MAX - 1), 0);
+        r.advance_to(170_000 + 60 * 86_400_000);
+        assert_eq!(r.count_between(Times::Transactions, i64::MIN, i64::MAX), 0);
     }
 
     #[test]
-    fn ip_slots_keep_the_most_recent_distinct_addresses() {
+    fn lists_keep_the_newest_in_event_time_order() {
+        let mut table = UserTable::new(Layout::new(2, 2));
+        let mut r = table.entry(1, 10_000, i64::MIN);
+        for t in [10_000, 5_000, 8_000, 1_000] {
+            r.advance_to(t);
+            r.insert_and_count(Times::Transactions, t, 60_000);
+        }
+        // Two slots: the two newest survive, whatever the arrival order.
+        assert_eq!(r.count_between(Times::Transactions, 8_000, 10_000), 2);
+        assert_eq!(r.count_between(Times::Transactions, 0, 7_999), 0);
+    }
+
+    #[test]
+    fn holds_start_an_incident_in_either_direction_of_time() {
+        let mut table = UserTable::new(Layout::new(5, 3));
+        let mut r = table.entry(1, 1_000_000, i64::MIN);
+        assert!(r.hold(0, 1_000_000, 60_000), "first hold starts an incident");
+        assert!(!r.hold(0, 1_030_000, 60_000), "within the cooldown after");
+        assert!(
+            !r.hold(0, 975_000, 60_000),
+            "within the cooldown before the latest hold"
+        );
+        assert!(r.hold(0, 2_000_000, 60_000), "a quiet cooldown later");
+        assert!(r.hold(1, 5, 0), "no cooldown: every hold alerts");
+    }
+
+    #[test]
+    fn location_neighbours_on_both_sides() {
         let mut table = UserTable::new(Layout::new(5, 3));
         let mut r = table.entry(7, 0, i64::MIN);
-        assert_eq!(r.touch_ip(1, 3_600_000), 1);
+        assert_eq!(r.insert_location(11, 0, 600_000), None);
+        r.advance_to(900_000);
+        assert_eq!(r.insert_location(11, 900_000, 600_000), None);
+        // A late event in between from elsewhere: 5 min after the one before.
+        assert_eq!(r.insert_location(22, 300_000, 600_000), Some((11, 300_000)));
+        // Its neighbour after is 10 min away: only the one before counts.
+        assert_eq!(r.insert_location(22, 850_000, 600_000), Some((11, 50_000)));
+    }
+
+    #[test]
+    fn ip_windows_use_each_address_nearest_time() {
+        let mut table = UserTable::new(Layout::new(5, 3));
+        let mut r = table.entry(7, 0, i64::MIN);
+        assert_eq!(r.touch_ip(1, 0, HOUR), vec![1]);
         r.advance_to(1_000);
-        assert_eq!(r.touch_ip(1, 3_600_000), 1, "same address counts once");
+        assert_eq!(r.touch_ip(1, 1_000, HOUR), vec![1], "same address counts once");
         r.advance_to(2_000);
-        assert_eq!(r.touch_ip(2, 3_600_000), 2);
-        r.advance_to(3_000);
-        assert_eq!(r.touch_ip(3, 3_600_000), 3);
-        assert_eq!(r.ips_within(3_600_000), vec![3, 2, 1]);
-        r.advance_to(4_000);
-        assert_eq!(r.touch_ip(4, 3_600_000), 3, "oldest falls off");
-        assert_eq!(r.ips_within(3_600_000), vec![4, 3, 2]);
-        r.advance_to(5_000);
-        assert_eq!(r.touch_ip(2, 3_600_000), 3, "revisited moves to the front");
-        assert_eq!(r.ips_within(3_600_000), vec![2, 4, 3]);
-        r.advance_to(5_000 + 3_600_000);
-        assert_eq!(r.touch_ip(9, 3_600_000), 1, "older than the window");
+        assert_eq!(r.touch_ip(2, 2_000, HOUR), vec![2, 1]);
+        r.advance_to(2 * HOUR);
+        assert_eq!(r.touch_ip(3, 2 * HOUR, HOUR), vec![3], "the others are two hours back");
+        // A late event from address 4 at 50 min is within the hour of 1 and 2
+        // (at 0–2 s) but then not with 3 (70 min later): three together.
+        let ips = r.touch_ip(4, 50 * 60_000, HOUR);
+        assert_eq!(ips.len(), 3, "{ips:?}");
+        assert!(ips.contains(&1) || ips.contains(&2));
     }
 
     #[test]
     fn a_record_older_than_the_horizon_is_absent_before_any_sweep() {
         let mut table = UserTable::new(Layout::new(5, 3));
         let mut r = table.entry(1, 1_000, i64::MIN);
-        r.push_transaction();
-        r.set_location(77);
-        let r = table.entry(1, 9_000, 5_000);
+        r.insert_and_count(Times::Transactions, 1_000, 60_000);
+        r.insert_location(77, 1_000, 60_000);
+        let mut r = table.entry(1, 9_000, 5_000);
         assert_eq!(r.last_ms(), 9_000);
-        assert_eq!(r.transactions_within(u32::MAX - 1), 0, "history forgotten");
-        assert_eq!(r.location(), (0, NEVER));
+        assert_eq!(
+            r.count_between(Times::Transactions, i64::MIN, i64::MAX),
+            0,
+            "history forgotten"
+        );
+        assert_eq!(r.insert_location(78, 9_000, 60_000), None, "no previous place");
         let r = table.entry(1, 9_500, 5_000);
         assert_eq!(r.last_ms(), 9_000, "a record inside the horizon is kept");
     }
@@ -423,7 +577,6 @@ mod tests {
         assert_eq!(table.chunks.len(), chunks, "freed slots are reused");
         // A re-created user starts empty.
         let r = table.entry(0, 9_000, i64::MIN);
-        assert_eq!(r.transactions_within(u32::MAX - 1), 0);
-        assert_eq!(r.location(), (0, NEVER));
+        assert_eq!(r.count_between(Times::Transactions, i64::MIN, i64::MAX), 0);
     }
 }

@@ -78,17 +78,22 @@ fn detector(config: FraudConfig) -> FraudDetector {
     FraudDetector::new(FraudRules::from_config(&config), IpRenderer::new(IpPrivacy::None))
 }
 
-/// Runs the events (live) and returns (event index, rule) of every alert.
+/// Runs the events (live), then moves the watermark a day past them so that
+/// every pending decision is made, and returns (index of the event the alert
+/// is about, rule) of every alert, in the order raised.
 fn run_with(config: FraudConfig, events: &[E]) -> Vec<(usize, Rule)> {
     let mut d = detector(config);
     let mut state = d.new_state();
     let mut out = Vec::new();
-    let mut fired = Vec::new();
-    for (i, ev) in events.iter().enumerate() {
+    let mut all: Vec<E> = events.to_vec();
+    let end = events.iter().map(|e| e.at_s).fold(0.0, f64::max) + 86_400.0;
+    all.extend(["flush-1", "flush-2", "flush-3"].map(|u| e(u, end, View).place("", "").ip("")));
+    for (i, ev) in all.iter().enumerate() {
         d.process(&mut state, &ev.event(i), Mode::Live, &mut out);
-        fired.extend(out.drain(..).map(|a| (i, a.rule)));
     }
-    fired
+    out.into_iter()
+        .map(|a| (a.event_id["evt-".len()..].parse().unwrap_or(usize::MAX), a.rule))
+        .collect()
 }
 
 fn run(events: &[E]) -> Vec<(usize, Rule)> {
@@ -300,9 +305,9 @@ fn rapid_location_change_evidence_names_both_places() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].evidence["from"]["city"], "New York");
     assert_eq!(out[0].evidence["to"]["country"], "RU");
-    assert_eq!(out[0].evidence["minutes_since_previous"], 4.0);
+    assert_eq!(out[0].evidence["minutes_between"], 4.0);
     assert!(
-        out[0].message.contains("US/New York to RU/Moscow"),
+        out[0].message.contains("between US/New York and RU/Moscow"),
         "{}",
         out[0].message
     );
@@ -460,13 +465,16 @@ fn eviction_forgets_only_what_can_no_longer_matter() {
         );
     }
     assert_eq!(state.tracked_users(), 1000);
-    d.process(
-        &mut state,
-        &e("late", 3.0 * 3600.0, View).event(1000),
-        Mode::Live,
-        &mut out,
-    );
-    assert_eq!(state.tracked_users(), 1, "everyone older than two hours is gone");
+    // Event time moves once three users have reached it.
+    for (i, user) in ["later-1", "later-2", "later-3"].into_iter().enumerate() {
+        d.process(
+            &mut state,
+            &e(user, 3.0 * 3600.0, View).event(1000 + i),
+            Mode::Live,
+            &mut out,
+        );
+    }
+    assert_eq!(state.tracked_users(), 3, "everyone older than two hours is gone");
 }
 
 #[test]

@@ -1002,7 +1002,9 @@ impl<A: ConsumerApp> Core<A> {
                 }
                 self.outputs.clear();
                 let slot = self.slots.get_mut(&partition).expect("slot checked above");
-                slot.tracker.processed(offset, Some(event.timestamp_ms), effects);
+                let event_time = self.app.processor().event_time_ms(&slot.state);
+                slot.tracker
+                    .processed(offset, Some(event.timestamp_ms), effects, event_time);
                 if mode == Mode::Warmup && offset + 1 >= slot.live_from {
                     Self::finish_rebuild(&self.metrics, partition, slot);
                 }
@@ -1036,7 +1038,8 @@ impl<A: ConsumerApp> Core<A> {
                     }));
                 }
                 let slot = self.slots.get_mut(&partition).expect("slot checked above");
-                slot.tracker.processed(offset, None, effects);
+                let event_time = self.app.processor().event_time_ms(&slot.state);
+                slot.tracker.processed(offset, None, effects, event_time);
                 if mode == Mode::Warmup && offset + 1 >= slot.live_from {
                     Self::finish_rebuild(&self.metrics, partition, slot);
                 }

@@ -10,9 +10,9 @@
 //! queue, so the common case costs nothing.
 //!
 //! Each commit carries metadata for whoever owns the partition next:
-//! `v1;wm=<ms>;from=<offset>;window=<ms>[;handoff=1]` — the event-time watermark of everything before
-//! the committed offset, and an offset from which replaying rebuilds the
-//! processor's window exactly. `from` comes from checkpoints: the first offset
+//! `v1;wm=<ms>;from=<offset>;window=<ms>[;handoff=1]` — the processor's event
+//! time after everything before the committed offset, and an offset from
+//! which replaying rebuilds the processor's window exactly. `from` comes from checkpoints: the first offset
 //! at which the watermark reached each granule of event time. Every event
 //! before such an offset is older than the checkpoint's time, so replaying
 //! from the last checkpoint at or before `wm − window` misses nothing, on any
@@ -91,7 +91,11 @@ pub struct OffsetTracker {
     /// Events with effects not yet acknowledged, in offset order.
     in_flight: VecDeque<InFlight>,
     last_processed: Option<i64>,
+    /// Largest event timestamp processed (what checkpoints are taken on).
     watermark_ms: i64,
+    /// The processor's event time after the last processed event (what a
+    /// rebuild window is measured back from); never above `watermark_ms`.
+    event_time_ms: i64,
     /// (granule start time, first offset at which the watermark reached it).
     checkpoints: VecDeque<(i64, i64)>,
     /// The offset and metadata last handed to Kafka, to avoid re-storing.
@@ -109,22 +113,25 @@ impl OffsetTracker {
             in_flight: VecDeque::new(),
             last_processed: None,
             watermark_ms: i64::MIN,
+            event_time_ms: i64::MIN,
             checkpoints: VecDeque::new(),
             last_stored: None,
         }
     }
 
-    /// Records that the event at `offset` (event time `time_ms`, or `None`
+    /// Records that the event at `offset` (timestamp `time_ms`, or `None`
     /// for a message that could not be decoded) was processed, with
-    /// `effects` outstanding acknowledgements.
-    pub fn processed(&mut self, offset: i64, time_ms: Option<i64>, effects: u32) {
+    /// `effects` outstanding acknowledgements, leaving the processor's event
+    /// time at `event_time_ms`.
+    pub fn processed(&mut self, offset: i64, time_ms: Option<i64>, effects: u32, event_time_ms: i64) {
         if effects > 0 {
             self.in_flight.push_back(InFlight {
                 offset,
                 remaining: effects,
-                watermark_before: self.watermark_ms,
+                watermark_before: self.event_time_ms,
             });
         }
+        self.event_time_ms = event_time_ms;
         self.last_processed = Some(offset);
         if let Some(t) = time_ms
             && t > self.watermark_ms
@@ -161,7 +168,7 @@ impl OffsetTracker {
         let last = self.last_processed?;
         let (offset, watermark) = match self.in_flight.front() {
             Some(f) => (f.offset, f.watermark_before),
-            None => (last + 1, self.watermark_ms),
+            None => (last + 1, self.event_time_ms),
         };
         let replay_from = if watermark == i64::MIN {
             offset
@@ -213,7 +220,7 @@ impl OffsetTracker {
         let committed_watermark = self
             .in_flight
             .front()
-            .map_or(self.watermark_ms, |f| f.watermark_before.min(self.watermark_ms));
+            .map_or(self.event_time_ms, |f| f.watermark_before.min(self.event_time_ms));
         let horizon = committed_watermark.saturating_sub(self.window_ms + self.granule_ms);
         while self.checkpoints.len() > 1 && self.checkpoints[1].0 <= horizon {
             self.checkpoints.pop_front();
@@ -225,16 +232,22 @@ impl OffsetTracker {
 mod tests {
     use super::*;
 
+    /// Processes with the processor's event time at the largest timestamp.
+    fn step(t: &mut OffsetTracker, offset: i64, time: Option<i64>, effects: u32) {
+        let event_time = time.map_or(t.event_time_ms, |x| x.max(t.event_time_ms));
+        t.processed(offset, time, effects, event_time);
+    }
+
     #[test]
     fn committable_waits_for_the_oldest_effect() {
         let mut t = OffsetTracker::new(60_000);
         assert_eq!(t.committable(), None);
-        t.processed(10, Some(1_000), 0);
+        step(&mut t, 10, Some(1_000), 0);
         assert_eq!(t.committable().unwrap().0, 11);
-        t.processed(11, Some(2_000), 1); // an alert in flight
-        t.processed(12, Some(3_000), 0);
-        t.processed(13, Some(4_000), 2); // two effects
-        t.processed(14, Some(5_000), 0);
+        step(&mut t, 11, Some(2_000), 1); // an alert in flight
+        step(&mut t, 12, Some(3_000), 0);
+        step(&mut t, 13, Some(4_000), 2); // two effects
+        step(&mut t, 14, Some(5_000), 0);
         assert_eq!(t.committable().unwrap().0, 11, "11 is not done");
         assert_eq!(t.committable().unwrap().1.watermark_ms, 1_000, "watermark before 11");
         t.acknowledged(13);
@@ -251,10 +264,10 @@ mod tests {
     #[test]
     fn new_committable_is_reported_once() {
         let mut t = OffsetTracker::new(60_000);
-        t.processed(0, Some(1), 0);
+        step(&mut t, 0, Some(1), 0);
         assert_eq!(t.take_new_committable().unwrap().0, 1);
         assert_eq!(t.take_new_committable(), None);
-        t.processed(1, None, 0);
+        step(&mut t, 1, None, 0);
         assert_eq!(t.take_new_committable().unwrap().0, 2);
     }
 
@@ -264,7 +277,7 @@ mod tests {
         let mut t = OffsetTracker::new(window);
         // One event per second for ten minutes, offsets 100.. .
         for i in 0..600 {
-            t.processed(100 + i, Some(i * 1_000), 0);
+            step(&mut t, 100 + i, Some(i * 1_000), 0);
         }
         let (offset, m) = t.committable().unwrap();
         assert_eq!(offset, 700);
@@ -280,7 +293,7 @@ mod tests {
         let mut t = OffsetTracker::new(10_000);
         let times = [50_000, 20_000, 70_000, 65_000, 90_000, 61_000, 100_000];
         for (i, &time) in times.iter().enumerate() {
-            t.processed(i as i64, Some(time), 0);
+            step(&mut t, i as i64, Some(time), 0);
         }
         let m = t.committable().unwrap().1;
         // Window starts at 90 s: events needed are those with time >= 90 s,
@@ -301,11 +314,11 @@ mod tests {
         let mut t = OffsetTracker::new(window);
         // Offsets 0..=100, one per second; offset 70 waits for its alert.
         for offset in 0..=100 {
-            t.processed(offset, Some(offset * 1_000), u32::from(offset == 70));
+            step(&mut t, offset, Some(offset * 1_000), u32::from(offset == 70));
         }
         // Event time runs on for ten minutes while the alert is in flight.
         for offset in 101..=700 {
-            t.processed(offset, Some(offset * 1_000), 0);
+            step(&mut t, offset, Some(offset * 1_000), 0);
         }
         let (committed, meta) = t.committable().unwrap();
         assert_eq!(committed, 70);
@@ -322,7 +335,7 @@ mod tests {
     fn checkpoints_stay_bounded() {
         let mut t = OffsetTracker::new(3_600_000);
         for i in 0..1_000_000 {
-            t.processed(i, Some(i * 100), 0);
+            step(&mut t, i, Some(i * 100), 0);
         }
         assert!(
             t.checkpoints.len() <= CHECKPOINTS_PER_WINDOW as usize + 3,
@@ -352,7 +365,7 @@ mod tests {
     #[test]
     fn first_event_commits_with_itself_as_replay_start() {
         let mut t = OffsetTracker::new(60_000);
-        t.processed(5, None, 0);
+        step(&mut t, 5, None, 0);
         let (offset, m) = t.committable().unwrap();
         assert_eq!((offset, m.replay_from, m.watermark_ms), (6, 6, i64::MIN));
     }

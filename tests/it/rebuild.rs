@@ -50,12 +50,16 @@ fn decoded(payloads: &[Vec<u8>]) -> Vec<Event<'_>> {
         .collect()
 }
 
-/// Where a new owner starts replaying when the previous owner committed
-/// after processing `events[..at]`: the runtime's own bookkeeping.
-fn replay_from(events: &[Event<'_>], at: usize, window_ms: i64) -> usize {
-    let mut tracker = OffsetTracker::new(window_ms);
+/// Where a new owner starts replaying when the previous owner (running
+/// `processor`) committed after processing `events[..at]`: the runtime's own
+/// bookkeeping.
+fn replay_from<P: Processor>(events: &[Event<'_>], at: usize, mut processor: P) -> usize {
+    let mut tracker = OffsetTracker::new(processor.rebuild_window_ms());
+    let mut state = processor.new_state();
+    let mut out = Vec::new();
     for (offset, e) in events[..at].iter().enumerate() {
-        tracker.processed(offset as i64, Some(e.timestamp_ms), 0);
+        processor.process(&mut state, e, Mode::Warmup, &mut out);
+        tracker.processed(offset as i64, Some(e.timestamp_ms), 0, processor.event_time_ms(&state));
     }
     let (committed, metadata) = tracker.committable().expect("something was processed");
     assert_eq!(committed, at as i64);
@@ -95,11 +99,10 @@ fn fraud_alerts(events: &[Event<'_>], warm_from: usize, live_from: usize) -> Vec
 fn a_rebuilt_fraud_partition_raises_exactly_the_single_owners_alerts() {
     let payloads = stream();
     let events = decoded(&payloads);
-    let window = fraud().rebuild_window_ms();
     let reference = fraud_alerts(&events, 0, 0);
     assert!(reference.len() > 200, "the stream raises alerts: {}", reference.len());
     for at in split_points(events.len()) {
-        let from = replay_from(&events, at, window);
+        let from = replay_from(&events, at, fraud());
         assert!(from < at, "a rebuild replays something");
         let rebuilt = fraud_alerts(&events, from, at);
         let expected: Vec<(usize, String)> = reference.iter().filter(|(o, _)| *o >= at).cloned().collect();
@@ -134,13 +137,12 @@ fn figures_after(events: &[Event<'_>], warm_from: usize, live_from: usize) -> Wi
 fn a_rebuilt_analytics_partition_has_the_single_owners_windowed_figures() {
     let payloads = stream();
     let events = decoded(&payloads);
-    let window = analytics().rebuild_window_ms();
     for at in split_points(events.len()) {
         // The figures as of the hand-over, and at the end of the stream.
         for end in [at, events.len()] {
             let reference = figures_after(&events[..end], 0, 0);
             assert!(reference.active_users > 20 && reference.events_in_window > 1_000);
-            let from = replay_from(&events, at, window);
+            let from = replay_from(&events, at, analytics());
             let rebuilt = figures_after(&events[..end], from, at);
             assert_eq!(
                 rebuilt, reference,

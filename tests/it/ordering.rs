@@ -1,0 +1,251 @@
+//! Results are a function of the events: property tests over random
+//! multi-user streams, without a broker.
+//!
+//! Each case draws a stream (users with ordinary sessions and bursts of bots,
+//! several addresses and places), lets every event arrive up to `max_delay`
+//! after its timestamp, and checks the detector against itself:
+//! - the (user, rule) pairs raised are those of the same events in timestamp
+//!   order;
+//! - a hand-over at any point (the old owner stops, the new one replays from
+//!   the first offset stamped at or after `event time − rebuild window` and
+//!   goes live) raises exactly the alert ids of one owner processing it all.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use activity_tracker::config::{FraudConfig, IpPrivacy};
+use activity_tracker::event::{Device, Event, EventType, Location, Properties};
+use activity_tracker::fraud::{Alert, FraudDetector, FraudRules};
+use activity_tracker::privacy::IpRenderer;
+use activity_tracker::processor::{Mode, Processor};
+use proptest::prelude::*;
+
+const T0: i64 = 1_705_312_800_000;
+const KINDS: [EventType; 5] = [
+    EventType::PageView,
+    EventType::Click,
+    EventType::Search,
+    EventType::AddToCart,
+    EventType::Purchase,
+];
+const PLACES: [(&str, &str); 3] = [("US", "New York"), ("GB", "London"), ("DE", "Berlin")];
+
+#[derive(Clone, Debug)]
+struct Ev {
+    id: usize,
+    user: u8,
+    t_ms: i64,
+    kind: u8,
+    ip: u8,
+    place: u8,
+    amount: u16,
+}
+
+impl Ev {
+    fn event(&self) -> Event<'static> {
+        let (country, city) = PLACES[self.place as usize];
+        Event {
+            event_id: Cow::Owned(format!("evt-{}", self.id)),
+            timestamp_ms: self.t_ms,
+            user_id: Cow::Owned(format!("user-{}", self.user)),
+            session_id: None,
+            event_type: KINDS[self.kind as usize],
+            page_url: None,
+            referrer: None,
+            user_agent: None,
+            ip_address: Some(Cow::Owned(format!("10.0.{}.{}", self.user, self.ip))),
+            properties: Properties {
+                price: Some(f64::from(self.amount)),
+                ..Properties::default()
+            },
+            device: Device::default(),
+            location: Location {
+                country: Some(Cow::Borrowed(country)),
+                city: Some(Cow::Borrowed(city)),
+                timezone: None,
+            },
+        }
+    }
+}
+
+/// One user's activity: a sequence of (gap before, kind, ip, place, amount).
+fn user_activity() -> impl Strategy<Value = Vec<(i64, u8, u8, u8, u16)>> {
+    let step = (
+        prop_oneof![
+            6 => 5_000i64..90_000,   // browsing
+            3 => 200i64..12_000,     // a burst (bot, card tester)
+            1 => 300_000i64..2_400_000, // away for a while
+        ],
+        prop_oneof![4 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8), 3 => Just(3u8), 2 => Just(4u8)],
+        prop_oneof![8 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8), 1 => Just(3u8)],
+        prop_oneof![10 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)],
+        1u16..900,
+    );
+    prop::collection::vec(step, 1..30)
+}
+
+/// A stream of several users, in timestamp order, with each event's delay.
+fn stream(max_delay_ms: i64) -> impl Strategy<Value = (Vec<Ev>, Vec<i64>)> {
+    prop::collection::vec((user_activity(), 0i64..600_000), 3..9).prop_flat_map(move |users| {
+        let mut events = Vec::new();
+        for (u, (steps, start)) in users.iter().enumerate() {
+            let mut t = T0 + start;
+            for &(gap, kind, ip, place, amount) in steps {
+                t += gap;
+                events.push(Ev {
+                    id: 0,
+                    user: u as u8,
+                    t_ms: t,
+                    kind,
+                    ip,
+                    place,
+                    amount,
+                });
+            }
+        }
+        events.sort_by_key(|e| (e.t_ms, e.user));
+        for (i, e) in events.iter_mut().enumerate() {
+            e.id = i;
+        }
+        let n = events.len();
+        (Just(events), prop::collection::vec(0..=max_delay_ms, n))
+    })
+}
+
+/// The arrival order: each event arrives `delay` after its timestamp.
+fn arrival(events: &[Ev], delays: &[i64]) -> Vec<Ev> {
+    let mut order: Vec<(i64, usize)> = events.iter().zip(delays).map(|(e, d)| (e.t_ms + d, e.id)).collect();
+    order.sort_unstable();
+    order.into_iter().map(|(_, id)| events[id].clone()).collect()
+}
+
+fn detector(lateness: Duration) -> FraudDetector {
+    let config = FraudConfig {
+        allowed_lateness: lateness,
+        ..FraudConfig::default()
+    };
+    FraudDetector::new(FraudRules::from_config(&config), IpRenderer::new(IpPrivacy::None))
+}
+
+/// Events from three users a day after the stream: the watermark passes
+/// everything and every pending decision is made.
+fn flush(events: &[Ev]) -> Vec<Ev> {
+    let end = events.iter().map(|e| e.t_ms).max().unwrap_or(T0) + 86_400_000;
+    (0..3)
+        .map(|i| Ev {
+            id: 1_000_000 + i,
+            user: 200 + i as u8,
+            t_ms: end,
+            kind: 0,
+            ip: 0,
+            place: 0,
+            amount: 1,
+        })
+        .collect()
+}
+
+fn run(
+    d: &mut FraudDetector,
+    state: &mut <FraudDetector as Processor>::State,
+    events: &[Ev],
+    mode: Mode,
+) -> Vec<Alert> {
+    let mut out = Vec::new();
+    for e in events {
+        d.process(state, &e.event(), mode, &mut out);
+    }
+    out
+}
+
+fn single_owner(events: &[Ev], lateness: Duration) -> Vec<Alert> {
+    let mut d = detector(lateness);
+    let mut state = d.new_state();
+    let mut alerts = run(&mut d, &mut state, events, Mode::Live);
+    alerts.extend(run(&mut d, &mut state, &flush(events), Mode::Live));
+    alerts
+}
+
+fn pairs(alerts: &[Alert]) -> BTreeSet<(String, &'static str)> {
+    alerts.iter().map(|a| (a.user_id.clone(), a.rule.as_str())).collect()
+}
+
+/// Alert ids with what they are about, sorted.
+fn ids(alerts: &[Alert]) -> Vec<(String, &'static str, String, String)> {
+    let mut ids: Vec<_> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a.alert_id.clone(),
+                a.rule.as_str(),
+                a.user_id.clone(),
+                a.event_id.clone(),
+            )
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The old owner processes `arrived[..k]` and commits its event time; the
+/// new one replays from the first offset stamped at or after
+/// `event time − rebuild window` (what Kafka's offsets-for-times answers)
+/// and goes live at `k`.
+fn handed_over(arrived: &[Ev], k: usize, lateness: Duration) -> Vec<Alert> {
+    let mut old = detector(lateness);
+    let mut state = old.new_state();
+    let mut alerts = run(&mut old, &mut state, &arrived[..k], Mode::Live);
+    let committed_time = old.event_time_ms(&state);
+
+    let mut new = detector(lateness);
+    let mut state = new.new_state();
+    let target = committed_time.saturating_sub(new.rebuild_window_ms());
+    let from = arrived.iter().position(|e| e.t_ms >= target).unwrap_or(k).min(k);
+    alerts.extend(run(&mut new, &mut state, &arrived[from..k], Mode::Warmup));
+    alerts.extend(run(&mut new, &mut state, &arrived[k..], Mode::Live));
+    alerts.extend(run(&mut new, &mut state, &flush(arrived), Mode::Live));
+    alerts
+}
+
+fn check(
+    events: &[Ev],
+    delays: &[i64],
+    handover: prop::sample::Index,
+    lateness: Duration,
+) -> Result<(), TestCaseError> {
+    let in_order = single_owner(events, lateness);
+    let arrived = arrival(events, delays);
+    let shuffled = single_owner(&arrived, lateness);
+    prop_assert_eq!(pairs(&in_order), pairs(&shuffled), "timestamp order vs arrival order");
+    let k = handover.index(arrived.len() + 1);
+    prop_assert_eq!(
+        ids(&shuffled),
+        ids(&handed_over(&arrived, k, lateness)),
+        "hand-over after {} of {} events",
+        k,
+        arrived.len()
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Defaults: ALLOWED_LATENESS 60 s, each event up to 30 s late.
+    #[test]
+    fn alerts_do_not_depend_on_arrival_order_or_hand_over(
+        (events, delays) in stream(30_000),
+        handover in any::<prop::sample::Index>(),
+    ) {
+        check(&events, &delays, handover, Duration::from_secs(60))?;
+    }
+
+    /// ALLOWED_LATENESS 15 min, each event up to 5 minutes late.
+    #[test]
+    fn alerts_do_not_depend_on_five_minutes_of_disorder(
+        (events, delays) in stream(300_000),
+        handover in any::<prop::sample::Index>(),
+    ) {
+        check(&events, &delays, handover, Duration::from_secs(900))?;
+    }
+}
