@@ -42,6 +42,8 @@ impl FraudApp {
         let bytes: usize = partitions.iter().map(|(_, s)| s.heap_bytes()).sum();
         json!({
             "events_analyzed": t.events,
+            "late_events": t.late_events,
+            "pending_purchase_verdicts": partitions.iter().map(|(_, s)| s.pending_purchases()).sum::<usize>(),
             "alerts_total": t.alerts(),
             "alerts_by_rule": Rule::ALL.iter().map(|r| (r.as_str(), t.alerts_by_rule[r.index()])).collect::<std::collections::BTreeMap<_, _>>(),
             "alerts_by_severity": {"HIGH": t.alerts_by_severity(Severity::High), "MEDIUM": t.alerts_by_severity(Severity::Medium)},

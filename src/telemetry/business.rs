@@ -55,6 +55,11 @@ impl FamilySource for AnalyticsMetrics {
         };
         vec![
             family::counter(
+                "activity_late_events_total",
+                "Events behind their partition's watermark (event time − ALLOWED_LATENESS) on arrival: counted in volume figures and judged by HIGH_VALUE_PURCHASE, kept out of every window.",
+                vec![(vec![g()], totals.late_events as f64)],
+            ),
+            family::counter(
                 "activity_events_total",
                 "Events processed live by type.",
                 crate::event::EventType::ALL
@@ -204,6 +209,11 @@ impl FamilySource for FraudMetrics {
                         )
                     })
                     .collect(),
+            ),
+            family::counter(
+                "activity_late_events_total",
+                "Events behind their partition's watermark (event time − ALLOWED_LATENESS) on arrival: counted in volume figures and judged by HIGH_VALUE_PURCHASE, kept out of every window.",
+                vec![(vec![g()], totals.late_events as f64)],
             ),
             family::counter(
                 "activity_fraud_high_value_purchases_total",

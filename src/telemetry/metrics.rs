@@ -289,6 +289,19 @@ impl Telemetry {
         // would silently truncate the exposition: leave such families out.
         families.retain(|f| !f.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
+        // Two sources may export the same family (both consumers of a demo
+        // count late events): one family, the series of both.
+        let mut merged: Vec<MetricFamily> = Vec::with_capacity(families.len());
+        for mut family in families {
+            match merged.last_mut() {
+                Some(last) if last.name() == family.name() => {
+                    let series = family.take_metric();
+                    last.mut_metric().extend(series);
+                }
+                _ => merged.push(family),
+            }
+        }
+        let families = merged;
         let mut out = Vec::with_capacity(16 * 1024);
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
@@ -507,6 +520,31 @@ pub mod family {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_family_exported_by_two_sources_is_rendered_once() {
+        struct Group(&'static str, f64);
+        impl FamilySource for Group {
+            fn families(&self) -> Vec<MetricFamily> {
+                vec![family::counter(
+                    "activity_late_events_total",
+                    "Late events.",
+                    vec![(vec![("group", self.0.to_string())], self.1)],
+                )]
+            }
+        }
+        let t = Telemetry::new();
+        t.add_source(Arc::new(Group("analytics-processors", 2.0)));
+        t.add_source(Arc::new(Group("fraud-detectors", 5.0)));
+        let text = t.render();
+        assert_eq!(
+            text.matches("# TYPE activity_late_events_total counter").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains(r#"activity_late_events_total{group="analytics-processors"} 2"#));
+        assert!(text.contains(r#"activity_late_events_total{group="fraud-detectors"} 5"#));
+    }
 
     #[test]
     fn exposition_has_our_families_and_snapshot_sources() {
