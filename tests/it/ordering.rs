@@ -249,3 +249,136 @@ proptest! {
         check(&events, &delays, handover, Duration::from_secs(900))?;
     }
 }
+
+/// The black-box form of the same claim: simulated traffic through Kafka,
+/// once in timestamp order and once with every event up to `max_delay_ms`
+/// late (its Kafka timestamp is its own, as a client batching or retrying
+/// would send it), processed by the consumers with `extra` settings. Both
+/// runs must raise the same (user, rule) pairs.
+fn same_alerts_through_kafka(max_delay_ms: i64, extra: &[(&str, &str)]) {
+    use crate::support::*;
+    use activity_tracker::config::Command;
+    use activity_tracker::producer::simulator::{Simulator, SimulatorConfig};
+
+    let broker = kafka(3);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let mut sim = Simulator::new(&SimulatorConfig {
+        seed: 7,
+        users: 400,
+        fraud_rate: 0.2,
+        events_per_second: 10.0,
+    });
+    sim.warm_up(T0);
+    // Ten minutes of traffic, then visitors two hours later so that every
+    // partition's watermark passes every purchase.
+    let mut events: Vec<(String, Vec<u8>, i64)> = (0..6_000)
+        .map(|i| {
+            let e = sim.next_event(T0 + i * 100);
+            (e.user_id.to_string(), e.to_json(), e.timestamp_ms)
+        })
+        .collect();
+    let end = T0 + 600_000 + 7_200_000;
+    for i in 0..30 {
+        let user = format!("visitor-{i}");
+        let json = format!(
+            r#"{{"event_id":"visit-{i}","timestamp":"{}","user_id":"{user}","event_type":"page_view"}}"#,
+            activity_tracker::eventtime::Rfc3339(end)
+        );
+        events.push((user, json.into_bytes(), end));
+    }
+    // Each event arrives up to `max_delay_ms` after its time (a fixed
+    // pseudo-random delay per event).
+    let mut arrival: Vec<(i64, usize)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mixed = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
+            (e.2 + (mixed % (max_delay_ms as u64 + 1)) as i64, i)
+        })
+        .collect();
+    arrival.sort_unstable();
+    let reordered = arrival
+        .windows(2)
+        .filter(|w| events[w[0].1].2 > events[w[1].1].2)
+        .count();
+    assert!(
+        reordered > 1_000,
+        "the arrival order differs: {reordered} inversions of neighbours"
+    );
+
+    let mut raised = Vec::new();
+    for (run, order) in [
+        ("ordered", (0..events.len()).collect::<Vec<_>>()),
+        ("shuffled", arrival.iter().map(|&(_, i)| i).collect()),
+    ] {
+        let (activities, alerts) = (format!("{run}-activities"), format!("{run}-alerts"));
+        let (fraud_group, analytics_group) = (format!("{run}-fraud"), format!("{run}-analytics"));
+        broker.create_topic(&activities, 3);
+        broker.create_topic(&alerts, 3);
+        let messages: Vec<Outgoing> = order
+            .iter()
+            .map(|&i| Outgoing::keyed(&events[i].0, events[i].1.clone(), events[i].2))
+            .collect();
+        produce(&bootstrap, &activities, &messages);
+        let mut settings = vec![
+            ("KAFKA_ACTIVITIES_TOPIC", activities.as_str()),
+            ("KAFKA_ALERTS_TOPIC", alerts.as_str()),
+            ("KAFKA_FRAUD_GROUP", fraud_group.as_str()),
+            ("KAFKA_ANALYTICS_GROUP", analytics_group.as_str()),
+        ];
+        settings.extend_from_slice(extra);
+        let running = InProcess::start(&config(Command::Demo, &bootstrap, &settings));
+        running.wait_seen(events.len() as u64, Duration::from_secs(120));
+        wait_until("every alert acknowledged", Duration::from_secs(30), || {
+            running
+                .fraud
+                .shared
+                .status
+                .read()
+                .map(|s| s.partitions.iter().all(|p| p.effects_in_flight == 0))
+                .unwrap_or(false)
+        });
+        let (_, _, metrics) = running.stop();
+        let late: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("activity_late_events_total{group=\"") && l.contains(&format!("\"{run}-")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(late, 0.0, "{run}: no event is behind the watermark");
+        let pairs: BTreeSet<(String, String)> = read_all(&bootstrap, &alerts)
+            .iter()
+            .map(|a| {
+                let v = a.json();
+                (
+                    v["user_id"].as_str().unwrap().to_string(),
+                    v["rule"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        raised.push(pairs);
+    }
+    let rules: BTreeSet<&str> = raised[0].iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(rules.len(), 6, "the traffic trips every rule: {rules:?}");
+    assert!(raised[0].len() > 100, "{} pairs", raised[0].len());
+    let missing: Vec<_> = raised[0].difference(&raised[1]).collect();
+    let extra: Vec<_> = raised[1].difference(&raised[0]).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "shuffled arrival changed the alerts: {} missing {missing:?}, {} extra {extra:?} (of {})",
+        missing.len(),
+        extra.len(),
+        raised[0].len()
+    );
+}
+
+/// With the defaults, each event up to 30 s late.
+#[test]
+fn through_kafka_thirty_seconds_of_disorder_changes_no_alert() {
+    same_alerts_through_kafka(30_000, &[]);
+}
+
+/// With ALLOWED_LATENESS=15m, each event up to five minutes late.
+#[test]
+fn through_kafka_five_minutes_of_disorder_changes_no_alert() {
+    same_alerts_through_kafka(300_000, &[("ALLOWED_LATENESS", "15m")]);
+}

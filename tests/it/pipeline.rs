@@ -155,9 +155,19 @@ fn scripted() -> Vec<Scripted> {
                 .device("bot"),
         );
     }
+    // Later visitors move every partition's event time (three distinct users
+    // per partition) past the allowed lateness, so that carol's first
+    // purchase gets its PURCHASE_WITHOUT_ACTIVITY verdict.
+    for (i, user) in VISITORS.into_iter().enumerate() {
+        events.push(ev(&format!("v{i}"), user, 400, "page_view"));
+    }
     events.sort_by_key(|e| e.at_s);
     events
 }
+
+const VISITORS: [&str; 12] = [
+    "vic", "val", "vera", "vince", "viola", "vito", "vlad", "vanya", "vern", "vida", "viv", "vaughn",
+];
 
 fn expected_alerts() -> BTreeSet<String> {
     [
@@ -263,23 +273,23 @@ fn scripted_stream_gives_exact_totals_and_exactly_the_expected_alerts() {
     }
 
     let report = running.analytics.shared.report.read().unwrap().clone();
-    assert_eq!(report["total_events"], json!(24));
+    assert_eq!(report["total_events"], json!(36));
     assert_eq!(
         report["event_types"],
-        json!({"page_view": 6, "click": 1, "search": 2, "add_to_cart": 10, "purchase": 5})
+        json!({"page_view": 18, "click": 1, "search": 2, "add_to_cart": 10, "purchase": 5})
     );
     assert_eq!(report["purchase_count"], json!(5));
     assert_eq!(report["revenue_total"], json!(1429.98), "330 + 3×25 + 1024.98");
     assert_eq!(
         report["funnel_users"],
-        json!({"page_view": 4, "click": 1, "search": 2, "add_to_cart": 3, "purchase": 3})
+        json!({"page_view": 16, "click": 1, "search": 2, "add_to_cart": 3, "purchase": 3})
     );
-    assert_eq!(report["countries"], json!({"US": 16, "NG": 3, "RU": 2, "GB": 3}));
+    assert_eq!(report["countries"], json!({"US": 28, "NG": 3, "RU": 2, "GB": 3}));
     assert_eq!(
         report["device_types"],
-        json!({"desktop": 11, "bot": 7, "mobile": 3, "tablet": 3})
+        json!({"desktop": 23, "bot": 7, "mobile": 3, "tablet": 3})
     );
-    assert_eq!(report["active_users"], json!(6));
+    assert_eq!(report["active_users"], json!(18));
     assert_eq!(
         report["consumer"]["partitions"].as_array().unwrap().len(),
         3,
