@@ -25,6 +25,23 @@ pub enum Mode {
     /// nothing is counted, because the event was already counted and acted
     /// on when it was first processed (possibly by another pod).
     Warmup,
+    /// Processed again after a hand-over whose effects were not all
+    /// acknowledged: the previous owner counted the event but its alert may
+    /// not have reached Kafka. Update state and emit (the same alert ids
+    /// again), count nothing.
+    Redo,
+}
+
+impl Mode {
+    /// Whether the event is counted in volume figures.
+    pub fn counts(self) -> bool {
+        self == Mode::Live
+    }
+
+    /// Whether the event's effects (alerts) are wanted.
+    pub fn emits(self) -> bool {
+        self != Mode::Warmup
+    }
 }
 
 /// A pure, per-partition stream processor.

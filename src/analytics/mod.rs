@@ -55,8 +55,6 @@ pub const MAX_PRODUCTS: usize = 500;
 pub const MAX_COUNTRIES: usize = 300;
 pub const MAX_CITIES: usize = 1_000;
 pub const MAX_DEVICE_LABELS: usize = 50;
-/// Candidates kept per partition for "top users".
-const TOP_USER_CANDIDATES: usize = 16;
 
 /// Upper bounds (dollars) of the order-value histogram buckets.
 pub const ORDER_VALUE_BUCKETS: [f64; 9] = [10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
@@ -254,10 +252,8 @@ pub struct AnalyticsPartition {
     watermark_s: u32,
     last_sweep_s: u32,
     overflow: Option<Box<OverflowSketch>>,
-    /// (user hash, user id) of the busiest users seen recently.
-    top_candidates: Vec<(u64, Box<str>)>,
-    /// No candidate has fewer events than this.
-    top_floor: u32,
+    /// User ids of the exactly tracked users, for "top users".
+    names: PrehashedMap<Box<str>>,
 }
 
 impl AnalyticsPartition {
@@ -265,9 +261,16 @@ impl AnalyticsPartition {
         self.users.len()
     }
 
+    /// The partition's event time in seconds (0 before any event).
+    pub fn event_time_s(&self) -> u32 {
+        self.watermark_s
+    }
+
     /// Approximate heap bytes of the partition's state.
     pub fn heap_bytes(&self) -> usize {
-        let map = self.users.capacity() * (std::mem::size_of::<(u64, UserActivity)>() + 1);
+        let map = self.users.capacity() * (std::mem::size_of::<(u64, UserActivity)>() + 1)
+            + self.names.capacity() * (std::mem::size_of::<(u64, Box<str>)>() + 1)
+            + self.names.values().map(|n| n.len()).sum::<usize>();
         let sketches = self.overflow.as_ref().map_or(0, |o| o.buckets.len() * 6 * 4096);
         map + sketches
     }
@@ -323,14 +326,24 @@ impl AnalyticsProcessor {
         watermark_s.saturating_sub(self.window_s()) / self.quarter_s()
     }
 
-    /// The windowed figures of one partition, as of its watermark.
+    /// The windowed figures of one partition, as of its own event time.
     pub fn window_figures(&self, state: &AnalyticsPartition) -> WindowFigures {
-        let from = state.watermark_s.saturating_sub(self.window_s());
+        self.window_figures_at(state, state.watermark_s)
+    }
+
+    /// The windowed figures of one partition as of `as_of_s`: a pod reports
+    /// all its partitions as of the latest event time among them, so an idle
+    /// partition's users age out of "the last hour" like everyone else's.
+    ///
+    /// The window is whole quarter-window buckets (the four before the one
+    /// holding `as_of_s`, and that one): users, funnel stages and events per
+    /// user are all counted over that same span, between 1 and 1¼ windows.
+    pub fn window_figures_at(&self, state: &AnalyticsPartition, as_of_s: u32) -> WindowFigures {
+        let as_of_s = as_of_s.max(state.watermark_s);
         let quarter = self.quarter_s();
-        let first_bucket = self.first_bucket(state.watermark_s);
-        let session_cutoff = state
-            .watermark_s
-            .saturating_sub(self.config.session_timeout.as_secs() as u32);
+        let first_bucket = self.first_bucket(as_of_s);
+        let from = (first_bucket * quarter).max(1);
+        let session_cutoff = as_of_s.saturating_sub(self.config.session_timeout.as_secs() as u32);
         let mut f = WindowFigures {
             exact: state.overflow.is_none(),
             ..WindowFigures::default()
@@ -354,32 +367,41 @@ impl AnalyticsProcessor {
             }
         }
         if let Some(overflow) = &state.overflow {
-            let quarter = (self.window_s() / 4).max(1);
-            let estimates = overflow.estimates(from / quarter);
+            let estimates = overflow.estimates(first_bucket);
             f.active_users += estimates[0];
             for stage in 0..5 {
                 f.funnel_users[stage] += estimates[1 + stage];
             }
         }
-        let mut top: Vec<(String, u64)> = state
-            .top_candidates
-            .iter()
-            .filter_map(|(key, name)| {
-                let user = state.users.get(key)?;
-                (user.last_seen >= from)
-                    .then(|| (name.to_string(), u64::from(user.events_since(first_bucket, quarter))))
-            })
-            .collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        top.truncate(5);
-        f.top_users = top;
+        // Top users: the busiest in the window, ties by name, from every
+        // exactly tracked user (the scan above is paid anyway), so the
+        // figure depends on the window's events alone.
+        let mut top: Vec<(u32, &str)> = Vec::with_capacity(6);
+        for (key, user) in &state.users {
+            if user.last_seen < from {
+                continue;
+            }
+            let Some(name) = state.names.get(key) else {
+                continue;
+            };
+            let events = user.events_since(first_bucket, quarter);
+            let better = |&(e, n): &(u32, &str)| events > e || (events == e && &**name < n);
+            if top.len() < 5 || top.last().is_some_and(better) {
+                let at = top.iter().position(better).unwrap_or(top.len());
+                top.insert(at, (events, name));
+                top.truncate(5);
+            }
+        }
+        f.top_users = top.into_iter().map(|(e, n)| (n.to_string(), u64::from(e))).collect();
         f
     }
 
     /// Builds the report of this process: its totals plus the windowed
-    /// figures of the partitions it owns.
-    pub fn report<'a>(&self, partitions: impl Iterator<Item = &'a AnalyticsPartition>) -> AnalyticsReport {
-        let figures: Vec<WindowFigures> = partitions.map(|p| self.window_figures(p)).collect();
+    /// figures of the partitions it owns, all as of the latest event time
+    /// among them.
+    pub fn report<'a>(&self, partitions: impl Iterator<Item = &'a AnalyticsPartition> + Clone) -> AnalyticsReport {
+        let as_of = partitions.clone().map(|p| p.watermark_s).max().unwrap_or(0);
+        let figures: Vec<WindowFigures> = partitions.map(|p| self.window_figures_at(p, as_of)).collect();
         AnalyticsReport::build(&self.totals, &figures, self.config.window)
     }
 
@@ -392,14 +414,15 @@ impl AnalyticsProcessor {
             return;
         }
         state.last_sweep_s = state.watermark_s;
-        let cutoff = state.watermark_s.saturating_sub(window);
+        // Users still in the span the figures count (whole quarter-windows).
+        let cutoff = self.first_bucket(state.watermark_s) * self.quarter_s();
         let session_cutoff = state
             .watermark_s
             .saturating_sub(self.config.session_timeout.as_secs() as u32);
         let totals = &mut self.totals;
         state.users.retain(|_, user| {
             if user.session_start != 0 && user.session_last < session_cutoff {
-                if mode == Mode::Live {
+                if mode.counts() {
                     totals
                         .session_durations
                         .observe(f64::from(user.session_last - user.session_start));
@@ -411,8 +434,17 @@ impl AnalyticsProcessor {
             user.last_seen >= cutoff
         });
         let users = &state.users;
-        state.top_candidates.retain(|(key, _)| users.contains_key(key));
-        state.top_floor = 0;
+        state.names.retain(|key, _| users.contains_key(key));
+        // The sketch's buckets slide out with the window; once none is left,
+        // new users are tracked exactly again.
+        let first_bucket = self.first_bucket(state.watermark_s);
+        if state
+            .overflow
+            .as_ref()
+            .is_some_and(|o| o.buckets.iter().all(|(b, _)| *b < first_bucket))
+        {
+            state.overflow = None;
+        }
     }
 
     fn count_live(&mut self, event: &Event<'_>) {
@@ -469,8 +501,7 @@ impl Processor for AnalyticsProcessor {
             watermark_s: 0,
             last_sweep_s: 0,
             overflow: None,
-            top_candidates: Vec::new(),
-            top_floor: 0,
+            names: PrehashedMap::default(),
         }
     }
 
@@ -487,14 +518,14 @@ impl Processor for AnalyticsProcessor {
     }
 
     fn process(&mut self, state: &mut AnalyticsPartition, event: &Event<'_>, mode: Mode, _out: &mut Vec<Self::Output>) {
-        if mode == Mode::Live {
+        if mode.counts() {
             self.count_live(event);
         }
         let key = self.hasher.hash_one(event.user_id.as_bytes());
         let lateness = self.config.allowed_lateness.as_millis() as i64;
         if event.timestamp_ms < state.clock.watermark(lateness) {
             // Late: in the volume figures above, not in the window.
-            if mode == Mode::Live {
+            if mode.counts() {
                 self.totals.late_events += 1;
             }
             return;
@@ -510,9 +541,15 @@ impl Processor for AnalyticsProcessor {
         let stage = event.event_type.index();
         let cap = self.config.max_users_per_partition;
         let tracked = state.users.len();
+        // While the sketch holds users of the window, a user not tracked
+        // exactly goes to the sketch even if the map has room again: they may
+        // be in it already, and must not be counted twice.
         let user = match state.users.get_mut(&key) {
             Some(user) => user,
-            None if tracked < cap => state.users.entry(key).or_default(),
+            None if tracked < cap && state.overflow.is_none() => {
+                state.names.insert(key, event.user_id.as_ref().into());
+                state.users.entry(key).or_default()
+            }
             None => {
                 let quarter = (self.window_s() / 4).max(1);
                 state
@@ -526,8 +563,6 @@ impl Processor for AnalyticsProcessor {
         user.count(ts, quarter);
         user.last_seen = user.last_seen.max(ts);
         user.stage_seen[stage] = user.stage_seen[stage].max(ts);
-        let first_bucket = self.first_bucket(state.watermark_s);
-        let events = user.events_since(first_bucket, quarter);
 
         let session_key = event
             .session_id
@@ -537,7 +572,7 @@ impl Processor for AnalyticsProcessor {
         if let Some(session_key) = session_key {
             let same = user.session_key == session_key && ts.saturating_sub(user.session_last) <= timeout;
             if !same {
-                if user.session_start != 0 && mode == Mode::Live {
+                if user.session_start != 0 && mode.counts() {
                     self.totals
                         .session_durations
                         .observe(f64::from(user.session_last - user.session_start));
@@ -546,40 +581,6 @@ impl Processor for AnalyticsProcessor {
                 user.session_start = ts;
             }
             user.session_last = user.session_last.max(ts);
-        }
-
-        // Keep the busiest recent users as candidates for "top users". The
-        // floor is the weakest candidate's count when last computed, so most
-        // events skip the rescan; windowed counts also fall as buckets slide
-        // out, so every sweep resets it.
-        if events <= state.top_floor || state.top_candidates.iter().any(|(k, _)| *k == key) {
-            return;
-        }
-        if state.top_candidates.len() < TOP_USER_CANDIDATES {
-            state.top_candidates.push((key, event.user_id.as_ref().into()));
-            return;
-        }
-        let users = &state.users;
-        let count = |k: &u64| users.get(k).map_or(0, |u| u.events_since(first_bucket, quarter));
-        if let Some((weakest, weakest_events)) = state
-            .top_candidates
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _))| (i, count(k)))
-            .min_by_key(|&(_, e)| e)
-        {
-            if events > weakest_events {
-                state.top_candidates[weakest] = (key, event.user_id.as_ref().into());
-                let users = &state.users;
-                state.top_floor = state
-                    .top_candidates
-                    .iter()
-                    .map(|(k, _)| users.get(k).map_or(0, |u| u.events_since(first_bucket, quarter)))
-                    .min()
-                    .unwrap_or(0);
-            } else {
-                state.top_floor = weakest_events;
-            }
         }
     }
 }

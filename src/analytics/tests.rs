@@ -330,3 +330,75 @@ fn label_sets_are_bounded() {
     assert_eq!(p.totals().page_views.len(), MAX_PAGES);
     assert_eq!(p.totals().page_views.get(bounded::OTHER), 100);
 }
+
+fn minute(m: i64) -> i64 {
+    m * 60
+}
+
+/// Finding 9: figures are as of the pod's latest event time, so an idle
+/// partition's users leave "the last hour" like everyone else's.
+#[test]
+fn an_idle_partition_ages_out_with_the_rest() {
+    let (mut p, mut idle) = fresh();
+    let mut busy = p.new_state();
+    run(&mut p, &mut idle, &[spec("old", 0, View)], Mode::Live);
+    let later: Vec<Spec> = ["x", "y", "z"].map(|u| spec(u, minute(120), View)).into();
+    run(&mut p, &mut busy, &later, Mode::Live);
+    let r = p.report([&idle, &busy].into_iter());
+    assert_eq!(
+        r.active_users, 3,
+        "the idle partition's user was last seen two hours ago"
+    );
+}
+
+/// Finding 9: events per user counted 75 minutes of events over 60 minutes
+/// of users. Now users, stages and events share one span of whole
+/// quarter-windows.
+#[test]
+fn users_and_events_are_counted_over_the_same_span() {
+    let (mut p, mut state) = fresh();
+    let events = [
+        spec("a", minute(46), View),
+        spec("c", minute(50), View),
+        spec("a", minute(65), View),
+        spec("b", minute(118), View),
+        spec("x", minute(119), View),
+        spec("y", minute(119), View),
+        spec("z", minute(119), View),
+    ];
+    run(&mut p, &mut state, &events, Mode::Live);
+    let f = p.window_figures(&state);
+    // Event time 1:59; the span is the quarters from 0:45 on.
+    assert_eq!(
+        f.active_users, 6,
+        "c (only at 0:50) is in the span a's 0:46 is counted in"
+    );
+    assert_eq!(f.events_in_window, 7);
+}
+
+/// Finding 9: a user first seen while the exact map was full went to the
+/// sketch; once the map had room again the same user was tracked exactly
+/// too and counted twice.
+#[test]
+fn a_user_in_the_sketch_is_not_also_counted_exactly() {
+    let mut p = AnalyticsProcessor::new(AnalyticsConfig {
+        max_users_per_partition: 2,
+        ..AnalyticsConfig::default()
+    });
+    let mut state = p.new_state();
+    let events = [
+        spec("a", 0, View),
+        spec("b", 0, View),
+        spec("c", minute(30), View),
+        spec("x", minute(80), View),
+        spec("y", minute(80), View),
+        spec("z", minute(80), View),
+        spec("c", minute(81), View),
+    ];
+    run(&mut p, &mut state, &events, Mode::Live);
+    let f = p.window_figures(&state);
+    assert!(!f.exact);
+    // Event time 1:21: a and b (0:00) are out of the span (from 0:15) and
+    // evicted, c's sketch bucket (0:30) is in it.
+    assert_eq!(f.active_users, 4, "c, x, y and z");
+}

@@ -222,6 +222,16 @@ pub struct FraudPartition {
     pending: BTreeMap<(i64, u64), PendingPurchase>,
     /// Pending purchases per user key.
     pending_users: PrehashedMap<u32>,
+    /// Approximate heap bytes of `pending` and `pending_users`.
+    pending_bytes: usize,
+}
+
+impl PendingPurchase {
+    /// Approximate heap bytes: the B-tree entry and the two strings, plus the
+    /// per-user count.
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<((i64, u64), PendingPurchase)>() + self.user_id.len() + self.event_id.len() + 16
+    }
 }
 
 struct PendingPurchase {
@@ -239,7 +249,7 @@ impl FraudPartition {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.users.heap_bytes()
+        self.users.heap_bytes() + self.pending_bytes
     }
 
     /// The partition's event time (`i64::MIN` before any event).
@@ -380,6 +390,7 @@ impl Processor for FraudDetector {
             location_names: HashMap::new(),
             pending: BTreeMap::new(),
             pending_users: PrehashedMap::default(),
+            pending_bytes: 0,
         }
     }
 
@@ -394,8 +405,7 @@ impl Processor for FraudDetector {
     }
 
     fn process(&mut self, state: &mut FraudPartition, event: &Event<'_>, mode: Mode, out: &mut Vec<Alert>) {
-        let live = mode == Mode::Live;
-        if live {
+        if mode.counts() {
             self.totals.events += 1;
         }
         let t = event.timestamp_ms;
@@ -403,7 +413,7 @@ impl Processor for FraudDetector {
         let watermark = state.clock.watermark(self.rules.lateness_ms);
         let mut fired: Vec<(Rule, String, serde_json::Value)> = Vec::new();
         if t < watermark {
-            if live {
+            if mode.counts() {
                 self.totals.late_events += 1;
             }
             // Late: judged on its own by HIGH_VALUE_PURCHASE, kept out of
@@ -415,11 +425,11 @@ impl Processor for FraudDetector {
             state.clock.observe(user_key, t);
             // Purchases the watermark has now passed are decided on the
             // state as it was: this event is after them in event time.
-            self.decide_pending(state, live, out);
+            self.decide_pending(state, mode, out);
             self.sweep(state);
             self.on_time(state, user_key, event, &mut fired);
         }
-        self.emit(event, fired, live, out);
+        self.emit(event, fired, mode, out);
     }
 }
 
@@ -577,8 +587,15 @@ impl FraudDetector {
                 amount: event.amount(),
                 prior,
             };
-            if state.pending.insert(key, entry).is_none() {
-                *state.pending_users.entry(user_key).or_insert(0) += 1;
+            let bytes = entry.heap_bytes();
+            match state.pending.insert(key, entry) {
+                Some(replaced) => {
+                    state.pending_bytes = state.pending_bytes.saturating_sub(replaced.heap_bytes()) + bytes;
+                }
+                None => {
+                    *state.pending_users.entry(user_key).or_insert(0) += 1;
+                    state.pending_bytes += bytes;
+                }
             }
         }
     }
@@ -586,7 +603,7 @@ impl FraudDetector {
     /// Decides PURCHASE_WITHOUT_ACTIVITY for every purchase the watermark
     /// has passed (and the oldest beyond the cap), on the user's state as of
     /// the purchase.
-    fn decide_pending(&mut self, state: &mut FraudPartition, live: bool, out: &mut Vec<Alert>) {
+    fn decide_pending(&mut self, state: &mut FraudPartition, mode: Mode, out: &mut Vec<Alert>) {
         let watermark = state.clock.watermark(self.rules.lateness_ms);
         loop {
             let over_cap = state.pending.len() > PENDING_PURCHASES_CAP;
@@ -598,6 +615,7 @@ impl FraudDetector {
                 break;
             }
             let p = entry.remove();
+            state.pending_bytes = state.pending_bytes.saturating_sub(p.heap_bytes());
             if let Some(n) = state.pending_users.get_mut(&p.user_key) {
                 *n -= 1;
                 if *n == 0 {
@@ -610,10 +628,12 @@ impl FraudDetector {
             let rule = Rule::PurchaseWithoutActivity;
             let horizon = t.saturating_sub(self.rules.retention_ms());
             let mut record = state.users.entry(p.user_key, t, horizon);
-            if !record.hold(rule.index(), t, self.rules.cooldown_ms[rule.index()]) || !live {
+            if !record.hold(rule.index(), t, self.rules.cooldown_ms[rule.index()]) || !mode.emits() {
                 continue;
             }
-            self.totals.alerts_by_rule[rule.index()] += 1;
+            if mode.counts() {
+                self.totals.alerts_by_rule[rule.index()] += 1;
+            }
             out.push(Alert::new(
                 rule,
                 &p.user_id,
@@ -632,14 +652,30 @@ impl FraudDetector {
         &mut self,
         event: &Event<'_>,
         fired: Vec<(Rule, String, serde_json::Value)>,
-        live: bool,
+        mode: Mode,
         out: &mut Vec<Alert>,
     ) {
-        if !live {
+        if !mode.emits() {
             return;
         }
         for (rule, message, evidence) in fired {
-            self.totals.alerts_by_rule[rule.index()] += 1;
+            if mode.counts() {
+                self.count_alert(rule, event);
+            }
+            out.push(Alert::new(
+                rule,
+                &event.user_id,
+                &event.event_id,
+                event.timestamp_ms,
+                message,
+                evidence,
+            ));
+        }
+    }
+
+    fn count_alert(&mut self, rule: Rule, event: &Event<'_>) {
+        self.totals.alerts_by_rule[rule.index()] += 1;
+        {
             match rule {
                 Rule::HighValuePurchase => {
                     self.totals.high_value_purchases += 1;
@@ -653,14 +689,6 @@ impl FraudDetector {
                 }
                 _ => {}
             }
-            out.push(Alert::new(
-                rule,
-                &event.user_id,
-                &event.event_id,
-                event.timestamp_ms,
-                message,
-                evidence,
-            ));
         }
     }
 }

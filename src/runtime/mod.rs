@@ -214,6 +214,10 @@ struct Slot<S> {
     epoch: u64,
     /// Offsets below this are replayed in warm-up mode.
     live_from: i64,
+    /// Offsets from `live_from` up to this were processed and counted by the
+    /// previous owner, whose effects may not have been acknowledged: they are
+    /// processed again for their effects only ([`Mode::Redo`]).
+    count_from: i64,
     rebuild: Option<Rebuild>,
     replayed_total: u64,
 }
@@ -661,6 +665,7 @@ impl<A: ConsumerApp> RuntimeContext<A> {
                     tracker: OffsetTracker::new(self.window_ms),
                     epoch,
                     live_from: plan.live_from,
+                    count_from: plan.count_from,
                     rebuild: rebuilding.then(|| Rebuild {
                         started: Instant::now(),
                         replayed: 0,
@@ -708,6 +713,7 @@ impl<A: ConsumerApp> RuntimeContext<A> {
             return StartPlan {
                 start: None,
                 live_from: i64::MIN,
+                count_from: i64::MIN,
                 via: ReplayFrom::Nothing,
             };
         };
@@ -730,9 +736,21 @@ impl<A: ConsumerApp> RuntimeContext<A> {
             }
             _ => c,
         };
+        // What the previous owner processed and counted beyond its commit
+        // (its effects were still in flight when it gave the partition up,
+        // or when it last committed before a crash) is processed again for
+        // the effects but not counted twice.
+        let count_from = metadata
+            .and_then(|m| m.done)
+            .filter(|&d| d > c)
+            .map_or(c, |d| match &watermarks {
+                Ok((_, high)) => d.min(*high),
+                Err(_) => c,
+            });
         let live = StartPlan {
             start: Some(c),
             live_from: c,
+            count_from,
             via: ReplayFrom::Nothing,
         };
         if !self.rebuild || self.window_ms <= 0 {
@@ -765,6 +783,7 @@ impl<A: ConsumerApp> RuntimeContext<A> {
         StartPlan {
             start: Some(from),
             live_from: c,
+            count_from,
             via,
         }
     }
@@ -871,6 +890,7 @@ impl<A: ConsumerApp> RuntimeContext<A> {
 struct StartPlan {
     start: Option<i64>,
     live_from: i64,
+    count_from: i64,
     via: ReplayFrom,
 }
 
@@ -912,6 +932,8 @@ impl<A: ConsumerApp> Core<A> {
         };
         let mode = if offset < slot.live_from {
             Mode::Warmup
+        } else if offset < slot.count_from {
+            Mode::Redo
         } else {
             Mode::Live
         };
@@ -971,7 +993,7 @@ impl<A: ConsumerApp> Core<A> {
                 let processor = self.app.processor();
                 processor.process(&mut slot.state, &event, mode, &mut self.outputs);
                 let mut effects = 0;
-                if mode == Mode::Live {
+                if mode.counts() {
                     self.counts.consumed += 1;
                     self.counts.processed += 1;
                     if let Some(started) = started {
@@ -979,6 +1001,8 @@ impl<A: ConsumerApp> Core<A> {
                     }
                     self.e2e.observe((now - event.timestamp_ms).max(0) as f64 / 1000.0);
                     self.live_since_report += 1;
+                }
+                if mode.emits() {
                     let epoch = slot.epoch;
                     for output in std::mem::take(&mut self.outputs) {
                         if let Some(mut record) = self.app.publish(output, now) {
@@ -1011,9 +1035,11 @@ impl<A: ConsumerApp> Core<A> {
             }
             Err(rejection) => {
                 let mut effects = 0;
-                if mode == Mode::Live {
+                if mode.counts() {
                     self.counts.consumed += 1;
                     self.counts.rejected[rejection.reason.index()] += 1;
+                }
+                if mode.emits() {
                     if let Some(suppressed) = self.rejection_log.allow() {
                         tracing::warn!(
                             consumer = self.metrics.consumer,

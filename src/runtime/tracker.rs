@@ -10,9 +10,12 @@
 //! queue, so the common case costs nothing.
 //!
 //! Each commit carries metadata for whoever owns the partition next:
-//! `v1;wm=<ms>;from=<offset>;window=<ms>[;handoff=1]` — the processor's event
-//! time after everything before the committed offset, and an offset from
-//! which replaying rebuilds the processor's window exactly. `from` comes from checkpoints: the first offset
+//! `v1;wm=<ms>;from=<offset>;window=<ms>;done=<offset>[;handoff=1]` — the
+//! processor's event time after everything before the committed offset, an
+//! offset from which replaying rebuilds the processor's window exactly, and
+//! one past the last event this owner processed (and counted): events
+//! between the committed offset and `done` are processed again by the next
+//! owner for their effects only. `from` comes from checkpoints: the first offset
 //! at which the watermark reached each granule of event time. Every event
 //! before such an offset is older than the checkpoint's time, so replaying
 //! from the last checkpoint at or before `wm − window` misses nothing, on any
@@ -33,13 +36,17 @@ pub struct CommitMetadata {
     /// Written by an owner giving the partition up cleanly (revocation or
     /// shutdown): nothing after this offset was processed by it.
     pub handoff: bool,
+    /// One past the last event the committing owner processed: it counted
+    /// everything before this (its effects may still have been in flight).
+    pub done: Option<i64>,
 }
 
 impl CommitMetadata {
     pub fn encode(&self) -> String {
         let handoff = if self.handoff { ";handoff=1" } else { "" };
+        let done = self.done.map(|d| format!(";done={d}")).unwrap_or_default();
         format!(
-            "v1;wm={};from={};window={}{handoff}",
+            "v1;wm={};from={};window={}{done}{handoff}",
             self.watermark_ms, self.replay_from, self.window_ms
         )
     }
@@ -55,6 +62,7 @@ impl CommitMetadata {
         let mut from = None;
         let mut window = None;
         let mut handoff = false;
+        let mut done = None;
         for part in parts {
             let (k, v) = part.split_once('=')?;
             let v: i64 = v.parse().ok()?;
@@ -63,6 +71,7 @@ impl CommitMetadata {
                 "from" => from = Some(v),
                 "window" => window = Some(v),
                 "handoff" => handoff = v == 1,
+                "done" => done = Some(v),
                 _ => {}
             }
         }
@@ -71,6 +80,7 @@ impl CommitMetadata {
             replay_from: from?,
             window_ms: window.unwrap_or(0),
             handoff,
+            done,
         })
     }
 }
@@ -189,6 +199,7 @@ impl OffsetTracker {
                 replay_from,
                 window_ms: self.window_ms,
                 handoff: false,
+                done: Some(last + 1),
             },
         ))
     }
@@ -250,6 +261,7 @@ mod tests {
         step(&mut t, 14, Some(5_000), 0);
         assert_eq!(t.committable().unwrap().0, 11, "11 is not done");
         assert_eq!(t.committable().unwrap().1.watermark_ms, 1_000, "watermark before 11");
+        assert_eq!(t.committable().unwrap().1.done, Some(15), "processed up to 14");
         t.acknowledged(13);
         assert_eq!(t.committable().unwrap().0, 11, "acks out of order do not skip 11");
         t.acknowledged(11);
@@ -351,7 +363,10 @@ mod tests {
             replay_from: 42,
             window_ms: 7_200_000,
             handoff: false,
+            done: None,
         };
+        assert_eq!(CommitMetadata::decode(&m.encode()), Some(m));
+        m.done = Some(57);
         assert_eq!(CommitMetadata::decode(&m.encode()), Some(m));
         m.handoff = true;
         assert_eq!(CommitMetadata::decode(&m.encode()), Some(m));

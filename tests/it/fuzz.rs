@@ -168,6 +168,8 @@ struct Pipeline {
     fraud: FraudDetector,
     fraud_state: <FraudDetector as Processor>::State,
     alerts: Vec<Alert>,
+    /// (user, event id) of the purchases processed so far.
+    purchases: std::collections::HashSet<(String, String)>,
 }
 
 const ANALYTICS_USER_CAP: usize = 16;
@@ -188,6 +190,7 @@ impl Pipeline {
             analytics,
             fraud,
             alerts: Vec::new(),
+            purchases: std::collections::HashSet::new(),
         }
     }
 
@@ -202,9 +205,25 @@ impl Pipeline {
             "analytics tracks {} users, cap {ANALYTICS_USER_CAP}",
             self.analytics_state.tracked_users()
         );
+        if event.event_type == activity_tracker::event::EventType::Purchase {
+            self.purchases
+                .insert((event.user_id.to_string(), event.event_id.to_string()));
+        }
         for alert in &self.alerts[before..] {
-            prop_assert_eq!(&alert.user_id, &event.user_id);
-            prop_assert_eq!(&alert.event_id, &event.event_id);
+            if alert.rule == activity_tracker::fraud::Rule::PurchaseWithoutActivity {
+                // Decided when the watermark passes the purchase: about an
+                // earlier purchase, raised by a later event.
+                prop_assert!(
+                    self.purchases
+                        .contains(&(alert.user_id.clone(), alert.event_id.clone())),
+                    "PURCHASE_WITHOUT_ACTIVITY about {}/{}, not a purchase processed",
+                    alert.user_id,
+                    alert.event_id
+                );
+            } else {
+                prop_assert_eq!(&alert.user_id, &event.user_id);
+                prop_assert_eq!(&alert.event_id, &event.event_id);
+            }
             let parsed: Value = serde_json::from_slice(&alert.to_json())
                 .map_err(|e| TestCaseError::fail(format!("alert JSON does not parse: {e}")))?;
             prop_assert_eq!(parsed["alert_id"].as_str(), Some(alert.alert_id.as_str()));

@@ -14,7 +14,8 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use activity_tracker::config::{FraudConfig, IpPrivacy};
+use activity_tracker::analytics::AnalyticsProcessor;
+use activity_tracker::config::{AnalyticsConfig, FraudConfig, IpPrivacy};
 use activity_tracker::event::{Device, Event, EventType, Location, Properties};
 use activity_tracker::fraud::{Alert, FraudDetector, FraudRules};
 use activity_tracker::privacy::IpRenderer;
@@ -207,6 +208,33 @@ fn handed_over(arrived: &[Ev], k: usize, lateness: Duration) -> Vec<Alert> {
     alerts
 }
 
+/// The distinct-user figures (sessions aside: a session is cut where a
+/// new session id first *arrives*) after `arrived`, a new owner taking over
+/// at `k` and replaying as the fraud detector's does.
+fn analytics_figures(arrived: &[Ev], k: usize, lateness: Duration) -> (u64, [u64; 5], u64, Vec<(String, u64)>) {
+    let config = AnalyticsConfig {
+        allowed_lateness: lateness,
+        ..AnalyticsConfig::default()
+    };
+    let mut old = AnalyticsProcessor::new(config.clone());
+    let mut state = old.new_state();
+    let mut none = Vec::new();
+    for e in &arrived[..k] {
+        old.process(&mut state, &e.event(), Mode::Live, &mut none);
+    }
+    let committed_time = old.event_time_ms(&state);
+    let mut new = AnalyticsProcessor::new(config);
+    let mut state = new.new_state();
+    let target = committed_time.saturating_sub(new.rebuild_window_ms());
+    let from = arrived.iter().position(|e| e.t_ms >= target).unwrap_or(k).min(k);
+    for (i, e) in arrived.iter().enumerate().skip(from) {
+        let mode = if i < k { Mode::Warmup } else { Mode::Live };
+        new.process(&mut state, &e.event(), mode, &mut none);
+    }
+    let f = new.window_figures(&state);
+    (f.active_users, f.funnel_users, f.events_in_window, f.top_users)
+}
+
 fn check(
     events: &[Ev],
     delays: &[i64],
@@ -215,9 +243,22 @@ fn check(
 ) -> Result<(), TestCaseError> {
     let in_order = single_owner(events, lateness);
     let arrived = arrival(events, delays);
+    let figures = analytics_figures(events, 0, lateness);
+    prop_assert_eq!(
+        &figures,
+        &analytics_figures(&arrived, 0, lateness),
+        "analytics: timestamp vs arrival order"
+    );
     let shuffled = single_owner(&arrived, lateness);
     prop_assert_eq!(pairs(&in_order), pairs(&shuffled), "timestamp order vs arrival order");
     let k = handover.index(arrived.len() + 1);
+    prop_assert_eq!(
+        &analytics_figures(&arrived, 0, lateness),
+        &analytics_figures(&arrived, k, lateness),
+        "analytics: hand-over after {} of {} events",
+        k,
+        arrived.len()
+    );
     prop_assert_eq!(
         ids(&shuffled),
         ids(&handed_over(&arrived, k, lateness)),

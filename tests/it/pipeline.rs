@@ -349,7 +349,7 @@ fn http_endpoints_serve_report_metrics_and_health() {
         let (status, body) = http_get(addr, "/report");
         status == 200
             && serde_json::from_str::<Value>(&body)
-                .map(|v| v["total_events"] == json!(24))
+                .map(|v| v["total_events"] == json!(scripted().len()))
                 .unwrap_or(false)
     });
     // The two consumers run side by side: the detector may still be behind.
@@ -357,7 +357,7 @@ fn http_endpoints_serve_report_metrics_and_health() {
     wait_until("the stream in /report/fraud", Duration::from_secs(30), || {
         let (status, body) = http_get(addr, "/report/fraud");
         fraud = serde_json::from_str(&body).unwrap_or(Value::Null);
-        status == 200 && fraud["events_analyzed"] == json!(24)
+        status == 200 && fraud["events_analyzed"] == json!(scripted().len())
     });
     assert!(fraud["alerts_total"].as_u64().unwrap() > 0, "{fraud}");
     assert_eq!(http_get(addr, "/report/nobody").0, 404);
@@ -367,10 +367,10 @@ fn http_endpoints_serve_report_metrics_and_health() {
     for needle in [
         r#"activity_events_total{event_type="purchase",group="analytics-processors"} 5"#,
         r#"activity_purchases_total{group="analytics-processors"} 5"#,
-        r#"activity_funnel_users{group="analytics-processors",stage="page_view"} 4"#,
+        r#"activity_funnel_users{group="analytics-processors",stage="page_view"} 16"#,
         r#"activity_fraud_alerts_total{group="fraud-detectors",rule="HIGH_VELOCITY",severity="HIGH"} 1"#,
         r#"activity_consumer_assigned_partitions{consumer="fraud",group="fraud-detectors",partition="1",topic="user-activities"} 1"#,
-        r#"activity_events_processed_total{consumer="analytics",group="analytics-processors"} 24"#,
+        r#"activity_events_processed_total{consumer="analytics",group="analytics-processors"} 36"#,
     ] {
         wait_until(needle, Duration::from_secs(10), || {
             http_get(addr, "/metrics").1.contains(needle)
@@ -513,11 +513,12 @@ fn consumers_started_before_their_topic_exists_wait_for_it_then_consume() {
         .collect();
     produce(&bootstrap, topic, &messages);
     wait_until("both consumers to read the late topic", Duration::from_secs(40), || {
-        processed(&running.analytics.shared) == 24 && processed(&fraud) == 24
+        let n = scripted().len() as u64;
+        processed(&running.analytics.shared) == n && processed(&fraud) == n
     });
     assert!(fraud.ready());
     let (analytics, _) = stop(running);
-    assert_eq!(analytics.final_report["total_events"], json!(24));
+    assert_eq!(analytics.final_report["total_events"], json!(scripted().len()));
 }
 
 /// `IP_PRIVACY` keeps addresses out of everything that leaves the process

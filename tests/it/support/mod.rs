@@ -409,6 +409,32 @@ pub fn group_members(bootstrap: &str, group: &str) -> usize {
 
 /// The committed offsets of `group` on `topic`, by partition.
 pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    committed_with_metadata(bootstrap, group, topic, partitions)
+        .into_iter()
+        .map(|(p, (o, _))| (p, o))
+        .collect()
+}
+
+/// Where a new owner counts from, per partition: the committed offset, or
+/// the `done` mark of its commit metadata (what the committing owner had
+/// processed and counted) when that is further.
+pub fn counted_to(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    committed_with_metadata(bootstrap, group, topic, partitions)
+        .into_iter()
+        .map(|(p, (o, meta))| {
+            let done = activity_tracker::runtime::tracker::CommitMetadata::decode(&meta).and_then(|m| m.done);
+            (p, done.map_or(o, |d| d.max(o)))
+        })
+        .collect()
+}
+
+/// Committed offsets with their metadata.
+pub fn committed_with_metadata(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, (i64, String)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -434,7 +460,7 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> 
         .elements()
         .iter()
         .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
+            Offset::Offset(o) => Some((e.partition(), (o, e.metadata().to_string()))),
             _ => None,
         })
         .collect()
