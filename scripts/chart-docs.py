@@ -64,6 +64,7 @@ CONSTRAINTS = {
     "config.commitIntervalMs": {"minimum": 10, "maximum": 600000},
     "config.assignmentStrategy": {"enum": ["cooperative-sticky", "range", "roundrobin"]},
     "config.groupProtocol": {"enum": ["classic", "consumer"]},
+    "config.allowedLatenessSeconds": {"minimum": 0, "maximum": 3600},
     "config.statsInterval": {"minimum": 1},
     "config.maxEventBytes": {"minimum": 256, "maximum": 104857600},
     "config.ipPrivacy": {"enum": ["none", "truncate", "hash"]},

@@ -108,6 +108,7 @@ KAFKA_COMMIT_INTERVAL_MS: {{ .Values.config.commitIntervalMs | int64 | quote }}
 KAFKA_GROUP_PROTOCOL: {{ .Values.config.groupProtocol | quote }}
 KAFKA_ASSIGNMENT_STRATEGY: {{ .Values.config.assignmentStrategy | quote }}
 STATE_REBUILD: {{ .Values.config.stateRebuild | quote }}
+ALLOWED_LATENESS: {{ printf "%ds" (int .Values.config.allowedLatenessSeconds) | quote }}
 STATS_INTERVAL: {{ .Values.config.statsInterval | int64 | quote }}
 MAX_EVENT_BYTES: {{ .Values.config.maxEventBytes | int64 | quote }}
 IP_PRIVACY: {{ .Values.config.ipPrivacy | quote }}
