@@ -236,7 +236,11 @@ pub fn enrich(event: &mut Map<String, Value>, ctx: &RequestContext<'_>) {
     let received = format_rfc3339_ms(ctx.received_ms);
     // Client clock correction: with `sent_at` (the client's clock when it
     // sent the batch), the event happened (sent_at - timestamp) before the
-    // server received it. The client's own stamp is kept.
+    // server received it. Without it, a stamp after receipt is the receipt:
+    // nothing can have happened after it reached us, and a client must not
+    // be able to stamp events into the future (where they would move their
+    // partition's event time and make other users' events late). Either way
+    // the client's own stamp is kept as `client_timestamp`.
     let sent_at = event.remove("sent_at");
     match event.get_mut("timestamp") {
         None | Some(Value::Null) => {
@@ -244,10 +248,14 @@ pub fn enrich(event: &mut Map<String, Value>, ctx: &RequestContext<'_>) {
         }
         Some(Value::String(ts)) => {
             let sent_ms = sent_at.as_ref().and_then(Value::as_str).and_then(parse_rfc3339_ms);
-            if let (Some(ts_ms), Some(sent_ms)) = (parse_rfc3339_ms(ts), sent_ms) {
-                let age = (sent_ms - ts_ms).max(0);
-                let corrected = format_rfc3339_ms(ctx.received_ms - age);
-                let original = std::mem::replace(ts, corrected);
+            let ts_ms = parse_rfc3339_ms(ts);
+            let corrected = match (ts_ms, sent_ms) {
+                (Some(ts_ms), Some(sent_ms)) => Some(ctx.received_ms - (sent_ms - ts_ms).max(0)),
+                (Some(ts_ms), None) if ts_ms > ctx.received_ms => Some(ctx.received_ms),
+                _ => None,
+            };
+            if let Some(corrected) = corrected {
+                let original = std::mem::replace(ts, format_rfc3339_ms(corrected));
                 event.insert("client_timestamp".into(), Value::String(original));
             }
         }
@@ -349,6 +357,33 @@ mod tests {
             place,
             privacy,
         }
+    }
+
+    /// A client cannot stamp an event after its receipt: that would move
+    /// its partition's event time ahead and make other users' events late.
+    /// An earlier stamp (an app uploading after being offline) stays.
+    #[test]
+    fn a_client_stamp_after_receipt_becomes_the_receipt() {
+        let privacy = IpRenderer::new(IpPrivacy::None);
+        let device = ParsedDevice {
+            device_type: Some("desktop"),
+            os: None,
+            browser: None,
+        };
+        let stamped = |ts: &str| {
+            let mut event: Map<String, Value> = serde_json::from_str(&format!(
+                r#"{{"user_id":"u1","event_type":"click","timestamp":"{ts}"}}"#
+            ))
+            .unwrap();
+            enrich(&mut event, &context(&privacy, &device, None));
+            event
+        };
+        let future = stamped("2026-11-25T10:04:59.000Z");
+        assert_eq!(future["timestamp"], "2026-11-25T10:00:00.000Z");
+        assert_eq!(future["client_timestamp"], "2026-11-25T10:04:59.000Z");
+        let past = stamped("2026-11-25T08:00:00.000Z");
+        assert_eq!(past["timestamp"], "2026-11-25T08:00:00.000Z");
+        assert!(past.get("client_timestamp").is_none());
     }
 
     #[test]
