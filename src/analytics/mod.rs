@@ -56,6 +56,9 @@ pub const MAX_COUNTRIES: usize = 300;
 pub const MAX_CITIES: usize = 1_000;
 pub const MAX_DEVICE_LABELS: usize = 50;
 
+/// Events in the window a user needs to be listed among the top users.
+pub const TOP_USER_MIN_EVENTS: u32 = 3;
+
 /// Upper bounds (dollars) of the order-value histogram buckets.
 pub const ORDER_VALUE_BUCKETS: [f64; 9] = [10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
 /// Upper bounds (seconds) of the session-duration histogram buckets.
@@ -385,6 +388,9 @@ impl AnalyticsProcessor {
                 continue;
             };
             let events = user.events_since(first_bucket, quarter);
+            if events < TOP_USER_MIN_EVENTS {
+                continue;
+            }
             let better = |&(e, n): &(u32, &str)| events > e || (events == e && &**name < n);
             if top.len() < 5 || top.last().is_some_and(better) {
                 let at = top.iter().position(better).unwrap_or(top.len());
@@ -546,10 +552,7 @@ impl Processor for AnalyticsProcessor {
         // be in it already, and must not be counted twice.
         let user = match state.users.get_mut(&key) {
             Some(user) => user,
-            None if tracked < cap && state.overflow.is_none() => {
-                state.names.insert(key, event.user_id.as_ref().into());
-                state.users.entry(key).or_default()
-            }
+            None if tracked < cap && state.overflow.is_none() => state.users.entry(key).or_default(),
             None => {
                 let quarter = (self.window_s() / 4).max(1);
                 state
@@ -563,6 +566,15 @@ impl Processor for AnalyticsProcessor {
         user.count(ts, quarter);
         user.last_seen = user.last_seen.max(ts);
         user.stage_seen[stage] = user.stage_seen[stage].max(ts);
+        // Names are kept for the users who can be "top users" (at least
+        // TOP_USER_MIN_EVENTS in the window), not for the many one-visit
+        // users: a user who has that many in the report's window had them
+        // when their last event was processed.
+        if !state.names.contains_key(&key)
+            && user.events_since(self.first_bucket(state.watermark_s), quarter) >= TOP_USER_MIN_EVENTS
+        {
+            state.names.insert(key, event.user_id.as_ref().into());
+        }
 
         let session_key = event
             .session_id
