@@ -296,7 +296,7 @@ proptest! {
 /// late (its Kafka timestamp is its own, as a client batching or retrying
 /// would send it), processed by the consumers with `extra` settings. Both
 /// runs must raise the same (user, rule) pairs.
-fn same_alerts_through_kafka(max_delay_ms: i64, extra: &[(&str, &str)]) {
+fn same_alerts_through_kafka(max_delay_ms: i64, extra_settings: &[(&str, &str)]) {
     use crate::support::*;
     use activity_tracker::config::Command;
     use activity_tracker::producer::simulator::{Simulator, SimulatorConfig};
@@ -367,7 +367,7 @@ fn same_alerts_through_kafka(max_delay_ms: i64, extra: &[(&str, &str)]) {
             ("KAFKA_FRAUD_GROUP", fraud_group.as_str()),
             ("KAFKA_ANALYTICS_GROUP", analytics_group.as_str()),
         ];
-        settings.extend_from_slice(extra);
+        settings.extend_from_slice(extra_settings);
         let running = InProcess::start(&config(Command::Demo, &bootstrap, &settings));
         running.wait_seen(events.len() as u64, Duration::from_secs(120));
         wait_until("every alert acknowledged", Duration::from_secs(30), || {
@@ -408,6 +408,21 @@ fn same_alerts_through_kafka(max_delay_ms: i64, extra: &[(&str, &str)]) {
         "shuffled arrival changed the alerts: {} missing {missing:?}, {} extra {extra:?} (of {})",
         missing.len(),
         extra.len(),
+        raised[0].len()
+    );
+    println!(
+        "ordering: {} events through Kafka, in timestamp order and with each up to {} s late ({reordered} neighbours inverted; {}): the same {} (user, rule) pairs, all six rules",
+        events.len(),
+        max_delay_ms / 1000,
+        if extra_settings.is_empty() {
+            "defaults".to_string()
+        } else {
+            extra_settings
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
         raised[0].len()
     );
 }
