@@ -177,6 +177,7 @@ pub const SETTINGS: &[Setting] = &[
     s("COLLECT_RATE_BURST", Some("1000"), Scope::COLLECT, "Events one client IP may send at once before COLLECT_RATE_LIMIT applies."),
     s("COLLECT_MAX_BODY_BYTES", Some("1048576"), Scope::COLLECT, "Largest request body; larger requests get 413."),
     s("COLLECT_MAX_BATCH", Some("500"), Scope::COLLECT, "Most events in one request; more get 413."),
+    s("COLLECT_MAX_CONNECTIONS", Some("1024"), Scope::COLLECT, "Connections the collector keeps open at once; further ones are closed as soon as they are accepted (each buffers at most 32 KiB of headers)."),
     s("COLLECT_REQUEST_TIMEOUT", Some("10s"), Scope::COLLECT, "Longest a request may take, body upload and broker acknowledgement included (408 for a slow upload); also the deadline for each request's headers and for an idle keep-alive connection."),
     s("COLLECT_ACK_TIMEOUT", Some("5s"), Scope::COLLECT, "How long the collector waits for the brokers to acknowledge a request's events before answering 503 (librdkafka message.timeout.ms)."),
     // Logging.
@@ -561,6 +562,8 @@ pub struct CollectConfig {
     pub max_batch: usize,
     pub request_timeout: Duration,
     pub ack_timeout: Duration,
+    /// COLLECT_MAX_CONNECTIONS.
+    pub max_connections: usize,
 }
 
 /// The whole configuration of one command.
@@ -1146,6 +1149,11 @@ impl Config {
                 timeout,
             )?,
             ack_timeout: r.required("COLLECT_ACK_TIMEOUT", "a duration from 100ms to 5m, e.g. 5s", timeout)?,
+            max_connections: r.required(
+                "COLLECT_MAX_CONNECTIONS",
+                "a whole number of connections from 16 to 100000",
+                |t| t.parse::<usize>().ok().filter(|v| (16..=100_000).contains(v)),
+            )?,
         };
         if collect.ack_timeout >= collect.request_timeout {
             return Err(ConfigError::Inconsistent(format!(

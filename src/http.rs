@@ -43,6 +43,14 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
+/// The bounds of a pod's own port (Prometheus scrapes and probes): in a
+/// container it listens on 0.0.0.0, so it gets the collector's hardening.
+pub const LIMITS: crate::server::Limits = crate::server::Limits {
+    header_timeout: std::time::Duration::from_secs(10),
+    max_connections: 256,
+    max_header_bytes: crate::server::MAX_HEADER_BYTES,
+};
+
 /// Binds `addr` and serves until `shutdown`; returns the bound address (port
 /// 0 picks a free one).
 pub async fn serve(addr: SocketAddr, state: HttpState, shutdown: Shutdown) -> std::io::Result<SocketAddr> {
@@ -53,9 +61,7 @@ pub async fn serve(addr: SocketAddr, state: HttpState, shutdown: Shutdown) -> st
     let app = router(state);
     tokio::spawn(async move {
         let stopped = async move { shutdown.wait().await };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+        crate::server::serve(listener, app, LIMITS, stopped).await;
     });
     tracing::info!("HTTP on http://{bound} (/metrics /healthz /readyz /report)");
     Ok(bound)

@@ -46,6 +46,7 @@ pub mod probe;
 pub mod processor;
 pub mod producer;
 pub mod runtime;
+pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;

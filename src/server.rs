@@ -1,33 +1,56 @@
-//! The collector's HTTP/1.1 server: `axum::serve`, plus the deadline a
-//! public endpoint needs and axum's server leaves out.
+//! The HTTP/1.1 server of every listener (the collector's `/v1` routes and
+//! every pod's `/metrics`, `/healthz`, `/readyz`, `/report`): `axum::serve`,
+//! plus the bounds a port reachable by strangers needs and axum's server
+//! leaves out.
 //!
-//! The collector faces the internet. `axum::serve` sets no timer on its
-//! connections, so a client that sends its request headers a byte at a time —
-//! or opens connections and sends nothing — holds them for ever, and enough
-//! of them exhaust the pod's file descriptors (the "slowloris" attack). Here
-//! every connection gets hyper's header-read timeout: the headers of each
-//! request, the first and every keep-alive one, must arrive within it, or
-//! the connection is closed. The body and the handling are bounded by the
-//! handler's own `COLLECT_REQUEST_TIMEOUT`.
+//! `axum::serve` sets no timer and no cap on its connections, and hyper
+//! buffers up to ~400 KB of headers per connection: a client that sends its
+//! headers a byte at a time — or opens connections and sends nothing, or
+//! sends huge headers it never finishes — holds memory and file descriptors
+//! for ever (the "slowloris" attack). Here:
+//! - the headers of each request, the first and every keep-alive one, must
+//!   arrive within `header_timeout`, or the connection is closed (the body
+//!   and the handling are bounded by the handler's own deadline);
+//! - at most [`Limits::max_header_bytes`] of headers are buffered per
+//!   connection (a request with more gets 431);
+//! - at most [`Limits::max_connections`] connections are open at once;
+//!   further ones are closed as soon as they are accepted.
 //!
 //! Everything else is what `axum::serve` does: the peer address as
 //! `ConnectInfo`, and a graceful stop (no new connections, open ones finish
 //! their request and close).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+
+/// Headers buffered per connection: browsers send a few KB (cookies
+/// included); nginx's default ceiling is 4 × 8 KB.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// The bounds of one listener.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Time for a request's headers to arrive.
+    pub header_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Header bytes buffered per connection.
+    pub max_header_bytes: usize,
+}
 
 /// Serves `app` on `listener` until `stop` resolves, then waits for the
 /// open connections to finish their current request.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
-    header_timeout: Duration,
+    limits: Limits,
     stop: impl Future<Output = ()>,
 ) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let (close_tx, close_rx) = tokio::sync::watch::channel(());
     tokio::pin!(stop);
     loop {
@@ -44,6 +67,11 @@ pub async fn serve(
             },
             () = &mut stop => break,
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, max = limits.max_connections, "connection refused: too many open");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
@@ -52,10 +80,12 @@ pub async fn serve(
         });
         let mut close = close_rx.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(limits.max_header_bytes.max(8192))
                 .keep_alive(true);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
@@ -95,6 +125,15 @@ mod tests {
     }
 
     async fn start(header_timeout: Duration) -> Server {
+        start_with(Limits {
+            header_timeout,
+            max_connections: 64,
+            max_header_bytes: MAX_HEADER_BYTES,
+        })
+        .await
+    }
+
+    async fn start_with(limits: Limits) -> Server {
         let started = Arc::new(Notify::new());
         let release = Arc::new(Notify::new());
         let (s, r) = (started.clone(), release.clone());
@@ -119,8 +158,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let shutdown = crate::shutdown::Shutdown::new();
         let stop = shutdown.clone();
-        let task =
-            tokio::spawn(async move { serve(listener, app, header_timeout, async move { stop.wait().await }).await });
+        let task = tokio::spawn(async move { serve(listener, app, limits, async move { stop.wait().await }).await });
         Server {
             addr,
             shutdown,
@@ -175,6 +213,68 @@ mod tests {
             .await
             .expect("an idle keep-alive connection is disconnected");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        server.shutdown.trigger();
+        server.task.await.unwrap();
+    }
+
+    /// Headers beyond the per-connection buffer are refused, not buffered.
+    #[tokio::test]
+    async fn oversized_headers_are_refused() {
+        let server = start(Duration::from_secs(5)).await;
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let big = "a".repeat(MAX_HEADER_BYTES * 2);
+        let request = format!("GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: {big}\r\n\r\n");
+        let _ = s.write_all(request.as_bytes()).await;
+        let answer = tokio::time::timeout(Duration::from_secs(10), read_until_closed(&mut s))
+            .await
+            .expect("the connection is answered and closed");
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer}");
+        // A request with ordinary headers is served.
+        let mut ok = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        ok.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_until_closed(&mut ok).await.starts_with("HTTP/1.1 200"));
+        server.shutdown.trigger();
+        server.task.await.unwrap();
+    }
+
+    /// Beyond the connection cap, new connections are closed at once; a
+    /// closed one frees its place.
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_closed() {
+        let server = start_with(Limits {
+            header_timeout: Duration::from_secs(30),
+            max_connections: 2,
+            max_header_bytes: MAX_HEADER_BYTES,
+        })
+        .await;
+        let held_a = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let held_b = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        // Both accepted (the server answers once it has them): a third is
+        // closed without an answer, well before the header timeout.
+        let mut third = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let answer = tokio::time::timeout(Duration::from_secs(10), read_until_closed(&mut third))
+            .await
+            .expect("the third connection is closed at once");
+        assert!(answer.is_empty(), "{answer}");
+        drop(held_a);
+        let answered = async {
+            loop {
+                let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+                let _ = s
+                    .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .await;
+                if read_until_closed(&mut s).await.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), answered)
+            .await
+            .expect("a freed place is taken by the next connection");
+        drop(held_b);
         server.shutdown.trigger();
         server.task.await.unwrap();
     }

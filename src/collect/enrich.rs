@@ -20,7 +20,7 @@ use crate::eventtime::{format_rfc3339_ms, parse_rfc3339_ms};
 use crate::privacy::IpRenderer;
 
 /// Longest user agent stored; longer headers are cut (on a char boundary).
-const MAX_USER_AGENT_BYTES: usize = 512;
+pub const MAX_USER_AGENT_BYTES: usize = 512;
 
 /// The client's address: the socket peer, or with `trusted_proxies` > 0 the
 /// entry of `X-Forwarded-For` that the outermost trusted proxy appended

@@ -18,7 +18,6 @@
 //! arrived; each carries its `event_id`).
 
 pub mod enrich;
-pub mod server;
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -334,18 +333,29 @@ impl Collector {
     }
 
     fn authorize(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), Refusal> {
+        // The scheme is case-insensitive (RFC 9110 §11.1).
         let from_header = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .or_else(|| headers.get("x-write-key").and_then(|v| v.to_str().ok()));
+            .and_then(|v| v.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| std::borrow::Cow::Borrowed(key))
+            .or_else(|| {
+                headers
+                    .get("x-write-key")
+                    .and_then(|v| v.to_str().ok())
+                    .map(std::borrow::Cow::Borrowed)
+            });
+        // The browser tracker sends `encodeURIComponent(key)`: a base64 key's
+        // `+`, `/` and `=` arrive percent-encoded.
         let from_query = query.and_then(|q| {
             q.split('&')
                 .filter_map(|pair| pair.split_once('='))
                 .find(|(k, _)| *k == "key")
-                .map(|(_, v)| v)
+                .and_then(|(_, v)| percent_decode(v))
         });
-        let Some(key) = from_header.or(from_query).map(str::trim).filter(|k| !k.is_empty()) else {
+        let key = from_header.or(from_query);
+        let Some(key) = key.as_deref().map(str::trim).filter(|k| !k.is_empty()) else {
             return Err(Refusal::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -370,6 +380,10 @@ impl Collector {
     }
 
     fn device(&self, ua: &str) -> ParsedDevice {
+        // Cached by at most the stored length of a user agent: a client
+        // cannot make the cache hold 400 KB headers (and the parse of a real
+        // user agent never needs more).
+        let ua = crate::event::truncate(ua, enrich::MAX_USER_AGENT_BYTES);
         if let Ok(cache) = self.device_cache.lock()
             && let Some(d) = cache.get(ua)
         {
@@ -406,7 +420,7 @@ impl Collector {
         };
         let n = NonZeroU32::new(u32::try_from(events).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
         let wait = |events: f64| (events / f64::from(self.config.rate_limit)).ceil() as u64;
-        match limiter.check_key_n(&ip, n) {
+        match limiter.check_key_n(&rate_key(ip), n) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Refusal::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -428,6 +442,40 @@ impl Collector {
             .retry(wait(self.config.rate_burst as f64))),
         }
     }
+}
+
+/// Whom a rate limit counts: an IPv4 address, or an IPv6 client's /64 (the
+/// network one subscriber gets; privacy extensions rotate the rest).
+fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+        v4 => v4,
+    }
+}
+
+/// Decodes `%XX` escapes (a `+` stays a `+`: keys have no spaces, and
+/// `encodeURIComponent` never writes a bare one); `None` if malformed.
+fn percent_decode(text: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !text.contains('%') {
+        return Some(std::borrow::Cow::Borrowed(text));
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -887,7 +935,12 @@ pub async fn serve(
             // requests in progress finish.
             stopping.stopping.store(true, Ordering::Relaxed);
         };
-        server::serve(listener, app, header_timeout, stopped).await;
+        let limits = crate::server::Limits {
+            header_timeout,
+            max_connections: collector.config.max_connections,
+            max_header_bytes: crate::server::MAX_HEADER_BYTES,
+        };
+        crate::server::serve(listener, app, limits, stopped).await;
     });
     Ok((bound, server))
 }
@@ -914,4 +967,32 @@ pub async fn run_command(config: Config) -> anyhow::Result<()> {
     let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
     let _ = tokio::task::spawn_blocking(move || c.producer.flush(timeout)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_in_the_query_are_percent_decoded() {
+        assert_eq!(percent_decode("abc").as_deref(), Some("abc"));
+        assert_eq!(percent_decode("a%2Bb%2Fc%3D%3D").as_deref(), Some("a+b/c=="));
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"), "a bare + is a +");
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
+    }
+
+    #[test]
+    fn ipv6_clients_are_rate_limited_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb:cccc:dddd:eeee".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(rate_key(a), rate_key(b));
+        assert_ne!(rate_key(a), rate_key(other));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(rate_key(v4), v4);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(rate_key(mapped), v4);
+    }
 }
