@@ -920,6 +920,8 @@ fn synthetic<'a>(user: &'a str, ip: &'a str, event_type: EventType, t: i64) -> E
             city: Some("New York".into()),
             timezone: None,
         },
+        record: None,
+        received_ms: None,
     }
 }
 

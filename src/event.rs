@@ -118,6 +118,15 @@ pub struct Event<'a> {
     pub properties: Properties<'a>,
     pub device: Device<'a>,
     pub location: Location<'a>,
+    /// Where the runtime read the event: (partition, offset). Part of every
+    /// alert's id, so two records that reuse an `event_id` raise distinct
+    /// alerts while a redelivered record raises the same one. `None` outside
+    /// the runtime (tests, benchmarks, the producer).
+    pub record: Option<(i32, i64)>,
+    /// When the collector received the event (`received_at`, which it
+    /// always sets and a client cannot), in ms; `None` for events written to
+    /// Kafka by other producers.
+    pub received_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -204,6 +213,8 @@ impl Event<'_> {
                 city: own_opt(self.location.city),
                 timezone: own_opt(self.location.timezone),
             },
+            record: self.record,
+            received_ms: self.received_ms,
         }
     }
 
@@ -466,6 +477,8 @@ struct WireEvent<'a> {
     device: Option<Device<'a>>,
     #[serde(borrow, default)]
     location: Option<Location<'a>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    received_at: Option<Cow<'a, str>>,
 }
 
 /// Decodes and validates one event.
@@ -533,6 +546,35 @@ pub fn decode<'a>(payload: &'a [u8], reference_ms: i64, limits: &DecodeLimits) -
         ));
     }
 
+    let received_ms = match wire.received_at {
+        None => None,
+        Some(text) => {
+            let ms = parse_rfc3339_ms(&text).ok_or_else(|| {
+                Rejection::new(
+                    RejectReason::InvalidTimestamp,
+                    format!(
+                        "received_at {:?} is not an RFC 3339 date-time such as 2024-01-15T10:30:45.123Z",
+                        truncate(&text, 64)
+                    ),
+                )
+            })?;
+            if ms > reference_ms.saturating_add(limits.max_future_skew_ms)
+                || ms < reference_ms.saturating_sub(limits.max_age_ms)
+            {
+                return Err(Rejection::new(
+                    RejectReason::TimestampOutOfRange,
+                    format!(
+                        "received_at {} is outside [{} - MAX_EVENT_AGE, {} + MAX_EVENT_FUTURE_SKEW]",
+                        Rfc3339(ms),
+                        Rfc3339(reference_ms),
+                        Rfc3339(reference_ms)
+                    ),
+                ));
+            }
+            Some(ms)
+        }
+    };
+
     let properties = wire.properties.unwrap_or_default();
     for (name, value) in [
         ("properties.price", properties.price),
@@ -564,6 +606,8 @@ pub fn decode<'a>(payload: &'a [u8], reference_ms: i64, limits: &DecodeLimits) -
         properties,
         device: wire.device.unwrap_or_default(),
         location: wire.location.unwrap_or_default(),
+        record: None,
+        received_ms,
     })
 }
 
@@ -628,6 +672,34 @@ fn too_long(name: &str, len: usize) -> Rejection {
         RejectReason::InvalidField,
         format!("{name} is {len} bytes long; at most {MAX_ID_BYTES} are accepted"),
     )
+}
+
+/// The longest label kept from client text: page paths, product ids and
+/// names, countries, cities and devices are cut to this many bytes (on a
+/// character boundary) before they are counted, named in a metric or kept
+/// as alert evidence, so an event's strings cannot grow any set of labels
+/// by more than this each.
+pub const MAX_LABEL_BYTES: usize = 128;
+
+/// `s` safe to print on an operator's terminal: control characters (C0,
+/// DEL, C1 — newlines and ANSI escapes among them) and the bidirectional
+/// overrides that reorder what a terminal shows are written as `\u{..}`
+/// escapes. Client-supplied text (user ids, pages, places, products,
+/// devices) goes through this before the console sees it.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
@@ -736,6 +808,19 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_what_a_terminal_would_obey() {
+        assert_eq!(printable("Zürich 🛒 user-1"), "Zürich 🛒 user-1");
+        assert!(matches!(printable("plain"), Cow::Borrowed(_)));
+        assert_eq!(printable("a\nb"), "a\\u{a}b");
+        assert_eq!(
+            printable("\u{1b}[2J\u{1b}]0;pwned\u{7}"),
+            "\\u{1b}[2J\\u{1b}]0;pwned\\u{7}"
+        );
+        assert_eq!(printable("x\u{202e}y\u{9b}z"), "x\\u{202e}y\\u{9b}z");
+        assert!(!printable("\r\t\u{7f}").chars().any(char::is_control));
+    }
 
     /// An event exactly as the seed's Python producer wrote it.
     pub(crate) const SEED_EVENT: &str = r#"{"event_id": "3f1c2b7e-8a4d-4e6f-9b1a-2c3d4e5f6a7b", "timestamp": "2024-01-15T10:30:45.123456+00:00", "user_id": "user-1234", "session_id": "9d8c7b6a-5f4e-4d3c-2b1a-0f9e8d7c6b5a", "event_type": "add_to_cart", "page_url": "https://shop.example.com/products/laptop", "referrer": null, "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0", "ip_address": "192.168.1.100", "properties": {"product_id": "prod-001", "product_name": "Laptop", "price": 999.99, "category": "electronics", "cart_value": 999.99}, "device": {"type": "desktop", "os": "Windows", "browser": "Chrome"}, "location": {"country": "US", "city": "New York", "timezone": "America/New_York"}}"#;

@@ -5,7 +5,10 @@
 //! Each [`BoundedCounts`] keeps the first `cap` distinct keys it sees and
 //! counts everything after that under [`OTHER`]. The same bound keeps the
 //! Prometheus series low-cardinality: a metric label takes only the keys of
-//! this set.
+//! this set. Keys are cut to [`MAX_LABEL_BYTES`], so a set holds at most
+//! `cap × MAX_LABEL_BYTES` bytes of text whatever the events carry.
+
+use crate::event::{MAX_LABEL_BYTES, truncate};
 
 use std::collections::HashMap;
 
@@ -30,8 +33,10 @@ impl BoundedCounts {
         }
     }
 
-    /// Adds `n` to `key` (or to [`OTHER`] once the cap is reached).
+    /// Adds `n` to `key` (its first [`MAX_LABEL_BYTES`]; or to [`OTHER`]
+    /// once the cap is reached).
     pub fn add(&mut self, key: &str, n: u64) {
+        let key = truncate(key, MAX_LABEL_BYTES);
         if let Some(&i) = self.index.get(key) {
             self.entries[i].1 += n;
         } else if self.entries.len() < self.cap && key != OTHER {

@@ -466,9 +466,14 @@ impl AnalyticsProcessor {
             t.product_interactions.add(product, 1);
             if t.product_names.len() < MAX_PRODUCTS
                 && let Some(name) = &event.properties.product_name
-                && !t.product_names.contains_key(product.as_ref())
+                && !t
+                    .product_names
+                    .contains_key(crate::event::truncate(product, crate::event::MAX_LABEL_BYTES))
             {
-                t.product_names.insert(product.to_string(), name.to_string());
+                t.product_names.insert(
+                    crate::event::truncate(product, crate::event::MAX_LABEL_BYTES).to_string(),
+                    crate::event::truncate(name, crate::event::MAX_LABEL_BYTES).to_string(),
+                );
             }
         }
         t.countries

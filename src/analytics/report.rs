@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{AnalyticsTotals, WindowFigures};
-use crate::event::EventType;
+use crate::event::{EventType, printable};
 
 /// Pages in the report's top list (the seed's "Top 10 Pages").
 pub const TOP_PAGES: usize = 10;
@@ -192,7 +192,7 @@ impl AnalyticsReport {
         }
         let _ = writeln!(s, "\n📄 Top {TOP_PAGES} Pages:");
         for p in &self.top_pages {
-            let _ = writeln!(s, "  {:<36}: {:>6}", p.page, p.views);
+            let _ = writeln!(s, "  {:<36}: {:>6}", printable(&p.page), p.views);
         }
 
         let window = format_duration(self.window_seconds as f64);
@@ -225,7 +225,7 @@ impl AnalyticsReport {
         if !self.top_products_by_revenue.is_empty() {
             let _ = writeln!(s, "  Top Products by Revenue:");
             for p in &self.top_products_by_revenue {
-                let _ = writeln!(s, "    {:<32} ${}", p.name, money(p.value));
+                let _ = writeln!(s, "    {:<32} ${}", printable(&p.name), money(p.value));
             }
         }
         if !self.revenue_by_hour.is_empty() {
@@ -239,7 +239,7 @@ impl AnalyticsReport {
 
         let _ = writeln!(s, "\n🛍️  Top {TOP_PRODUCTS} Popular Products:");
         for p in &self.top_products_by_interactions {
-            let _ = writeln!(s, "  {:<32}: {:>6}", p.name, p.value as u64);
+            let _ = writeln!(s, "  {:<32}: {:>6}", printable(&p.name), p.value as u64);
         }
 
         let _ = writeln!(s, "\n🌍 Geographic Distribution:");
@@ -257,7 +257,7 @@ impl AnalyticsReport {
         let top: Vec<String> = self
             .top_users
             .iter()
-            .map(|u| format!("{} ({})", u.user_id, u.events))
+            .map(|u| format!("{} ({})", printable(&u.user_id), u.events))
             .collect();
         let _ = writeln!(s, "  Top Users         : {}", top.join(", "));
         let _ = writeln!(
@@ -274,7 +274,7 @@ fn top_line(map: &BTreeMap<String, u64>, n: usize, total: f64) -> String {
     v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
     v.into_iter()
         .take(n)
-        .map(|(k, c)| format!("{k} {} ({:.1}%)", c, *c as f64 * 100.0 / total))
+        .map(|(k, c)| format!("{} {} ({:.1}%)", printable(k), c, *c as f64 * 100.0 / total))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -87,6 +87,8 @@ impl Spec {
                 city: Some(Cow::Borrowed("Somewhere")),
                 timezone: None,
             },
+            record: None,
+            received_ms: None,
         }
     }
 }
@@ -401,4 +403,30 @@ fn a_user_in_the_sketch_is_not_also_counted_exactly() {
     // Event time 1:21: a and b (0:00) are out of the span (from 0:15) and
     // evicted, c's sketch bucket (0:30) is in it.
     assert_eq!(f.active_users, 4, "c, x, y and z");
+}
+
+/// Client text (pages, products, places, devices, user ids) cannot write
+/// to the operator's terminal through the console report.
+#[test]
+fn the_console_report_escapes_client_text() {
+    let render = |evil: &'static str| {
+        let (mut p, mut state) = fresh();
+        let events: Vec<Spec> = (0..4)
+            .map(|i| {
+                let mut s = spec(evil, i * 10, if i == 3 { Buy } else { View })
+                    .page(evil)
+                    .product(evil, evil, 10.0)
+                    .from(evil, evil);
+                s.user = evil;
+                s
+            })
+            .collect();
+        run(&mut p, &mut state, &events, Mode::Live);
+        p.report(std::iter::once(&state)).render("header")
+    };
+    let benign = render("plain");
+    let hostile = render("x\n🔴 FRAUD ALERT\u{1b}[2J\u{1b}]0;owned\u{7}\u{202e}");
+    assert_eq!(hostile.lines().count(), benign.lines().count(), "{hostile}");
+    assert!(!hostile.replace('\n', "").chars().any(char::is_control), "{hostile:?}");
+    assert!(!hostile.contains('\u{202e}'));
 }

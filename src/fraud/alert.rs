@@ -1,8 +1,10 @@
 //! The fraud alert: what is published to `KAFKA_ALERTS_TOPIC` and printed.
 //!
 //! `alert_id` is deterministic — a UUID-shaped digest of (rule, user_id,
-//! triggering event_id) — so the same alert from the same input always has
-//! the same id. After a crash the runtime may process a few events twice
+//! the event_id the alert is about, and where that event's record sits in
+//! Kafka: partition and offset) — so the same alert from the same record
+//! always has the same id, and two records that reuse an event_id (a client
+//! cannot be trusted to keep them unique) raise distinct ones. After a crash the runtime may process a few events twice
 //! (at-least-once delivery); their alerts come out again with the same ids,
 //! and a downstream drops the copies by id.
 
@@ -35,12 +37,13 @@ impl Alert {
         rule: Rule,
         user_id: &str,
         event_id: &str,
+        record: Option<(i32, i64)>,
         event_timestamp: i64,
         message: String,
         evidence: serde_json::Value,
     ) -> Alert {
         Alert {
-            alert_id: alert_id(rule, user_id, event_id),
+            alert_id: alert_id(rule, user_id, event_id, record),
             rule,
             severity: rule.severity(),
             user_id: user_id.to_string(),
@@ -57,8 +60,9 @@ impl Alert {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// The seed's console form.
+    /// The seed's console form, with client-supplied text made printable.
     pub fn console(&self) -> String {
+        use crate::event::printable;
         let icon = match self.severity {
             Severity::High => "🔴",
             Severity::Medium => "🟡",
@@ -67,16 +71,17 @@ impl Alert {
             "{icon} FRAUD ALERT [{}] - {} SEVERITY\n   User ID: {}\n   {}\n   Event: {} at {}\n",
             self.rule.as_str(),
             self.severity.as_str(),
-            self.user_id,
-            self.message,
-            self.event_id,
+            printable(&self.user_id),
+            printable(&self.message),
+            printable(&self.event_id),
             Rfc3339(self.event_timestamp),
         )
     }
 }
 
-/// The deterministic id of the alert `rule` raised by `event_id` of `user_id`.
-pub fn alert_id(rule: Rule, user_id: &str, event_id: &str) -> String {
+/// The deterministic id of the alert `rule` raised about `event_id` of
+/// `user_id`, read from `record` (partition, offset) when known.
+pub fn alert_id(rule: Rule, user_id: &str, event_id: &str, record: Option<(i32, i64)>) -> String {
     let mut h = Sha256::new();
     h.update(b"activity-tracker/alert/v1\0");
     h.update(rule.as_str().as_bytes());
@@ -84,6 +89,11 @@ pub fn alert_id(rule: Rule, user_id: &str, event_id: &str) -> String {
     h.update(user_id.as_bytes());
     h.update(b"\0");
     h.update(event_id.as_bytes());
+    if let Some((partition, offset)) = record {
+        h.update(b"\0");
+        h.update(partition.to_be_bytes());
+        h.update(offset.to_be_bytes());
+    }
     let digest = h.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&digest[..16]);
@@ -115,20 +125,51 @@ fn as_optional_rfc3339<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S
 mod tests {
     use super::*;
 
+    /// A hostile event cannot write to the operator's terminal: the console
+    /// form has exactly its own four lines and no control character.
+    #[test]
+    fn console_form_escapes_client_text() {
+        let fake = "x\n🔴 FRAUD ALERT [FAKE] - HIGH SEVERITY\u{1b}[2J\u{1b}]0;owned\u{7}";
+        let alert = Alert::new(
+            Rule::RapidLocationChange,
+            fake,
+            fake,
+            None,
+            0,
+            format!("Location changed between US/{fake} and GB/London"),
+            serde_json::Value::Null,
+        );
+        let text = alert.console();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(!text.replace('\n', "").chars().any(char::is_control), "{text:?}");
+        assert_eq!(
+            text.matches("FRAUD ALERT").count(),
+            4,
+            "the fake headers stay inside their own lines"
+        );
+    }
+
     #[test]
     fn ids_are_deterministic_and_distinguish_inputs() {
-        let a = alert_id(Rule::HighVelocity, "user-1", "e-1");
-        assert_eq!(a, alert_id(Rule::HighVelocity, "user-1", "e-1"));
+        let a = alert_id(Rule::HighVelocity, "user-1", "e-1", None);
+        assert_eq!(a, alert_id(Rule::HighVelocity, "user-1", "e-1", None));
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "8");
-        assert_ne!(a, alert_id(Rule::MultipleIps, "user-1", "e-1"));
-        assert_ne!(a, alert_id(Rule::HighVelocity, "user-2", "e-1"));
-        assert_ne!(a, alert_id(Rule::HighVelocity, "user-1", "e-2"));
+        assert_ne!(a, alert_id(Rule::MultipleIps, "user-1", "e-1", None));
+        assert_ne!(a, alert_id(Rule::HighVelocity, "user-2", "e-1", None));
+        assert_ne!(a, alert_id(Rule::HighVelocity, "user-1", "e-2", None));
         // No ambiguity from concatenation.
         assert_ne!(
-            alert_id(Rule::HighVelocity, "ab", "c"),
-            alert_id(Rule::HighVelocity, "a", "bc")
+            alert_id(Rule::HighVelocity, "ab", "c", None),
+            alert_id(Rule::HighVelocity, "a", "bc", None)
         );
+        // Two records reusing an event id are two alerts; a record read
+        // again (redelivery) is the same alert.
+        let at = |p, o| alert_id(Rule::HighValuePurchase, "u", "e", Some((p, o)));
+        assert_eq!(at(2, 17), at(2, 17));
+        assert_ne!(at(2, 17), at(2, 18));
+        assert_ne!(at(2, 17), at(3, 17));
+        assert_ne!(at(2, 17), alert_id(Rule::HighValuePurchase, "u", "e", None));
     }
 
     #[test]
@@ -137,6 +178,7 @@ mod tests {
             Rule::HighValuePurchase,
             "user-7",
             "evt-9",
+            Some((3, 41)),
             1_705_314_645_123,
             "High-value purchase".into(),
             serde_json::json!({"amount": 999.99}),

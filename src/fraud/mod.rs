@@ -14,6 +14,12 @@
 //! views first), and RAPID_LOCATION_CHANGE compares with the *previous* event
 //! (the seed compared an event with itself, so it never fired).
 //!
+//! **Whose clock.** Events from the HTTP collector are judged at their
+//! receipt time (`received_at`, set by the collector), not at the time the
+//! client claims: with a public write key anyone could otherwise spread a
+//! bot's burst over hours and dodge every window. Events other producers
+//! write to Kafka are judged at their own timestamp. See [`rule_time`].
+//!
 //! **Event time, in any arrival order.** Each partition has an event time
 //! ([`EventClock`]: the time three distinct users have reached, so a forged
 //! outlier cannot drag it ahead) and a watermark `ALLOWED_LATENESS` behind
@@ -77,8 +83,10 @@ pub const PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS: i64 = 60 * 60 * 1000;
 /// A purchase needs this many earlier transactional events in the window
 /// (the seed: fewer than 3 counting the purchase is suspicious).
 pub const PURCHASE_WITHOUT_ACTIVITY_MIN_PRIOR: u32 = 2;
-/// Distinct (country, city) names kept per partition for alert evidence.
-const LOCATION_NAMES_CAP: usize = 100_000;
+/// Distinct (country, city) names kept per partition for alert evidence
+/// (each name cut to [`crate::event::MAX_LABEL_BYTES`]); places beyond it
+/// are compared by hash as ever and shown as unknown in evidence.
+const LOCATION_NAMES_CAP: usize = 10_000;
 /// Purchases awaiting the watermark per partition. Beyond this (a partition
 /// taking more than 100,000 purchases per ALLOWED_LATENESS) the oldest is
 /// decided early, with what has arrived.
@@ -224,7 +232,12 @@ pub struct FraudPartition {
     pending_users: PrehashedMap<u32>,
     /// Approximate heap bytes of `pending` and `pending_users`.
     pending_bytes: usize,
+    /// Approximate heap bytes of `location_names`.
+    location_bytes: usize,
 }
+
+/// Heap bytes of a location name entry besides its text.
+const LOCATION_NAME_OVERHEAD: usize = std::mem::size_of::<(u32, (Box<str>, Box<str>))>() + 1;
 
 impl PendingPurchase {
     /// Approximate heap bytes: the B-tree entry and the two strings, plus the
@@ -238,6 +251,7 @@ struct PendingPurchase {
     user_key: u64,
     user_id: Box<str>,
     event_id: Box<str>,
+    record: Option<(i32, i64)>,
     amount: f64,
     /// Other transactional events of the user in the hour up to it, so far.
     prior: u32,
@@ -249,7 +263,7 @@ impl FraudPartition {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.users.heap_bytes() + self.pending_bytes
+        self.users.heap_bytes() + self.pending_bytes + self.location_bytes
     }
 
     /// The partition's event time (`i64::MIN` before any event).
@@ -391,6 +405,7 @@ impl Processor for FraudDetector {
             pending: BTreeMap::new(),
             pending_users: PrehashedMap::default(),
             pending_bytes: 0,
+            location_bytes: 0,
         }
     }
 
@@ -408,7 +423,7 @@ impl Processor for FraudDetector {
         if mode.counts() {
             self.totals.events += 1;
         }
-        let t = event.timestamp_ms;
+        let t = rule_time(event);
         let user_key = self.hasher.hash_one(event.user_id.as_bytes());
         let watermark = state.clock.watermark(self.rules.lateness_ms);
         let mut fired: Vec<(Rule, String, serde_json::Value)> = Vec::new();
@@ -458,18 +473,18 @@ impl FraudDetector {
         event: &Event<'_>,
         fired: &mut Vec<(Rule, String, serde_json::Value)>,
     ) {
-        let t = event.timestamp_ms;
+        let t = rule_time(event);
         let location = match (&event.location.country, &event.location.city) {
             (None, None) => None,
             (country, city) => {
+                use crate::event::{MAX_LABEL_BYTES, truncate};
                 let country = country.as_deref().unwrap_or("");
                 let city = city.as_deref().unwrap_or("");
                 let h = (self.hasher.hash_one((country, city)) as u32).max(1);
-                if state.location_names.len() < LOCATION_NAMES_CAP {
-                    state
-                        .location_names
-                        .entry(h)
-                        .or_insert_with(|| (country.into(), city.into()));
+                if state.location_names.len() < LOCATION_NAMES_CAP && !state.location_names.contains_key(&h) {
+                    let (country, city) = (truncate(country, MAX_LABEL_BYTES), truncate(city, MAX_LABEL_BYTES));
+                    state.location_bytes += LOCATION_NAME_OVERHEAD + country.len() + city.len();
+                    state.location_names.insert(h, (country.into(), city.into()));
                 }
                 Some(h)
             }
@@ -579,11 +594,12 @@ impl FraudDetector {
             }
         }
         if purchase {
-            let key = (t, self.hasher.hash_one(event.event_id.as_bytes()));
+            let key = (t, self.hasher.hash_one((event.event_id.as_bytes(), event.record)));
             let entry = PendingPurchase {
                 user_key,
                 user_id: event.user_id.as_ref().into(),
                 event_id: event.event_id.as_ref().into(),
+                record: event.record,
                 amount: event.amount(),
                 prior,
             };
@@ -638,6 +654,7 @@ impl FraudDetector {
                 rule,
                 &p.user_id,
                 &p.event_id,
+                p.record,
                 t,
                 format!(
                     "Purchase after only {} other transactional events in the hour up to it (expected at least {PURCHASE_WITHOUT_ACTIVITY_MIN_PRIOR})",
@@ -666,6 +683,7 @@ impl FraudDetector {
                 rule,
                 &event.user_id,
                 &event.event_id,
+                event.record,
                 event.timestamp_ms,
                 message,
                 evidence,
@@ -691,6 +709,14 @@ impl FraudDetector {
             }
         }
     }
+}
+
+/// The time the rules judge an event at: when the collector received it if
+/// it came through the collector (a client with a public write key must not
+/// be able to spread a burst over hours by stamping it so), else its own
+/// timestamp (producers writing to Kafka are trusted).
+pub fn rule_time(event: &Event<'_>) -> i64 {
+    event.received_ms.unwrap_or(event.timestamp_ms)
 }
 
 fn place_text(v: &serde_json::Value) -> String {

@@ -2,6 +2,7 @@
 //! time, with the quiet-period cooldown.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::*;
@@ -70,6 +71,8 @@ impl E {
                     timezone: None,
                 }
             },
+            record: None,
+            received_ms: None,
         }
     }
 }
@@ -661,4 +664,33 @@ fn a_forged_future_event_does_not_evict_everybody() {
         vec![21],
         "a's fifth cart still sees the four"
     );
+}
+
+/// Hostile clients: events through the collector are judged at their
+/// receipt, so a bot cannot dodge the windows by stamping its burst hours
+/// apart (6 add_to_cart and 3 purchases in one request, stamped 2.6 minutes
+/// apart from six hours back).
+#[test]
+fn a_burst_stamped_hours_apart_is_judged_when_it_arrived() {
+    let received = T0 + 6 * 3_600_000;
+    let mut d = detector(FraudConfig::default());
+    let mut state = d.new_state();
+    let mut out = Vec::new();
+    for i in 0..9 {
+        let kind = if i < 6 { Cart } else { Buy };
+        let mut event = e("bot", i as f64 * 156.0, kind).amount(20.0).event(i);
+        event.received_ms = Some(received);
+        d.process(&mut state, &event, Mode::Live, &mut out);
+    }
+    let rules: BTreeSet<Rule> = out.iter().map(|a| a.rule).collect();
+    assert!(rules.contains(&Rule::HighVelocity), "{rules:?}");
+    assert!(rules.contains(&Rule::RapidPurchases), "{rules:?}");
+    // The same events from a trusted producer (no receipt time) are what
+    // they say: hours apart, no burst.
+    let spread: Vec<E> = (0..9)
+        .map(|i| e("bot", i as f64 * 156.0, if i < 6 { Cart } else { Buy }).amount(20.0))
+        .collect();
+    let fired = run(&spread);
+    assert!(only(&fired, Rule::HighVelocity).is_empty());
+    assert!(only(&fired, Rule::RapidPurchases).is_empty());
 }

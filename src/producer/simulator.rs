@@ -443,6 +443,8 @@ impl Simulator {
                 city: Some(Cow::Borrowed(session.place.city)),
                 timezone: Some(Cow::Borrowed(session.place.timezone)),
             },
+            record: None,
+            received_ms: None,
         }
     }
 

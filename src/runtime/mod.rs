@@ -989,7 +989,8 @@ impl<A: ConsumerApp> Core<A> {
             .and_then(|event| check_key(message.key(), &event).map(|()| event));
         let slot = self.slots.get_mut(&partition).expect("slot checked above");
         match decoded {
-            Ok(event) => {
+            Ok(mut event) => {
+                event.record = Some((partition, offset));
                 let processor = self.app.processor();
                 processor.process(&mut slot.state, &event, mode, &mut self.outputs);
                 let mut effects = 0;

@@ -460,7 +460,8 @@ fn wait_committed_one(bootstrap: &str) {
 
 #[test]
 fn rebuild_carries_a_velocity_window_across_a_partition_move() {
-    let single_replica_alert = alert_id(Rule::HighVelocity, "bot-7", "cart-5");
+    // The fifth cart is the fifth record of the only partition.
+    let single_replica_alert = alert_id(Rule::HighVelocity, "bot-7", "cart-5", Some((0, 4)));
     let (alerts, replayed) = velocity_across_a_move(true);
     assert_eq!(
         alerts,

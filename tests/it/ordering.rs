@@ -66,6 +66,8 @@ impl Ev {
                 city: Some(Cow::Borrowed(city)),
                 timezone: None,
             },
+            record: None,
+            received_ms: None,
         }
     }
 }

@@ -186,10 +186,17 @@ fn business(mut report: Value) -> Value {
     report
 }
 
-fn alert_ids(bootstrap: &str, topic: &str) -> Vec<String> {
-    let mut ids: Vec<String> = read_all(bootstrap, topic)
+/// What each alert is: (rule, user, the event it is about). Not the
+/// `alert_id`, which also names the record's offset — and hostile messages
+/// interleaved with the valid ones move those.
+fn alert_ids(bootstrap: &str, topic: &str) -> Vec<(String, String, String)> {
+    let mut ids: Vec<(String, String, String)> = read_all(bootstrap, topic)
         .iter()
-        .map(|m| m.json()["alert_id"].as_str().unwrap().to_string())
+        .map(|m| {
+            let v = m.json();
+            let field = |k: &str| v[k].as_str().unwrap().to_string();
+            (field("rule"), field("user_id"), field("event_id"))
+        })
         .collect();
     ids.sort();
     ids
