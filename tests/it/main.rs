@@ -19,6 +19,7 @@ mod failover;
 mod faults;
 mod fleet;
 mod fuzz;
+mod hostile;
 mod ordering;
 mod pipeline;
 mod rebuild;
