@@ -189,6 +189,20 @@ fn a_public_write_key_cannot_exhaust_memory_dodge_rules_forge_duplicates_or_writ
     let analytics_growth = rss_mb(&analytics) - analytics_before;
     let (_, metrics) = http_get(analytics_http, "/metrics");
     assert!(analytics_growth < 24.0, "analytics RSS grew {analytics_growth:.1} MB");
+    assert!(
+        rss_mb(&analytics) < 512.0 && rss_mb(&fraud) < 512.0,
+        "over the chart's 512 MiB"
+    );
+    // 50 concurrent scrapes of that /metrics.
+    let scrapes: Vec<_> = (0..50)
+        .map(|_| std::thread::spawn(move || http_get(analytics_http, "/metrics").0))
+        .collect();
+    let peak = rss_mb(&analytics);
+    assert!(
+        scrapes.into_iter().all(|t| t.join().unwrap() == 200),
+        "every scrape answered"
+    );
+    assert!(peak < 512.0, "analytics at {peak:.0} MB during 50 scrapes");
     assert!(metrics.len() < 2_000_000, "/metrics is {} bytes", metrics.len());
 
     // 4. The consumers' own port: unfinished headers are bounded there too.
@@ -200,6 +214,29 @@ fn a_public_write_key_cannot_exhaust_memory_dodge_rules_forge_duplicates_or_writ
         during - before < 32.0,
         "analytics RSS {before:.0} → {during:.0} MB under held connections"
     );
+
+    // 7. A producer with topic access forges future records (Kafka
+    // timestamp to match; Kafka itself refuses more than an hour ahead, its
+    // message.timestamp.after.max.ms) between a user's events: the
+    // partition's event time does not follow one user, so the user's next
+    // cart is on time and completes the burst.
+    let now = activity_tracker::eventtime::now_ms();
+    let cart = |i: i64| json!({"user_id": "victim", "event_type": "add_to_cart", "properties": {"price": 5.0}, "event_id": format!("v-{i}")});
+    assert_eq!(
+        authorised(collect, &json!([cart(1), cart(2), cart(3), cart(4)])).status,
+        202
+    );
+    let future = now + 50 * 60_000;
+    let forged: Vec<Outgoing> = (0..5)
+        .map(|i| {
+            let json = json!({"event_id": format!("forged-{i}"), "user_id": "victim", "event_type": "page_view",
+                              "timestamp": activity_tracker::eventtime::format_rfc3339_ms(future)});
+            Outgoing::keyed("victim", json.to_string(), future)
+        })
+        .collect();
+    produce(&bootstrap, ACTIVITIES, &forged);
+    assert_eq!(authorised(collect, &json!([cart(5)])).status, 202);
+    sent += 10;
 
     // 5. Dodging by timestamps: six carts and three purchases in one
     // request, stamped 2.6 minutes apart from six hours back, are judged
@@ -239,6 +276,15 @@ fn a_public_write_key_cannot_exhaust_memory_dodge_rules_forge_duplicates_or_writ
             .filter(|a| a["rule"] == "HIGH_VALUE_PURCHASE")
             .collect()
     };
+    wait_until(
+        "the victim's fifth cart to raise HIGH_VELOCITY",
+        Duration::from_secs(30),
+        || {
+            alerts_of(&bootstrap, "victim")
+                .iter()
+                .any(|a| a["rule"] == "HIGH_VELOCITY")
+        },
+    );
     wait_until("three alerts for the reused event id", Duration::from_secs(30), || {
         high_value().len() >= 3
     });
@@ -281,7 +327,7 @@ fn a_public_write_key_cannot_exhaust_memory_dodge_rules_forge_duplicates_or_writ
         "a client printed a fake alert"
     );
     println!(
-        "hostile: 200 × 300 KB user agents refused (431), 400 held connections: collector ≤ {during:.0} MB; 600 events with 20–60 KB strings: fraud +{fraud_growth:.1} MB (state +{state_growth:.1} MB), analytics +{analytics_growth:.1} MB, /metrics {} KB; a burst stamped hours apart raised HIGH_VELOCITY and RAPID_PURCHASES; a reused event id gave 3 alert ids; consoles free of control characters",
+        "hostile: 200 × 300 KB user agents refused (431), 400 held connections: collector ≤ {during:.0} MB; 600 events with 20–60 KB strings: fraud +{fraud_growth:.1} MB (state +{state_growth:.1} MB), analytics +{analytics_growth:.1} MB, /metrics {} KB; five records forged 50 min ahead did not make a user's events late; a burst stamped hours apart raised HIGH_VELOCITY and RAPID_PURCHASES; a reused event id gave 3 alert ids; consoles free of control characters",
         metrics.len() / 1000
     );
 }

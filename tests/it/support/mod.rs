@@ -18,7 +18,7 @@ use activity_tracker::broker::EmbeddedBroker;
 use activity_tracker::config::{Config, Sources, TopicsConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 pub const ACTIVITIES: &str = "user-activities";
@@ -223,15 +223,36 @@ impl Outgoing {
 }
 
 /// Produces messages in order (idempotent, acks=all) and waits for all acks.
+/// Counts delivery failures, so a refused record fails the test instead of
+/// vanishing (a broker refuses, for example, timestamps more than
+/// `message.timestamp.after.max.ms` ahead).
+#[derive(Default)]
+struct DeliveryCheck {
+    failed: std::sync::Mutex<Vec<String>>,
+}
+
+impl rdkafka::ClientContext for DeliveryCheck {}
+
+impl rdkafka::producer::ProducerContext for DeliveryCheck {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result
+            && let Ok(mut failed) = self.failed.lock()
+        {
+            failed.push(e.to_string());
+        }
+    }
+}
+
 pub fn produce(bootstrap: &str, topic: &str, messages: &[Outgoing]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    let producer: ThreadedProducer<DeliveryCheck> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
         .set("message.max.bytes", "16000000")
-        .create()
+        .create_with_context(DeliveryCheck::default())
         .expect("producer");
     for m in messages {
         let mut headers = rdkafka::message::OwnedHeaders::new();
@@ -258,6 +279,14 @@ pub fn produce(bootstrap: &str, topic: &str, messages: &[Outgoing]) {
     producer
         .flush(Duration::from_secs(30))
         .expect("all messages acknowledged");
+    let failed = producer.context().failed.lock().map(|f| f.clone()).unwrap_or_default();
+    assert!(
+        failed.is_empty(),
+        "{} of {} records refused: {:?}",
+        failed.len(),
+        messages.len(),
+        &failed[..failed.len().min(3)]
+    );
 }
 
 /// A message read back from a topic.
