@@ -523,57 +523,11 @@ pub fn decode<'a>(payload: &'a [u8], reference_ms: i64, limits: &DecodeLimits) -
         )
     })?;
     let timestamp_text = wire.timestamp.ok_or_else(|| missing("timestamp"))?;
-    let timestamp_ms = parse_rfc3339_ms(&timestamp_text).ok_or_else(|| {
-        Rejection::new(
-            RejectReason::InvalidTimestamp,
-            format!(
-                "timestamp {:?} is not an RFC 3339 date-time such as 2024-01-15T10:30:45.123Z",
-                truncate(&timestamp_text, 64)
-            ),
-        )
-    })?;
-    if timestamp_ms > reference_ms.saturating_add(limits.max_future_skew_ms)
-        || timestamp_ms < reference_ms.saturating_sub(limits.max_age_ms)
-    {
-        return Err(Rejection::new(
-            RejectReason::TimestampOutOfRange,
-            format!(
-                "timestamp {} is outside [{} - MAX_EVENT_AGE, {} + MAX_EVENT_FUTURE_SKEW]",
-                Rfc3339(timestamp_ms),
-                Rfc3339(reference_ms),
-                Rfc3339(reference_ms)
-            ),
-        ));
-    }
-
-    let received_ms = match wire.received_at {
-        None => None,
-        Some(text) => {
-            let ms = parse_rfc3339_ms(&text).ok_or_else(|| {
-                Rejection::new(
-                    RejectReason::InvalidTimestamp,
-                    format!(
-                        "received_at {:?} is not an RFC 3339 date-time such as 2024-01-15T10:30:45.123Z",
-                        truncate(&text, 64)
-                    ),
-                )
-            })?;
-            if ms > reference_ms.saturating_add(limits.max_future_skew_ms)
-                || ms < reference_ms.saturating_sub(limits.max_age_ms)
-            {
-                return Err(Rejection::new(
-                    RejectReason::TimestampOutOfRange,
-                    format!(
-                        "received_at {} is outside [{} - MAX_EVENT_AGE, {} + MAX_EVENT_FUTURE_SKEW]",
-                        Rfc3339(ms),
-                        Rfc3339(reference_ms),
-                        Rfc3339(reference_ms)
-                    ),
-                ));
-            }
-            Some(ms)
-        }
-    };
+    let timestamp_ms = checked_time("timestamp", &timestamp_text, reference_ms, limits)?;
+    let received_ms = wire
+        .received_at
+        .map(|text| checked_time("received_at", &text, reference_ms, limits))
+        .transpose()?;
 
     let properties = wire.properties.unwrap_or_default();
     for (name, value) in [
@@ -665,6 +619,34 @@ fn missing(name: &str) -> Rejection {
         RejectReason::MissingField,
         format!("required field {name} is missing or null"),
     )
+}
+
+/// Parses the time field `name` and checks it against `reference_ms` (the
+/// Kafka timestamp, or the collector's receipt).
+fn checked_time(name: &str, text: &str, reference_ms: i64, limits: &DecodeLimits) -> Result<i64, Rejection> {
+    let ms = parse_rfc3339_ms(text).ok_or_else(|| {
+        Rejection::new(
+            RejectReason::InvalidTimestamp,
+            format!(
+                "{name} {:?} is not an RFC 3339 date-time such as 2024-01-15T10:30:45.123Z",
+                truncate(text, 64)
+            ),
+        )
+    })?;
+    if ms > reference_ms.saturating_add(limits.max_future_skew_ms)
+        || ms < reference_ms.saturating_sub(limits.max_age_ms)
+    {
+        return Err(Rejection::new(
+            RejectReason::TimestampOutOfRange,
+            format!(
+                "{name} {} is outside [{} - MAX_EVENT_AGE, {} + MAX_EVENT_FUTURE_SKEW]",
+                Rfc3339(ms),
+                Rfc3339(reference_ms),
+                Rfc3339(reference_ms)
+            ),
+        ));
+    }
+    Ok(ms)
 }
 
 fn too_long(name: &str, len: usize) -> Rejection {
@@ -808,6 +790,25 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The collector's receipt time is read (the fraud rules judge its
+    /// events by it) and held to the same bounds as the event's timestamp.
+    #[test]
+    fn received_at_is_read_and_checked_like_the_timestamp() {
+        let limits = DecodeLimits::default();
+        let with = |received: &str| SEED_EVENT.replacen('{', &format!("{{\"received_at\": \"{received}\", "), 1);
+        let ok = with("2024-01-15T10:30:50.000Z");
+        let e = decode(ok.as_bytes(), reference(), &limits).unwrap();
+        assert_eq!(e.received_ms, parse_rfc3339_ms("2024-01-15T10:30:50Z"));
+        assert_eq!(decode(SEED_EVENT.as_bytes(), reference(), &limits).unwrap().received_ms, None);
+        let bad = with("yesterday");
+        let r = decode(bad.as_bytes(), reference(), &limits).unwrap_err();
+        assert_eq!(r.reason, RejectReason::InvalidTimestamp);
+        assert!(r.detail.starts_with("received_at"), "{}", r.detail);
+        let far = with("2024-02-15T10:30:50.000Z");
+        let r = decode(far.as_bytes(), reference(), &limits).unwrap_err();
+        assert_eq!(r.reason, RejectReason::TimestampOutOfRange);
+    }
 
     #[test]
     fn printable_escapes_what_a_terminal_would_obey() {
