@@ -800,7 +800,10 @@ mod tests {
         let ok = with("2024-01-15T10:30:50.000Z");
         let e = decode(ok.as_bytes(), reference(), &limits).unwrap();
         assert_eq!(e.received_ms, parse_rfc3339_ms("2024-01-15T10:30:50Z"));
-        assert_eq!(decode(SEED_EVENT.as_bytes(), reference(), &limits).unwrap().received_ms, None);
+        assert_eq!(
+            decode(SEED_EVENT.as_bytes(), reference(), &limits).unwrap().received_ms,
+            None
+        );
         let bad = with("yesterday");
         let r = decode(bad.as_bytes(), reference(), &limits).unwrap_err();
         assert_eq!(r.reason, RejectReason::InvalidTimestamp);
