@@ -549,7 +549,13 @@ impl FraudDetector {
         if !event.event_type.is_transactional() {
             return;
         }
-        let prior = record.count_between(Times::Transactions, t - PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS, t);
+        let purchase = event.event_type == EventType::Purchase;
+        // Earlier activity of a purchase: counted before it joins the list.
+        let prior = if purchase {
+            record.count_between(Times::Transactions, t - PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS, t)
+        } else {
+            0
+        };
         let recent = record.insert_and_count(Times::Transactions, t, VELOCITY_WINDOW_MS);
         if recent >= rules.velocity_threshold
             && record.hold(Rule::HighVelocity.index(), t, cooldown(Rule::HighVelocity))
@@ -563,7 +569,6 @@ impl FraudDetector {
                 json!({"transactional_events": recent, "window_seconds": 60, "threshold": rules.velocity_threshold}),
             ));
         }
-        let purchase = event.event_type == EventType::Purchase;
         if purchase {
             let rapid = record.insert_and_count(Times::Purchases, t, RAPID_PURCHASES_WINDOW_MS);
             if let Some(alert) = self.high_value(event)
@@ -693,20 +698,18 @@ impl FraudDetector {
 
     fn count_alert(&mut self, rule: Rule, event: &Event<'_>) {
         self.totals.alerts_by_rule[rule.index()] += 1;
-        {
-            match rule {
-                Rule::HighValuePurchase => {
-                    self.totals.high_value_purchases += 1;
-                    self.totals.high_value_amount += event.amount();
-                }
-                Rule::MultipleIps => {
-                    self.totals.multiple_ip_users += 1;
-                    if self.totals.multiple_ip_sample.len() < 5 {
-                        self.totals.multiple_ip_sample.push(event.user_id.to_string());
-                    }
-                }
-                _ => {}
+        match rule {
+            Rule::HighValuePurchase => {
+                self.totals.high_value_purchases += 1;
+                self.totals.high_value_amount += event.amount();
             }
+            Rule::MultipleIps => {
+                self.totals.multiple_ip_users += 1;
+                if self.totals.multiple_ip_sample.len() < 5 {
+                    self.totals.multiple_ip_sample.push(event.user_id.to_string());
+                }
+            }
+            _ => {}
         }
     }
 }

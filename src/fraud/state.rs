@@ -299,7 +299,7 @@ impl UserRecord<'_> {
         count
     }
 
-    /// Stored times of `list` within `[from, to]`, excluding one occurrence of `except`.
+    /// How many stored times of `list` lie within `[from, to]`.
     pub fn count_between(&self, list: Times, from: i64, to: i64) -> u32 {
         let range = self.layout.range(list);
         self.times(range).iter().filter(|&&t| t >= from && t <= to).count() as u32
