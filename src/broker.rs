@@ -42,7 +42,13 @@ impl EmbeddedBroker {
     /// dead-letter topics, each with the configured partition count.
     pub fn start(brokers: i32, topics: &TopicsConfig) -> Result<EmbeddedBroker, BrokerError> {
         let cluster = MockCluster::new(brokers)?;
-        let replication = topics.replication_factor.min(brokers);
+        // -1 (the broker's default) is a real cluster's setting; the
+        // embedded cluster has no default to fall back on.
+        let replication = if topics.replication_factor < 1 {
+            1
+        } else {
+            topics.replication_factor.min(brokers)
+        };
         for topic in [&topics.activities, &topics.alerts, &topics.dlq] {
             cluster.create_topic(topic, topics.partitions, replication)?;
         }

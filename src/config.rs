@@ -111,7 +111,7 @@ pub const SETTINGS: &[Setting] = &[
     s("KAFKA_BOOTSTRAP_SERVERS", Some("localhost:9092"), Scope::KAFKA, "Kafka brokers, comma-separated host:port. `demo` starts an embedded broker unless this is set."),
     s("KAFKA_ACTIVITIES_TOPIC", Some("user-activities"), Scope::KAFKA.or(Scope::BROKER), "Topic of user activity events, keyed by user_id."),
     s("KAFKA_ACTIVITIES_PARTITIONS", Some("6"), TOPIC_ADMIN, "Partitions of the activities topic when we create it; the upper bound on useful consumer replicas."),
-    s("KAFKA_REPLICATION_FACTOR", Some("1"), TOPIC_ADMIN, "Replication factor of the topics we create."),
+    s("KAFKA_REPLICATION_FACTOR", Some("1"), TOPIC_ADMIN, "Replication factor of the topics we create; -1 = the broker's `default.replication.factor`."),
     s("KAFKA_RETENTION_MS", Some("604800000"), TOPIC_ADMIN, "retention.ms of the topics we create (default 7 days)."),
     s("KAFKA_ALERTS_TOPIC", Some("fraud-alerts"), Scope::KAFKA.or(Scope::BROKER), "Topic the fraud detector publishes alerts to, keyed by user_id."),
     s("KAFKA_DLQ_TOPIC", Some("user-activities-dlq"), Scope::KAFKA.or(Scope::BROKER), "Dead-letter topic for events that fail decoding or validation."),
@@ -743,9 +743,11 @@ impl Config {
                 "a whole number of partitions from 1 to 10000",
                 |t| t.parse::<i32>().ok().filter(|v| (1..=10_000).contains(v)),
             )?,
-            replication_factor: r.required("KAFKA_REPLICATION_FACTOR", "a whole number from 1 to 32", |t| {
-                t.parse::<i32>().ok().filter(|v| (1..=32).contains(v))
-            })?,
+            replication_factor: r.required(
+                "KAFKA_REPLICATION_FACTOR",
+                "a whole number from 1 to 32, or -1 for the broker's default",
+                |t| t.parse::<i32>().ok().filter(|v| (1..=32).contains(v) || *v == -1),
+            )?,
             retention_ms: r.required("KAFKA_RETENTION_MS", "milliseconds > 0, or -1 for unlimited", |t| {
                 t.parse::<i64>().ok().filter(|v| *v > 0 || *v == -1)
             })?,
@@ -1229,6 +1231,15 @@ mod tests {
         assert_eq!(c.topics.activities, "user-activities");
         assert_eq!(c.topics.partitions, 6);
         assert_eq!(c.topics.retention_ms, 604_800_000);
+        assert_eq!(c.topics.replication_factor, 1);
+        assert_eq!(
+            load(&[("KAFKA_REPLICATION_FACTOR", "-1")])
+                .unwrap()
+                .topics
+                .replication_factor,
+            -1,
+            "-1: the broker's default"
+        );
         assert_eq!(c.topics.alerts, "fraud-alerts");
         assert_eq!(c.topics.dlq, "user-activities-dlq");
         assert_eq!(c.producer.events_per_second, 10.0);
@@ -1253,6 +1264,8 @@ mod tests {
             ("MULTIPLE_IP_THRESHOLD", "three", "whole number"),
             ("RAPID_LOCATION_CHANGE_MINUTES", "0", "positive number of minutes"),
             ("KAFKA_ACTIVITIES_PARTITIONS", "0", "partitions"),
+            ("KAFKA_REPLICATION_FACTOR", "0", "-1 for the broker's default"),
+            ("KAFKA_REPLICATION_FACTOR", "-2", "-1 for the broker's default"),
             ("VERBOSE", "maybe", "true or false"),
             ("LOG_LEVEL", "LOUD", "DEBUG, INFO"),
             ("HTTP_ADDR", "localhost", "host:port"),

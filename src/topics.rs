@@ -18,9 +18,21 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TopicOutcome {
-    Created { name: String, partitions: i32 },
-    Exists { name: String, partitions: i32 },
-    Recreated { name: String, partitions: i32 },
+    Created {
+        name: String,
+        partitions: i32,
+    },
+    /// `configured` is KAFKA_ACTIVITIES_PARTITIONS: an existing topic with
+    /// another count is reported loudly (see [`TopicOutcome::mismatch`]).
+    Exists {
+        name: String,
+        partitions: i32,
+        configured: i32,
+    },
+    Recreated {
+        name: String,
+        partitions: i32,
+    },
 }
 
 impl std::fmt::Display for TopicOutcome {
@@ -29,13 +41,32 @@ impl std::fmt::Display for TopicOutcome {
             TopicOutcome::Created { name, partitions } => {
                 write!(f, "✅ created {name} ({partitions} partitions)")
             }
-            TopicOutcome::Exists { name, partitions } => {
+            TopicOutcome::Exists {
+                name,
+                partitions,
+                configured,
+            } if partitions != configured => write!(
+                f,
+                "⚠️  {name} already exists with {partitions} partitions, not the configured {configured} \
+                 (KAFKA_ACTIVITIES_PARTITIONS); left unchanged. At most {partitions} consumers per group do work, \
+                 and whatever was sized on {configured} (the chart's KEDA maximum, the dashboards' expectations) is wrong: \
+                 set the partition count to {partitions}, or add partitions to the topic (kafka-topics.sh --alter; \
+                 users then move to other partitions)"
+            ),
+            TopicOutcome::Exists { name, partitions, .. } => {
                 write!(f, "ℹ️  {name} already exists ({partitions} partitions); left unchanged")
             }
             TopicOutcome::Recreated { name, partitions } => {
                 write!(f, "♻️  recreated {name} ({partitions} partitions)")
             }
         }
+    }
+}
+
+impl TopicOutcome {
+    /// An existing topic whose partition count is not the configured one.
+    pub fn mismatch(&self) -> bool {
+        matches!(self, TopicOutcome::Exists { partitions, configured, .. } if partitions != configured)
     }
 }
 
@@ -140,6 +171,7 @@ pub async fn ensure_topics(
             outcomes.push(TopicOutcome::Exists {
                 name: name.clone(),
                 partitions,
+                configured: topics.partitions,
             });
             continue;
         }
@@ -213,6 +245,7 @@ pub async fn ensure_topics(
             outcomes.push(TopicOutcome::Exists {
                 name: name.clone(),
                 partitions: listed.unwrap_or(topics.partitions),
+                configured: topics.partitions,
             });
             continue;
         }
@@ -234,6 +267,9 @@ pub async fn ensure_topics(
 /// The `topics create` command.
 pub async fn run_command(config: crate::config::Config, recreate: bool) -> anyhow::Result<()> {
     for outcome in ensure_topics(&config.kafka, &config.topics, recreate).await? {
+        if outcome.mismatch() {
+            tracing::warn!(%outcome, "existing topic has another partition count than configured");
+        }
         println!("{outcome}");
     }
     Ok(())

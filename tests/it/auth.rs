@@ -118,10 +118,31 @@ fn sasl_scram_credentials_are_enforced_end_to_end() {
     let again = run(&dir, &["topics", "create"], &refs(&alice_env), Duration::from_secs(60));
     assert_eq!(again.code, 0, "topics create again: {}", again.output);
     assert_eq!(again.output.matches("already exists").count(), 3, "{}", again.output);
+    // An existing topic with another partition count than configured is
+    // reported loudly (and left alone).
+    let mut more = refs(&alice_env);
+    more.push(("KAFKA_ACTIVITIES_PARTITIONS", "12"));
+    let mismatch = run(&dir, &["topics", "create"], &more, Duration::from_secs(60));
+    assert_eq!(
+        mismatch.code, 0,
+        "topics create with 12 partitions: {}",
+        mismatch.output
+    );
+    assert!(
+        mismatch
+            .output
+            .contains("user-activities already exists with 6 partitions, not the configured 12"),
+        "{}",
+        mismatch.output
+    );
+    // -1 is the broker's default.replication.factor (what the chart uses on
+    // a cluster it does not deploy).
+    let mut broker_default = refs(&alice_env);
+    broker_default.push(("KAFKA_REPLICATION_FACTOR", "-1"));
     let recreated = run(
         &dir,
         &["topics", "create", "--recreate"],
-        &refs(&alice_env),
+        &broker_default,
         Duration::from_secs(60),
     );
     assert_eq!(recreated.code, 0, "topics create --recreate: {}", recreated.output);
