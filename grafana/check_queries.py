@@ -10,6 +10,13 @@ at least one value. Retries until everything passes or --wait seconds
 elapse, because a freshly started Prometheus needs a few scrapes before
 rates have data.
 
+First the static checks of grafana/check_dashboards.py run on the same files
+(they need no Prometheus), and once Prometheus has data, the metrics it
+scraped are compared with what check_dashboards.py read from src/: a series
+with a `group` label whose definition the parser thinks has none (or the
+reverse) means the source parser went wrong, and the fleet dashboard's
+label check would be checking the wrong thing.
+
     check_queries.py --prometheus http://127.0.0.1:9090 [--wait 120] dashboard.json...
 """
 
@@ -20,6 +27,10 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check_dashboards  # noqa: E402
 
 VARIABLES = ("namespace", "pod", "group")
 
@@ -30,7 +41,8 @@ def substitute(expr, rate_interval, range_):
     expr = expr.replace("$__interval", rate_interval)
     for name in VARIABLES:
         expr = expr.replace("${" + name + "}", ".*").replace("$" + name, ".*")
-    if "$" in re.sub(r"\{\{[^}]*\}\}", "", expr):
+    # Legends' {{label}} and label_replace's capture references ($1, ${1}) are not variables.
+    if "$" in re.sub(r"\{\{[^}]*\}\}|\$\d+|\$\{\d+\}", "", expr):
         raise ValueError(f"unsubstituted variable in {expr!r}")
     return expr
 
@@ -70,6 +82,33 @@ def check_variable(prometheus, query):
     return None
 
 
+def check_group_labels(prometheus, metrics):
+    """Problems where the scraped series disagree with the `group` labels
+    check_dashboards.py read from the sources (None if Prometheus has no
+    activity_* series yet)."""
+    seen = {}
+    for query, grouped in (('count by (__name__) ({__name__=~"activity_.+"})', False),
+                           ('count by (__name__) ({__name__=~"activity_.+", group!=""})', True)):
+        try:
+            answer = get(prometheus, "/api/v1/query", {"query": query})
+        except urllib.error.URLError:
+            return None
+        for r in answer.get("data", {}).get("result", []):
+            name = r["metric"]["__name__"]
+            seen[name] = seen.get(name, False) or grouped
+    if not seen:
+        return None
+    problems = []
+    for name, grouped in sorted(seen.items()):
+        expected = check_dashboards.has_group_label(name, metrics)
+        if expected is None:
+            problems.append(f"{name}: scraped, but check_dashboards.py found no definition in src/")
+        elif expected != grouped:
+            problems.append(f"{name}: the series {'have' if grouped else 'have no'} group label, "
+                            f"check_dashboards.py read the opposite from src/")
+    return problems
+
+
 def collect(paths):
     checks = []
     for path in paths:
@@ -79,22 +118,13 @@ def collect(paths):
             if variable.get("type") == "query":
                 query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
                 checks.append(("variable", f"{title} / ${variable['name']}", query))
-        for panel in panels_of(dashboard):
+        for panel in check_dashboards.panels_of(dashboard):
             targets = panel.get("targets", [])
             if not targets:
                 checks.append(("empty", f"{title} / {panel['title']}", ""))
             for target in targets:
                 checks.append(("panel", f"{title} / {panel['title']} [{target['refId']}]", target["expr"]))
     return checks
-
-
-def panels_of(dashboard):
-    """Every panel that shows data, including those inside collapsed rows."""
-    for panel in dashboard.get("panels", []):
-        if panel.get("type") == "row":
-            yield from panel.get("panels", [])
-        else:
-            yield panel
 
 
 def main():
@@ -106,10 +136,23 @@ def main():
     parser.add_argument("dashboards", nargs="+")
     args = parser.parse_args()
 
+    static = check_dashboards.check(args.dashboards)
+    for problem in static:
+        print(f"FAIL {problem}")
+    if static:
+        print(f"{len(static)} dashboard problems found by check_dashboards.py")
+        return 1
+    metrics = check_dashboards.metric_labels(check_dashboards.ROOT / "src")
+
     checks = collect(args.dashboards)
     deadline = time.monotonic() + args.wait
     while True:
         failures = []
+        labels = check_group_labels(args.prometheus, metrics)
+        if labels is None:
+            failures.append(("group labels", "", "no activity_* series in Prometheus yet"))
+        for problem in labels or []:
+            failures.append(("group labels", "", problem))
         for kind, name, query in checks:
             if kind == "variable":
                 problem = check_variable(args.prometheus, query)
@@ -122,7 +165,9 @@ def main():
         if not failures:
             panels = sum(1 for c in checks if c[0] == "panel")
             variables = len(checks) - panels
-            print(f"dashboards: {len(args.dashboards)} dashboards, {panels} panel queries and {variables} variable queries all returned data from Prometheus")
+            print(f"dashboards: {len(args.dashboards)} dashboards pass the static checks; {panels} panel queries and "
+                  f"{variables} variable queries all returned data from Prometheus, whose series carry group labels "
+                  f"as src/ defines them")
             return 0
         if time.monotonic() >= deadline:
             for name, query, problem in failures:

@@ -15,6 +15,7 @@ BIN="$(realpath "$1")"
 source scripts/lib.sh
 
 python3 grafana/generate.py --check
+python3 grafana/check_dashboards.py grafana/dashboards/*.json
 
 # One broker for the demo and the collector: the `broker` command prints
 # KAFKA_BOOTSTRAP_SERVERS=... as its first line (the demo's embedded broker
