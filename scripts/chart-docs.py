@@ -24,8 +24,8 @@ CHART = Path(__file__).resolve().parent.parent / "helm" / "activity-tracker"
 # Objects whose keys are the user's own (Kubernetes objects, label maps).
 FREE_FORM = re.compile(
     r"^(serviceAccount\.annotations|kafka\.config|kafka\.resources|podSecurityContext|securityContext"
-    r"|[a-z]+\.(resources|podAnnotations|podLabels|nodeSelector|affinity)"
-    r"|(serviceMonitor|podMonitor|prometheusRule)\.labels|dashboards\.annotations"
+    r"|[a-z]+\.(resources|podAnnotations|podLabels|nodeSelector|affinity)|[a-z]+\.keda\.(behavior|fallback)"
+    r"|(serviceMonitor|podMonitor|prometheusRule)\.labels|prometheusRule\.additionalRuleLabels|dashboards\.annotations"
     r"|collector\.(service|ingress)\.annotations|collector\.geoip\.volume)$"
 )
 
@@ -49,10 +49,22 @@ COMPONENT = {
 CONSTRAINTS = {
     "tests.timeoutSeconds": {"minimum": 1, "maximum": 300},
     "image.pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+    "image.digest": {"pattern": r"^(sha256:[a-f0-9]{64})?$"},
+    "prometheusRule.runbookBaseUrl": {"pattern": r"^(https?://\S+)?$"},
+    "prometheusRule.brokerLag.source": {"enum": ["kafka-exporter", "kminion"]},
+    "prometheusRule.brokerLag.threshold": {"minimum": 0},
+    "prometheusRule.brokerLag.for": DURATION,
+    "prometheusRule.brokerLag.severity": {"pattern": r"^[A-Za-z0-9_-]+$"},
+    "prometheusRule.rules.consumerLagHigh.threshold": {"minimum": 0},
+    "prometheusRule.rules.fraudAlertSpike.factor": {"type": "number", "exclusiveMinimum": 0},
+    "prometheusRule.rules.fraudAlertSpike.minPerMinute": {"type": "number", "minimum": 0},
+    "prometheusRule.rules.collectorRejecting.ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    "prometheusRule.rules.collectorRejecting.minPerMinute": {"type": "number", "minimum": 0},
     "kafka.bootstrapServers": {"pattern": r"^[^,\s]+:[0-9]+(,[^,\s]+:[0-9]+)*$"},
     "kafka.storageSize": {"pattern": r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"},
     "kafka.topics.partitions": {"minimum": 1, "maximum": 10000},
-    "kafka.topics.replicationFactor": {"minimum": 1, "maximum": 32},
+    # -1 is the broker's default.replication.factor.
+    "kafka.topics.replicationFactor": {"anyOf": [{"const": -1}, {"minimum": 1, "maximum": 32}]},
     "kafka.topics.retentionMs": {"minimum": -1},
     "kafka.securityProtocol": {"enum": ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]},
     "kafka.sasl.mechanism": {"enum": ["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]},
@@ -199,6 +211,9 @@ def main():
         for key, rule in COMPONENT.items():
             if has_path(values, f"{component}.{key}"):
                 CONSTRAINTS.setdefault(f"{component}.{key}", rule)
+    for rule in values["prometheusRule"]["rules"]:
+        CONSTRAINTS.setdefault(f"prometheusRule.rules.{rule}.for", DURATION)
+        CONSTRAINTS.setdefault(f"prometheusRule.rules.{rule}.severity", {"pattern": r"^[A-Za-z0-9_-]+$"})
     if undocumented:
         print("values without a `# --` description:", *undocumented, sep="\n  ")
         return 1

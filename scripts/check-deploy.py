@@ -8,7 +8,9 @@ makes, each able to fail:
     check-deploy.py compose deploy/docker-compose.yml DOCKER_COMPOSE
         Docker Compose's own loader accepts the file; every file it mounts
         exists; images are pinned; the consumers can be scaled (no host
-        ports) and get a stop grace period above their SHUTDOWN_TIMEOUT.
+        ports) and get a stop grace period above their SHUTDOWN_TIMEOUT; the
+        broker writes its log directory to its volume (a recreate keeps
+        topics and offsets).
     check-deploy.py strimzi deploy/strimzi RENDERED.yaml
         The Strimzi manifests parse, use only the kinds we document, and agree
         with the chart values rendered next to them (topic names, partition
@@ -16,10 +18,23 @@ makes, each able to fail:
     check-deploy.py scaling WITH_APIS.yaml WITHOUT_APIS.yaml
         ci/scaling-values.yaml rendered with and without the Prometheus
         Operator and KEDA APIs: with them, one ServiceMonitor per component
-        that skips the StatefulSets' headless Services, the shipped alert
-        rules, a ScaledObject up to the partition count, HPAs only where KEDA
-        does not scale; without them, no custom resource, and the KEDA
+        that skips the StatefulSets' headless Services, alert rules scoped to
+        the release's namespace and groups (absent rules included), a
+        ScaledObject up to the partition count with the conservative HPA
+        behavior, HPAs only where KEDA does not scale; without them, no custom resource, and the KEDA
         component keeps its replicaCount.
+    check-deploy.py keda-strimzi RENDERED.yaml SECRETS.yaml
+        The Strimzi values with KEDA: every TriggerAuthentication reference is
+        a key the Secrets Strimzi writes (SECRETS.yaml, shaped like them) or a
+        Secret the chart renders has; SCRAM user and password, the cluster
+        CA and `tls` reach the scaler; the bootstrap is fully qualified (the
+        KEDA operator resolves it from its own namespace); the scaler
+        watches the release-scoped group of the workload it scales.
+    check-deploy.py kafka-deploy RENDERED.yaml -
+        kafka.deploy with the collector: nothing behind a post-install or
+        post-upgrade hook (installers that wait for readiness would
+        deadlock); every workload creates the topics in an init container
+        before it starts; consumer groups are scoped to the release.
     check-deploy.py collector RENDERED.yaml VALUES.yaml
         The HTTP collector rendered with VALUES.yaml (over the chart's
         defaults) is wired as its values say: `collect` with probes on
@@ -31,6 +46,7 @@ makes, each able to fail:
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -107,6 +123,14 @@ def check_compose(compose_path, docker_compose):
             shutdown = seconds(service.get("environment", {}).get("SHUTDOWN_TIMEOUT", "20s"))
             if grace <= shutdown:
                 problems.append(f"service {name}: stop_grace_period {grace}s must exceed SHUTDOWN_TIMEOUT {shutdown}s")
+        if image.startswith("apache/kafka:"):
+            env = service.get("environment", {})
+            mounts = {v["target"] for v in service.get("volumes", []) if v["type"] == "volume"}
+            if env.get("KAFKA_LOG_DIRS") not in mounts:
+                problems.append(
+                    f"service {name}: KAFKA_LOG_DIRS={env.get('KAFKA_LOG_DIRS')!r} is not on a named volume {sorted(mounts)}: "
+                    "a recreate loses every topic and offset"
+                )
     if consumers != 2:
         problems.append(f"expected the analytics and fraud services, found {consumers} consumers")
     if not problems:
@@ -151,8 +175,13 @@ def check_strimzi(directory, rendered):
         )
     listeners = by_kind["Kafka"][0]["spec"]["kafka"]["listeners"]
     bootstrap = config["KAFKA_BOOTSTRAP_SERVERS"]
+    # Fully qualified (<service>.<namespace>.svc), as KEDA needs it.
+    host, _, port = bootstrap.partition(":")
+    service, _, rest = host.partition(".")
+    if not rest.endswith(".svc") or rest.count(".") != 1:
+        problems.append(f"bootstrap {bootstrap} is not <service>.<namespace>.svc:<port>")
     ports = {f"{cluster}-kafka-bootstrap:{l['port']}": l for l in listeners}
-    listener = ports.get(bootstrap)
+    listener = ports.get(f"{service}:{port}")
     if listener is None:
         problems.append(f"bootstrap {bootstrap} is none of the listeners {sorted(ports)}")
     else:
@@ -394,11 +423,20 @@ def check_scaling(with_apis, without_apis):
                 problems.append(f"ServiceMonitor {sm_name} also selects the headless Service {svc['metadata']['name']}: every figure would count twice")
     if by_kind(docs, "PodMonitor"):
         problems.append("a PodMonitor next to the ServiceMonitors")
-    rules = by_kind(docs, "PrometheusRule")
-    with open(chart.parent.parent / "grafana" / "alerts" / "activity-tracker.rules.yml") as f:
-        shipped = yaml.safe_load(f)["groups"]
-    if [r["spec"]["groups"] for r in rules.values()] != [shipped]:
-        problems.append("the PrometheusRule does not carry exactly grafana/alerts/activity-tracker.rules.yml")
+    release = release_of(docs)
+    namespace = f'namespace="ns-{release.removeprefix("at-")}"'
+    rules = [r for pr in by_kind(docs, "PrometheusRule").values() for g in pr["spec"]["groups"] for r in g["rules"]]
+    if not rules:
+        problems.append("no PrometheusRule rules")
+    for rule in rules:
+        for selector in re.findall(r"activity_[a-z_]+(\{[^}]*\})?", rule["expr"]):
+            if namespace not in selector:
+                problems.append(f"{rule['alert']}: a selector without {namespace}: {rule['expr']!r}")
+                break
+    absent = next((r["expr"] for r in rules if r["alert"] == "ActivityConsumerGroupAbsent"), "")
+    for group in (f"{release}-analytics-processors", f"{release}-fraud-detectors"):
+        if f'group="{group}"' not in absent:
+            problems.append(f"no absent rule for the group {group}")
 
     # KEDA scales fraud up to the partition count; the HPA scales analytics.
     scaled = by_kind(docs, "ScaledObject")
@@ -411,8 +449,13 @@ def check_scaling(with_apis, without_apis):
         if so["spec"]["maxReplicaCount"] != partitions:
             problems.append(f"maxReplicaCount {so['spec']['maxReplicaCount']} is not the partition count {partitions}")
         trigger = so["spec"]["triggers"][0]["metadata"]
-        if trigger["consumerGroup"] != values["fraud"]["group"] or trigger["topic"] != values["kafka"]["topics"]["activities"]:
+        if trigger["consumerGroup"] != groups_of(docs)[fraud] or trigger["topic"] != values["kafka"]["topics"]["activities"]:
             problems.append("the Kafka scaler watches another group or topic")
+        behavior = so["spec"].get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior")
+        if behavior != values["fraud"]["keda"]["behavior"]:
+            problems.append(f"the ScaledObject's HPA behavior {behavior} is not fraud.keda.behavior")
+        if trigger.get("ensureEvenDistributionOfPartitions") != "true":
+            problems.append("the Kafka scaler does not keep partitions evenly distributed")
     hpas = by_kind(docs, "HorizontalPodAutoscaler")
     targets = sorted(h["spec"]["scaleTargetRef"]["name"] for h in hpas.values())
     if analytics not in targets or fraud in targets:
@@ -440,9 +483,103 @@ def check_scaling(with_apis, without_apis):
     return problems
 
 
+def release_of(docs):
+    """The release name, from the instance label every object carries."""
+    names = {d["metadata"].get("labels", {}).get("app.kubernetes.io/instance") for d in docs} - {None}
+    return names.pop() if len(names) == 1 else None
+
+
+def groups_of(docs):
+    """Workload name -> the consumer group it joins (KAFKA_*_GROUP)."""
+    return {
+        name: env["value"]
+        for name, d in workloads(docs).items()
+        for container in d["spec"]["template"]["spec"]["containers"]
+        for env in container.get("env", [])
+        if env["name"].endswith("_GROUP") and "value" in env
+    }
+
+
+def check_keda_strimzi(rendered, secrets_path):
+    docs = load_all(rendered)
+    problems = []
+    release = release_of(docs)
+    fixtures = {d["metadata"]["name"]: set(d.get("data", {})) for d in load_all(secrets_path) if d.get("kind") == "Secret"}
+    ours = {n: set(d.get("data", {})) | set(d.get("stringData", {})) for n, d in by_kind(docs, "Secret").items()}
+    auths = by_kind(docs, "TriggerAuthentication")
+    scaled = by_kind(docs, "ScaledObject")
+    groups = groups_of(docs)
+    if len(scaled) != 2:
+        problems.append(f"expected a ScaledObject for each consumer, found {sorted(scaled)}")
+    for name, so in scaled.items():
+        target = so["spec"]["scaleTargetRef"]["name"]
+        for trigger in so["spec"]["triggers"]:
+            meta = trigger["metadata"]
+            for server in meta["bootstrapServers"].split(","):
+                host = server.rsplit(":", 1)[0]
+                if not host.endswith(".svc") and not host.endswith(".svc.cluster.local"):
+                    problems.append(f"ScaledObject {name}: bootstrap {server} is not fully qualified; the KEDA operator runs in another namespace")
+            if meta["consumerGroup"] != groups.get(target):
+                problems.append(f"ScaledObject {name}: watches group {meta['consumerGroup']}, but {target} joins {groups.get(target)}")
+            if not meta["consumerGroup"].startswith(f"{release}-"):
+                problems.append(f"ScaledObject {name}: group {meta['consumerGroup']} is not scoped to the release {release}")
+            if meta.get("sasl") != "scram_sha512" or meta.get("tls") != "enable":
+                problems.append(f"ScaledObject {name}: sasl={meta.get('sasl')} tls={meta.get('tls')}, not scram_sha512 over TLS")
+            ref = trigger.get("authenticationRef", {}).get("name")
+            auth = auths.get(ref)
+            if auth is None:
+                problems.append(f"ScaledObject {name}: authenticationRef {ref!r} is not a rendered TriggerAuthentication")
+                continue
+            params = set()
+            for t in auth["spec"].get("secretTargetRef", []):
+                params.add(t["parameter"])
+                keys = fixtures.get(t["name"], ours.get(t["name"]))
+                if keys is None:
+                    problems.append(f"TriggerAuthentication {ref}: {t['parameter']} from Secret {t['name']}, which neither Strimzi nor the chart creates")
+                elif t["key"] not in keys:
+                    problems.append(f"TriggerAuthentication {ref}: {t['parameter']} from key {t['key']!r} of Secret {t['name']}, which has only {sorted(keys)}")
+            for needed in ("username", "password", "ca"):
+                if needed not in params:
+                    problems.append(f"TriggerAuthentication {ref}: no {needed}")
+    if not problems:
+        print(f"   KEDA on Strimzi: {len(scaled)} ScaledObjects, SCRAM-SHA-512 over TLS with a fully qualified bootstrap; "
+              f"every TriggerAuthentication key exists in the Strimzi-shaped Secrets ({', '.join(sorted(fixtures))}) or the chart's")
+    return problems
+
+
+def check_kafka_deploy(rendered, _):
+    docs = load_all(rendered)
+    problems = []
+    release = release_of(docs)
+    for d in docs:
+        hook = d["metadata"].get("annotations", {}).get("helm.sh/hook", "")
+        if hook and hook != "test":
+            problems.append(f"{d['kind']} {d['metadata']['name']} is a {hook} hook")
+    work = workloads(docs)
+    if not any(n.endswith("-collector") for n in work):
+        problems.append("no collector in the render")
+    for name, d in work.items():
+        if d["metadata"]["labels"].get("app.kubernetes.io/component") == "kafka":
+            continue
+        inits = d["spec"]["template"]["spec"].get("initContainers", [])
+        if not any(c.get("args") == ["topics", "create"] for c in inits):
+            problems.append(f"{name} does not create the topics before it starts")
+    groups = groups_of(docs)
+    if len(groups) != 2:
+        problems.append(f"expected two consumer groups, found {groups}")
+    for name, group in groups.items():
+        if not group.startswith(f"{release}-"):
+            problems.append(f"{name} joins {group}, not a group scoped to the release {release}")
+    if not problems:
+        print(f"   kafka.deploy: no install hook; {len(work) - 1} workloads create the topics in an init container; "
+              f"groups {', '.join(sorted(groups.values()))}")
+    return problems
+
+
 def main():
     checks = {"dashboards": check_dashboards, "compose": check_compose, "strimzi": check_strimzi,
-              "collector": check_collector, "scaling": check_scaling}
+              "collector": check_collector, "scaling": check_scaling, "keda-strimzi": check_keda_strimzi,
+              "kafka-deploy": check_kafka_deploy}
     if len(sys.argv) != 4 or sys.argv[1] not in checks:
         print(__doc__, file=sys.stderr)
         return 2

@@ -298,10 +298,11 @@ fn fleet_runs_the_charts_rendered_deployment_and_scales_it() {
     let first = lines.iter().find(|l| l.starts_with("🔁")).unwrap();
     assert!(first.starts_with(&format!("🔁 {chart_replicas} replica")), "{text}");
     assert!(text.contains("not used locally: KAFKA_BOOTSTRAP_SERVERS"), "{text}");
-    // The last table: three replicas sharing the chart's 6 partitions.
+    // The last table: three replicas sharing the chart's 6 partitions, in
+    // the chart's group (named after the release, activity-tracker).
     let last = &lines[lines.iter().rposition(|l| l.starts_with("🔁")).unwrap()..];
     assert!(
-        last[0].contains("3 replicas of fraud (group fraud-detectors)"),
+        last[0].contains("3 replicas of fraud (group activity-tracker-fraud-detectors)"),
         "{text}"
     );
     let mut owned: Vec<i64> = last[1..4]

@@ -53,7 +53,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "at.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- if not .Values.image.repository -}}
+{{- fail "image.repository is not set. Build the image from the repository's Dockerfile and push it where the cluster pulls from (docker build -t REGISTRY/activity-tracker:TAG . && docker push REGISTRY/activity-tracker:TAG), or use the image the release workflow publishes (ghcr.io/OWNER/activity-tracker); then install with --set image.repository=REGISTRY/activity-tracker (and image.tag or image.digest)" -}}
+{{- end -}}
+{{- $ref := printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- with .Values.image.digest }}{{ $ref = printf "%s@%s" $ref . }}{{ end -}}
+{{- $ref -}}
 {{- end -}}
 
 {{- define "at.bootstrapServers" -}}
@@ -62,6 +67,23 @@ app.kubernetes.io/component: {{ .component }}
 {{- else -}}
 {{- .Values.kafka.bootstrapServers -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The bootstrap servers as another namespace resolves them (the KEDA
+operator's): a host without a dot is a Service of the release's namespace.
+*/}}
+{{- define "at.qualifiedBootstrapServers" -}}
+{{- $hosts := list -}}
+{{- range $server := splitList "," (include "at.bootstrapServers" .) -}}
+{{- $host := regexReplaceAll ":[0-9]+$" $server "" -}}
+{{- if or (contains "." $host) (eq $host "localhost") -}}
+{{- $hosts = append $hosts $server -}}
+{{- else -}}
+{{- $hosts = append $hosts (printf "%s.%s.svc%s" $host $.Release.Namespace (trimPrefix $host $server)) -}}
+{{- end -}}
+{{- end -}}
+{{- join "," $hosts -}}
 {{- end -}}
 
 {{/*
@@ -119,6 +141,15 @@ IP_HASH_KEY_FILE: "/etc/activity-tracker/ip-hash/key"
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 {{- end }}
 HTTP_ADDR: {{ printf "0.0.0.0:%d" (int .Values.service.port) | quote }}
+{{- end -}}
+
+{{/* Resources of `topics create` (the Job or the init container). */}}
+{{- define "at.topicsResources" -}}
+requests:
+  cpu: 10m
+  memory: 32Mi
+limits:
+  memory: 128Mi
 {{- end -}}
 
 {{/* Volumes for the Secrets the configuration points at. */}}
@@ -215,6 +246,30 @@ spec:
       securityContext:
         {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
       terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds }}
+      {{- if and $root.Values.kafka.deploy $root.Values.kafka.topics.create }}
+      {{- /* With the demo broker in the release, every pod creates the
+      topics before it starts (idempotent; restarted with back-off until the
+      broker answers): no hook that an installer waiting for readiness
+      would deadlock on. */}}
+      initContainers:
+        - name: topics
+          image: {{ include "at.image" $root }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          args: ["topics", "create"]
+          envFrom:
+            - configMapRef:
+                name: {{ include "at.fullname" $root }}-config
+          {{- with $root.Values.config.extraEnv }}
+          env:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          resources:
+            {{- include "at.topicsResources" $root | nindent 12 }}
+          securityContext:
+            {{- toYaml $root.Values.securityContext | nindent 12 }}
+          volumeMounts:
+            {{- include "at.secretMounts" $root | nindent 12 }}
+      {{- end }}
       containers:
         - name: {{ .component }}
           image: {{ include "at.image" $root }}
@@ -355,14 +410,25 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/*
+A consumer's group: (dict "root" $ "component" "fraud"). Unless set, the
+application's default name prefixed with the release, so two releases on
+one Kafka never split each other's partitions.
+*/}}
+{{- define "at.group" -}}
+{{- $defaults := dict "analytics" "analytics-processors" "fraud" "fraud-detectors" -}}
+{{- $values := get .root.Values .component -}}
+{{- default (printf "%s-%s" .root.Release.Name (get $defaults .component)) $values.group -}}
+{{- end -}}
+
 {{/* Components that are enabled, with their workload kind and group. */}}
 {{- define "at.consumers" -}}
 {{- $list := list -}}
 {{- if .Values.analytics.enabled -}}
-{{- $list = append $list (dict "component" "analytics" "values" .Values.analytics "group" .Values.analytics.group) -}}
+{{- $list = append $list (dict "component" "analytics" "values" .Values.analytics "group" (include "at.group" (dict "root" . "component" "analytics"))) -}}
 {{- end -}}
 {{- if .Values.fraud.enabled -}}
-{{- $list = append $list (dict "component" "fraud" "values" .Values.fraud "group" .Values.fraud.group) -}}
+{{- $list = append $list (dict "component" "fraud" "values" .Values.fraud "group" (include "at.group" (dict "root" . "component" "fraud"))) -}}
 {{- end -}}
 {{- toJson $list -}}
 {{- end -}}
