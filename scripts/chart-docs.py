@@ -25,7 +25,7 @@ CHART = Path(__file__).resolve().parent.parent / "helm" / "activity-tracker"
 FREE_FORM = re.compile(
     r"^(serviceAccount\.annotations|kafka\.config|kafka\.resources|podSecurityContext|securityContext"
     r"|[a-z]+\.(resources|podAnnotations|podLabels|nodeSelector|affinity)|[a-z]+\.keda\.(behavior|fallback)"
-    r"|(serviceMonitor|podMonitor|prometheusRule)\.labels|prometheusRule\.additionalRuleLabels|dashboards\.annotations"
+    r"|(serviceMonitor|podMonitor|prometheusRule)\.labels|prometheusRule\.additionalRuleLabels|dashboards\.annotations|networkPolicy\.[a-zA-Z]+From"
     r"|collector\.(service|ingress)\.annotations|collector\.geoip\.volume)$"
 )
 
@@ -107,6 +107,7 @@ CONSTRAINTS = {
     "collector.rateBurst": {"minimum": 1, "maximum": 1000000},
     "collector.maxBodyBytes": {"minimum": 1024, "maximum": 67108864},
     "collector.maxBatch": {"minimum": 1, "maximum": 10000},
+    "collector.shutdownDelaySeconds": {"minimum": 0, "maximum": 60},
     "collector.service.type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
     "collector.service.port": {"minimum": 1, "maximum": 65535},
     "collector.ingress.hosts": {"items": {"type": "string", "pattern": HOSTNAME}},

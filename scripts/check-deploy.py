@@ -34,7 +34,8 @@ makes, each able to fail:
         kafka.deploy with the collector: nothing behind a post-install or
         post-upgrade hook (installers that wait for readiness would
         deadlock); every workload creates the topics in an init container
-        before it starts; consumer groups are scoped to the release.
+        before it starts; consumer groups are scoped to the release; a
+        NetworkPolicy selects every pod (networkPolicy.enabled).
     check-deploy.py collector RENDERED.yaml VALUES.yaml
         The HTTP collector rendered with VALUES.yaml (over the chart's
         defaults) is wired as its values say: `collect` with probes on
@@ -311,6 +312,8 @@ def check_collector(rendered, values_path):
         problems.append(f"COLLECT_ALLOWED_ORIGINS={env.get('COLLECT_ALLOWED_ORIGINS')!r}, values say {origins!r}")
     if env.get("COLLECT_TRUSTED_PROXIES") != str(values["trustedProxies"]):
         problems.append(f"COLLECT_TRUSTED_PROXIES={env.get('COLLECT_TRUSTED_PROXIES')!r}, values say {values['trustedProxies']}")
+    if env.get("COLLECT_SHUTDOWN_DELAY") != f"{values['shutdownDelaySeconds']}s":
+        problems.append(f"COLLECT_SHUTDOWN_DELAY={env.get('COLLECT_SHUTDOWN_DELAY')!r}, not collector.shutdownDelaySeconds")
     if values["geoip"]["volume"]:
         volume, file = volume_of(env.get("COLLECT_GEOIP_DB") or "")
         if volume is None or file != values["geoip"]["file"]:
@@ -564,6 +567,12 @@ def check_kafka_deploy(rendered, _):
         inits = d["spec"]["template"]["spec"].get("initContainers", [])
         if not any(c.get("args") == ["topics", "create"] for c in inits):
             problems.append(f"{name} does not create the topics before it starts")
+    # With networkPolicy.enabled, a NetworkPolicy selects every pod.
+    policies = by_kind(docs, "NetworkPolicy")
+    for name, d in work.items():
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        if not any(all(labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items()) for p in policies.values()):
+            problems.append(f"no NetworkPolicy selects the pods of {name}")
     groups = groups_of(docs)
     if len(groups) != 2:
         problems.append(f"expected two consumer groups, found {groups}")
@@ -572,6 +581,7 @@ def check_kafka_deploy(rendered, _):
             problems.append(f"{name} joins {group}, not a group scoped to the release {release}")
     if not problems:
         print(f"   kafka.deploy: no install hook; {len(work) - 1} workloads create the topics in an init container; "
+              f"{len(policies)} NetworkPolicies cover every pod; "
               f"groups {', '.join(sorted(groups.values()))}")
     return problems
 

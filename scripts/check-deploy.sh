@@ -134,6 +134,8 @@ bad_values 'grace period not above SHUTDOWN_TIMEOUT' 'terminationGracePeriodSeco
 bad_values 'a ServiceMonitor and a PodMonitor together' 'both true: every pod would be scraped twice' \
     'serviceMonitor: {enabled: true}
 podMonitor: {enabled: true}'
+bad_values 'a collector grace period not above delay + timeout' 'collector.terminationGracePeriodSeconds \(25\) must be greater than collector.shutdownDelaySeconds' \
+    'collector: {enabled: true, writeKeys: {keys: [ci-write-key]}, terminationGracePeriodSeconds: 25}'
 bad_values 'the collector without write keys' 'collector.enabled needs write keys' 'collector: {enabled: true}'
 bad_values 'the collector with two key sources' 'either existingSecret .* or keys .*not both' \
     'collector: {enabled: true, writeKeys: {existingSecret: s, keys: [ci-write-key]}}'

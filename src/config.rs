@@ -156,6 +156,7 @@ pub const SETTINGS: &[Setting] = &[
     // Analytics.
     s("ANALYTICS_WINDOW", Some("1h"), ANALYTICS, "Event-time window of the distinct-user figures (funnel, active users, top users)."),
     s("ANALYTICS_SESSION_TIMEOUT", Some("30m"), ANALYTICS, "Inactivity after which a session is closed for the session-duration figures."),
+    s("REPORT_USER_IDS", Some("false"), ANALYTICS, "List the most active users' ids in /report (`top_users`). Off by default: /report is served without authentication on the pod's HTTP port; the console report lists them either way."),
     s("ANALYTICS_MAX_USERS_PER_PARTITION", Some("250000"), ANALYTICS, "Users tracked exactly per partition (about 120 bytes each at the cap, hash-table headroom included); beyond it distinct counts use a HyperLogLog sketch."),
     // Fraud.
     s("HIGH_VALUE_THRESHOLD", Some("500.0"), FRAUD, "HIGH_VALUE_PURCHASE: purchase amount at or above this."),
@@ -179,6 +180,7 @@ pub const SETTINGS: &[Setting] = &[
     s("COLLECT_MAX_BATCH", Some("500"), Scope::COLLECT, "Most events in one request; more get 413."),
     s("COLLECT_MAX_CONNECTIONS", Some("1024"), Scope::COLLECT, "Connections the collector keeps open at once; further ones are closed as soon as they are accepted (each buffers at most 32 KiB of headers)."),
     s("COLLECT_REQUEST_TIMEOUT", Some("10s"), Scope::COLLECT, "Longest a request may take, body upload and broker acknowledgement included (408 for a slow upload); also the deadline for each request's headers and for an idle keep-alive connection."),
+    s("COLLECT_SHUTDOWN_DELAY", Some("0s"), Scope::COLLECT, "After SIGTERM, how long the collector keeps serving while answering not ready, so load balancers and Ingress controllers stop routing to it before it closes its port (0–60 s; the chart sets 5 s). SHUTDOWN_TIMEOUT starts after it."),
     s("COLLECT_ACK_TIMEOUT", Some("5s"), Scope::COLLECT, "How long the collector waits for the brokers to acknowledge a request's events before answering 503 (librdkafka message.timeout.ms)."),
     // Logging.
     s("LOG_LEVEL", Some("INFO"), Scope::ALL, "DEBUG, INFO, WARNING or ERROR (or a tracing filter such as `info,rdkafka=debug`)."),
@@ -469,6 +471,8 @@ pub struct AnalyticsConfig {
     pub max_users_per_partition: usize,
     /// ALLOWED_LATENESS.
     pub allowed_lateness: Duration,
+    /// REPORT_USER_IDS: `top_users` in /report.
+    pub report_user_ids: bool,
 }
 
 impl Default for AnalyticsConfig {
@@ -478,6 +482,7 @@ impl Default for AnalyticsConfig {
             session_timeout: Duration::from_secs(1800),
             max_users_per_partition: 250_000,
             allowed_lateness: DEFAULT_ALLOWED_LATENESS,
+            report_user_ids: false,
         }
     }
 }
@@ -564,6 +569,9 @@ pub struct CollectConfig {
     pub ack_timeout: Duration,
     /// COLLECT_MAX_CONNECTIONS.
     pub max_connections: usize,
+    /// COLLECT_SHUTDOWN_DELAY: serving, not ready, between SIGTERM and
+    /// closing the port.
+    pub shutdown_delay: Duration,
 }
 
 /// The whole configuration of one command.
@@ -961,6 +969,7 @@ impl Config {
                 "a whole number of users from 1000 to 100000000",
                 |t| t.parse::<usize>().ok().filter(|v| (1000..=100_000_000).contains(v)),
             )?,
+            report_user_ids: r.required("REPORT_USER_IDS", "true or false", parse_bool)?,
         };
 
         let fraud = FraudConfig {
@@ -1151,6 +1160,9 @@ impl Config {
                 timeout,
             )?,
             ack_timeout: r.required("COLLECT_ACK_TIMEOUT", "a duration from 100ms to 5m, e.g. 5s", timeout)?,
+            shutdown_delay: r.required("COLLECT_SHUTDOWN_DELAY", "a duration from 0s to 60s, e.g. 5s", |t| {
+                parse_duration(t).filter(|d| d.as_secs_f64() <= 60.0)
+            })?,
             max_connections: r.required(
                 "COLLECT_MAX_CONNECTIONS",
                 "a whole number of connections from 16 to 100000",

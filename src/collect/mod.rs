@@ -191,7 +191,13 @@ pub struct Collector {
     privacy: IpRenderer,
     limiter: Option<governor::DefaultKeyedRateLimiter<IpAddr>>,
     kafka_up: AtomicBool,
+    /// Stop requested: /readyz answers 503 (events are still accepted
+    /// during COLLECT_SHUTDOWN_DELAY).
     stopping: AtomicBool,
+    /// The shutdown delay is over and the port closing: events still
+    /// arriving on open connections are refused (the client retries
+    /// elsewhere).
+    closing: AtomicBool,
     metrics: CollectorMetrics,
     telemetry: Arc<Telemetry>,
     /// OpenTelemetry: a span per request, continued from the caller's
@@ -277,6 +283,7 @@ impl Collector {
             limiter,
             kafka_up: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             metrics: CollectorMetrics::new(&telemetry),
             telemetry,
             trace: config.log.tracing(),
@@ -593,7 +600,7 @@ async fn handle_events(
     if let Err(refusal) = c.authorize(&parts.headers, parts.uri.query()) {
         return c.refuse(refusal, 1);
     }
-    if c.stopping.load(Ordering::Relaxed) {
+    if c.closing.load(Ordering::Relaxed) {
         return c.refuse(
             Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -931,9 +938,13 @@ pub async fn serve(
     let server = tokio::spawn(async move {
         let stopped = async move {
             shutdown.wait().await;
-            // Not ready any more: load balancers stop sending while the
-            // requests in progress finish.
+            // Not ready any more, but still serving for the shutdown delay:
+            // load balancers and Ingress controllers learn of it and stop
+            // routing here before the port closes; then the requests in
+            // progress finish.
             stopping.stopping.store(true, Ordering::Relaxed);
+            tokio::time::sleep(stopping.config.shutdown_delay).await;
+            stopping.closing.store(true, Ordering::Relaxed);
         };
         let limits = crate::server::Limits {
             header_timeout,
@@ -947,7 +958,10 @@ pub async fn serve(
 
 pub async fn run_command(config: Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
-    crate::shutdown::on_signals(shutdown.clone(), config.consumer.shutdown_timeout);
+    crate::shutdown::on_signals(
+        shutdown.clone(),
+        config.collect.shutdown_delay + config.consumer.shutdown_timeout,
+    );
     let telemetry = Telemetry::new();
     let collector = Collector::new(&config, telemetry)?;
     let (bound, server) = serve(collector.clone(), config.http_addr, shutdown.clone()).await?;
@@ -958,8 +972,9 @@ pub async fn run_command(config: Config) -> anyhow::Result<()> {
         "collector on http://{bound} (POST /v1/events, GET /v1/tracker.js, /metrics /healthz /readyz)"
     );
     shutdown.wait().await;
-    // Open requests and then the producer's queue share one budget.
-    let deadline = tokio::time::Instant::now() + config.consumer.shutdown_timeout;
+    // After the shutdown delay (still serving), open requests and then the
+    // producer's queue share one budget.
+    let deadline = tokio::time::Instant::now() + config.collect.shutdown_delay + config.consumer.shutdown_timeout;
     if tokio::time::timeout_at(deadline, server).await.is_err() {
         tracing::warn!("requests still open at SHUTDOWN_TIMEOUT; stopping anyway");
     }

@@ -50,7 +50,14 @@ impl ConsumerApp for AnalyticsApp {
         let bytes = partitions.iter().map(|(_, s)| s.heap_bytes()).sum();
         self.metrics
             .update(self.processor.totals().clone(), report.clone(), tracked, bytes);
-        serde_json::to_value(&report).unwrap_or_default()
+        let mut json = serde_json::to_value(&report).unwrap_or_default();
+        // /report has no authentication: user ids only when asked for.
+        if !self.processor.config().report_user_ids
+            && let serde_json::Value::Object(map) = &mut json
+        {
+            map.remove("top_users");
+        }
+        json
     }
 
     fn console_report(&mut self, partitions: &[(i32, &AnalyticsPartition)], header: &str) -> String {
@@ -60,5 +67,28 @@ impl ConsumerApp for AnalyticsApp {
     fn final_summary(&mut self, partitions: &[(i32, &AnalyticsPartition)], header: &str) -> String {
         let text = self.report(partitions).render(header);
         text.replacen("📊 ANALYTICS AGGREGATION REPORT", "📊 FINAL ANALYTICS SUMMARY", 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AnalyticsConfig;
+
+    fn report(report_user_ids: bool) -> serde_json::Value {
+        let config = AnalyticsConfig {
+            report_user_ids,
+            ..AnalyticsConfig::default()
+        };
+        AnalyticsApp::new(AnalyticsProcessor::new(config), "g").snapshot(&[])
+    }
+
+    #[test]
+    fn report_lists_user_ids_only_when_asked_to() {
+        let hidden = report(false);
+        assert!(hidden.get("top_users").is_none(), "{hidden}");
+        assert!(hidden.get("total_events").is_some(), "the rest stays: {hidden}");
+        let shown = report(true);
+        assert!(shown["top_users"].is_array(), "{shown}");
     }
 }

@@ -448,3 +448,38 @@ fn a_request_continues_the_callers_trace_into_every_event() {
     assert_eq!(span.name, "collect_events");
     assert_eq!(span.parent_span_id.to_string(), caller_span);
 }
+
+/// Behind a load balancer or an Ingress controller, endpoints are removed
+/// some time after SIGTERM: a collector that closed its port at once would
+/// refuse what is still routed to it. During COLLECT_SHUTDOWN_DELAY it
+/// answers not ready yet still accepts events, and only then closes.
+#[test]
+fn after_a_stop_the_collector_keeps_serving_not_ready_for_the_shutdown_delay() {
+    let broker = broker(3);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let c = start(&bootstrap, &[("COLLECT_SHUTDOWN_DELAY", "4s")]);
+    wait_until("the collector to reach the broker", Duration::from_secs(30), || {
+        http_get(c.addr, "/readyz").0 == 200
+    });
+    c.shutdown.trigger();
+    // Not ready, still answering (a closed port would answer nothing).
+    wait_until("not ready after the stop", Duration::from_secs(10), || {
+        http_get(c.addr, "/readyz").0 == 503
+    });
+    let r = post(
+        c.addr,
+        &[("X-Write-Key", KEY)],
+        event("late-arrival", "page_view").to_string().as_bytes(),
+    );
+    assert_eq!(
+        r.status, 202,
+        "an event routed here during the delay is accepted: {r:?}"
+    );
+    wait_until("the event in Kafka", Duration::from_secs(10), || {
+        in_topic(&bootstrap) == 1
+    });
+    // Then the port closes.
+    wait_until("the port closed after the delay", Duration::from_secs(30), || {
+        std::net::TcpStream::connect_timeout(&c.addr, Duration::from_millis(200)).is_err()
+    });
+}

@@ -363,6 +363,14 @@ fn http_endpoints_serve_report_metrics_and_health() {
                 .map(|v| v["total_events"] == json!(scripted().len()))
                 .unwrap_or(false)
     });
+    // No user ids without REPORT_USER_IDS: /report has no authentication.
+    let (_, report) = http_get(addr, "/report");
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert!(
+        report.get("top_users").is_none(),
+        "user ids served by default: {report}"
+    );
+    assert!(report.get("funnel_users").is_some(), "{report}");
     // The two consumers run side by side: the detector may still be behind.
     let mut fraud = Value::Null;
     wait_until("the stream in /report/fraud", Duration::from_secs(30), || {

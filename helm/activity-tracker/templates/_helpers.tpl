@@ -132,6 +132,7 @@ KAFKA_ASSIGNMENT_STRATEGY: {{ .Values.config.assignmentStrategy | quote }}
 STATE_REBUILD: {{ .Values.config.stateRebuild | quote }}
 ALLOWED_LATENESS: {{ printf "%ds" (int .Values.config.allowedLatenessSeconds) | quote }}
 STATS_INTERVAL: {{ .Values.config.statsInterval | int64 | quote }}
+REPORT_USER_IDS: {{ .Values.config.reportUserIds | quote }}
 MAX_EVENT_BYTES: {{ .Values.config.maxEventBytes | int64 | quote }}
 IP_PRIVACY: {{ .Values.config.ipPrivacy | quote }}
 {{- if .Values.config.ipHashKeySecret }}
