@@ -36,6 +36,12 @@ makes, each able to fail:
         deadlock); every workload creates the topics in an init container
         before it starts; consumer groups are scoped to the release; a
         NetworkPolicy selects every pod (networkPolicy.enabled).
+    check-deploy.py readme README.md HELM
+        The commands of the README's "Deploy on Kubernetes" section are
+        real: every `helm install`/`helm upgrade` renders with the real helm
+        (an upgrade with --reuse-values on top of its release's install), and
+        every name a `kubectl` command uses (a scaled workload, a component
+        label, a file to apply, a release to test) exists.
     check-deploy.py collector RENDERED.yaml VALUES.yaml
         The HTTP collector rendered with VALUES.yaml (over the chart's
         defaults) is wired as its values say: `collect` with probes on
@@ -586,10 +592,83 @@ def check_kafka_deploy(rendered, _):
     return problems
 
 
+def check_readme(readme, helm):
+    import shlex
+    import subprocess
+
+    text = Path(readme).read_text()
+    section = text[text.index("## Deploy on Kubernetes"):]
+    section = section[: section.index("\n## ", 3)]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", section, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("   #")[0].strip()
+            if line:
+                commands.append(line)
+    problems, installs, rendered, checked, renders = [], {}, {}, 0, 0
+    apis = ["--api-versions", "monitoring.coreos.com/v1", "--api-versions", "keda.sh/v1alpha1"]
+    for command in commands:
+        words = shlex.split(command.split(" | ")[0])
+        if words[:2] in (["helm", "install"], ["helm", "upgrade"]):
+            release, chart, args = words[2], words[3], words[4:]
+            namespace = args[args.index("-n") + 1] if "-n" in args else "default"
+            args = [a for a in args if a not in ("--wait", "--create-namespace", "--reuse-values")]
+            if words[1] == "upgrade" and "--reuse-values" in words:
+                args = installs.get(release, []) + args
+            installs[release] = args
+            result = subprocess.run([helm, "template", release, chart, *args, *apis], capture_output=True, text=True)
+            if result.returncode != 0:
+                error = [line for line in result.stderr.splitlines() if "Error" in line] or result.stderr.splitlines()[-1:]
+                problems.append(f"`{command}` fails: {error[0]}")
+                continue
+            rendered[(release, namespace)] = [d for d in yaml.safe_load_all(result.stdout) if d]
+            checked += 1
+            renders += 1
+        elif words[:2] == ["helm", "test"]:
+            if not any(r == words[2] for r, _ in rendered):
+                problems.append(f"`{command}`: no release {words[2]} installed above")
+            checked += 1
+        elif words[:2] == ["kubectl", "scale"]:
+            namespace = words[words.index("-n") + 1]
+            kind, name = next(w for w in words[2:] if "/" in w).split("/")
+            kinds = {"deploy": "Deployment", "deployment": "Deployment", "statefulset": "StatefulSet", "sts": "StatefulSet"}
+            found = any(
+                d["kind"] == kinds.get(kind) and d["metadata"]["name"] == name
+                for (_, ns), docs in rendered.items() if ns == namespace for d in docs
+            )
+            if not found:
+                problems.append(f"`{command}`: no {kind}/{name} in namespace {namespace} rendered above")
+            checked += 1
+        elif words[:2] == ["kubectl", "logs"]:
+            namespace = words[words.index("-n") + 1]
+            selector = dict(kv.split("=") for kv in words[words.index("-l") + 1].split(","))
+            found = any(
+                all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in selector.items())
+                for (_, ns), docs in rendered.items() if ns == namespace
+                for d in docs if d["kind"] in ("Deployment", "StatefulSet")
+            )
+            if not found:
+                problems.append(f"`{command}`: no pods labelled {selector} in namespace {namespace}")
+            checked += 1
+        elif words[:2] == ["kubectl", "apply"]:
+            for i, w in enumerate(words):
+                if w == "-f":
+                    path = Path(words[i + 1])
+                    docs = [d for d in yaml.safe_load_all(path.read_text()) if d] if path.is_file() else []
+                    if not docs or not all("apiVersion" in d and "kind" in d for d in docs):
+                        problems.append(f"`{command}`: {path} is not a file of Kubernetes objects")
+            checked += 1
+    if renders < 4:
+        problems.append(f"expected the README's three installs and an upgrade, rendered {renders}")
+    if not problems:
+        print(f"   README \"Deploy on Kubernetes\": {checked} helm and kubectl commands checked against real renders")
+    return problems
+
+
 def main():
     checks = {"dashboards": check_dashboards, "compose": check_compose, "strimzi": check_strimzi,
               "collector": check_collector, "scaling": check_scaling, "keda-strimzi": check_keda_strimzi,
-              "kafka-deploy": check_kafka_deploy}
+              "kafka-deploy": check_kafka_deploy, "readme": check_readme}
     if len(sys.argv) != 4 or sys.argv[1] not in checks:
         print(__doc__, file=sys.stderr)
         return 2

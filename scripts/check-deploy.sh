@@ -227,6 +227,9 @@ for expected in "--set fraud.keda.minReplicaCount=" "--set analytics.autoscaling
 done
 echo "   kubectl scale without autoscaling; with KEDA (fraud) and the HPA (analytics), their minimum through helm upgrade"
 
+section "README: the Deploy on Kubernetes commands"
+"$PYTHON" scripts/check-deploy.py readme README.md "$HELM"
+
 section "collector"
 "$PYTHON" scripts/check-deploy.py collector "$WORK/collector.yaml" "$CHART/ci/collector-values.yaml"
 "$PYTHON" scripts/check-deploy.py collector "$WORK/collector-existing.yaml" "$WORK/collector-existing-values.yaml"
