@@ -12,15 +12,17 @@ WORKDIR /src
 #    Cargo.lock change, not when the sources do. librdkafka (C) is compiled
 #    here, which is the slow part of the build.
 COPY Cargo.toml Cargo.lock ./
+COPY crates/core/Cargo.toml ./crates/core/
 COPY benches ./benches
-RUN mkdir src \
+RUN mkdir -p src crates/core/src \
     && printf 'fn main() {}\n' > src/main.rs \
-    && touch src/lib.rs \
+    && touch src/lib.rs crates/core/src/lib.rs \
     && cargo build --release --locked \
-    && rm -rf src
-# 2. The sources.
+    && rm -rf src crates/core/src
+# 2. The sources: the pure core crate, then the service.
+COPY crates/core/src ./crates/core/src
 COPY src ./src
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/main.rs src/lib.rs crates/core/src/lib.rs \
     && cargo build --release --locked \
     && strip target/release/activity-tracker
 

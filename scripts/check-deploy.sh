@@ -255,3 +255,19 @@ echo "   Kafka $kafka_version (the tested version) in compose, the chart and the
 
 section "Dockerfile"
 "$(dirname "$PYTHON")/hadolint" Dockerfile && echo "   hadolint: clean"
+# No Docker engine here: build what the image build would see instead. The
+# paths the build stage COPYs, each admitted by .dockerignore (an allow-list),
+# copied alone into an empty directory, must compile with the lock file.
+context="$WORK/docker-context"
+mkdir -p "$context"
+mapfile -t copied < <(sed -n 's/^COPY \([^-][^ ]*\) .*/\1/p' Dockerfile | grep -v '^\.' | sort -u)
+for path in "${copied[@]}"; do
+    top="${path%%/*}"
+    grep -qxF "!$top" .dockerignore || grep -qxF "!$top/" .dockerignore || fail ".dockerignore keeps $path out of the build context, but the Dockerfile copies it"
+    mkdir -p "$context/$(dirname "$path")"
+    cp -r "$path" "$context/$path"
+done
+cp Cargo.toml Cargo.lock "$context/"
+(cd "$context" && CARGO_TARGET_DIR="$OLDPWD/target" cargo check --locked --quiet) \
+    || fail "the sources the Dockerfile copies do not build on their own"
+echo "   the build context (${#copied[@]} paths the Dockerfile copies, admitted by .dockerignore) builds with the lock file"

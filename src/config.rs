@@ -24,6 +24,13 @@ use std::time::Duration;
 
 use crate::event::DecodeLimits;
 
+/// Settings of the pure core (`activity-tracker-core`), defined there so the
+/// processors need nothing from this crate.
+pub use activity_tracker_core::analytics::AnalyticsConfig;
+pub use activity_tracker_core::eventtime::DEFAULT_ALLOWED_LATENESS;
+pub use activity_tracker_core::fraud::FraudConfig;
+pub use activity_tracker_core::privacy::{IpPrivacy, Secret};
+
 /// The commands, as a bit set, so each setting can say where it applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Scope(u16);
@@ -348,25 +355,6 @@ impl SecurityProtocol {
     }
 }
 
-/// A secret string whose `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// Everything needed to connect a Kafka client.
 #[derive(Clone, Debug)]
 pub struct KafkaConfig {
@@ -462,67 +450,6 @@ pub struct ConsumerConfig {
     /// fetch.wait.max.ms when set; not a setting (KAFKA_CONFIG_FETCH_WAIT_MAX_MS
     /// is): the embedded broker's consumers need it, see [`crate::broker`].
     pub fetch_wait_max: Option<Duration>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct AnalyticsConfig {
-    pub window: Duration,
-    pub session_timeout: Duration,
-    pub max_users_per_partition: usize,
-    /// ALLOWED_LATENESS.
-    pub allowed_lateness: Duration,
-    /// REPORT_USER_IDS: `top_users` in /report.
-    pub report_user_ids: bool,
-}
-
-impl Default for AnalyticsConfig {
-    fn default() -> Self {
-        AnalyticsConfig {
-            window: Duration::from_secs(3600),
-            session_timeout: Duration::from_secs(1800),
-            max_users_per_partition: 250_000,
-            allowed_lateness: DEFAULT_ALLOWED_LATENESS,
-            report_user_ids: false,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct FraudConfig {
-    pub high_value_threshold: f64,
-    pub velocity_threshold: u32,
-    pub rapid_location_change: Duration,
-    pub multiple_ip_threshold: u32,
-    /// `None`: each rule's own window.
-    pub cooldown: Option<Duration>,
-    /// ALLOWED_LATENESS.
-    pub allowed_lateness: Duration,
-}
-
-/// The default ALLOWED_LATENESS.
-pub const DEFAULT_ALLOWED_LATENESS: Duration = Duration::from_secs(60);
-
-impl Default for FraudConfig {
-    fn default() -> Self {
-        FraudConfig {
-            high_value_threshold: 500.0,
-            velocity_threshold: 5,
-            rapid_location_change: Duration::from_secs(600),
-            multiple_ip_threshold: 3,
-            cooldown: None,
-            allowed_lateness: DEFAULT_ALLOWED_LATENESS,
-        }
-    }
-}
-
-/// How IP addresses leave the process (alerts, logs, metrics).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IpPrivacy {
-    None,
-    /// IPv4 to /24, IPv6 to /48.
-    Truncate,
-    /// HMAC-SHA256 with this key, hex, first 16 bytes.
-    Hash(Secret),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -664,13 +591,13 @@ impl Reader<'_> {
         let file = self.optional_string(file_var);
         match (direct, file) {
             (_, Some(path)) => std::fs::read_to_string(&path)
-                .map(|s| Some(Secret(s.trim_end_matches(['\n', '\r']).to_string())))
+                .map(|s| Some(Secret::new(s.trim_end_matches(['\n', '\r']))))
                 .map_err(|e| ConfigError::File {
                     name: file_var.to_string(),
                     path,
                     reason: e.to_string(),
                 }),
-            (Some(v), None) => Ok(Some(Secret(v))),
+            (Some(v), None) => Ok(Some(Secret::new(v))),
             (None, None) => Ok(None),
         }
     }

@@ -9,23 +9,30 @@
 //!      bad input ──► `user-activities-dlq`
 //! ```
 //!
-//! Read it top-down, one module at a time:
+//! Two crates. `activity-tracker-core` (`crates/core`) is the pure part: the
+//! event model, event time, the processor contract and both processors, with
+//! no Kafka, no async runtime and no I/O; this crate re-exports its modules
+//! ([`event`], [`eventtime`], [`processor`], [`analytics`], [`fraud`],
+//! [`privacy`]) and holds everything that touches the world. Read the core
+//! first (its own `lib.rs`), then this crate top-down:
 //!
 //! - [`config`] — every setting, read once from flags, environment and `.env`.
-//! - [`event`] and [`eventtime`] — the event schema and the one decoder.
-//! - [`processor`] — the contract between pure processors and the runtime.
-//! - [`analytics`] and [`fraud`] — the two pure processors.
 //! - [`runtime`] — the consumer runtime that owns Kafka: assignment, rebuild
 //!   by replay, offsets, dead letters, graceful shutdown.
 //! - [`consumers`] — the `analytics` and `fraud` commands on that runtime.
 //! - [`producer`] — the traffic simulator and the `produce` command.
+//! - [`collect`] — the HTTP collector (`POST /v1/events`, the browser
+//!   tracker) that turns requests into events on the activities topic.
+//! - [`dlq`] — the dead-letter topic's tool: inspect and replay.
 //! - [`broker`], [`topics`], [`kafka`] — the embedded broker, topic
 //!   administration, and every librdkafka client setting.
-//! - [`telemetry`], [`http`] — metrics, logs, and the HTTP endpoints.
+//! - [`telemetry`], [`server`], [`http`] — metrics, logs and traces; the one
+//!   hardened HTTP server; the pods' endpoints.
 //! - [`demo`] — everything in one process; [`fleet`] — N local replicas of a
-//!   consumer, scaled while they run.
-//! - [`privacy`], [`shutdown`], [`cli`] — small supporting pieces.
-pub mod analytics;
+//!   consumer, scaled while they run, optionally as a rendered manifest
+//!   ([`manifest`]) configures them; [`bench`] — the end-to-end benchmark.
+//! - [`shutdown`], [`cli`], [`probe`] — the stop token, the command line,
+//!   the health check for images without curl.
 pub mod bench;
 pub mod broker;
 pub mod cli;
@@ -34,19 +41,18 @@ pub mod config;
 pub mod consumers;
 pub mod demo;
 pub mod dlq;
-pub mod event;
-pub mod eventtime;
 pub mod fleet;
-pub mod fraud;
 pub mod http;
 pub mod kafka;
 pub mod manifest;
-pub mod privacy;
 pub mod probe;
-pub mod processor;
 pub mod producer;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;
+
+// The pure core, re-exported under its old paths so `crate::event` and
+// `activity_tracker::fraud` keep naming the same things.
+pub use activity_tracker_core::{analytics, event, eventtime, fraud, privacy, processor};

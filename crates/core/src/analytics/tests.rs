@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use super::*;
-use crate::config::AnalyticsConfig;
+use crate::analytics::AnalyticsConfig;
 use crate::event::{Device, Event, EventType, Location, Properties};
 
 const T0: i64 = 1_705_312_800_000; // 2024-01-15T10:00:00Z

@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::*;
-use crate::config::{FraudConfig, IpPrivacy};
 use crate::event::{Device, Event, EventType, Location, Properties};
+use crate::fraud::FraudConfig;
+use crate::privacy::IpPrivacy;
 
 const T0: i64 = 1_705_312_800_000; // 2024-01-15T10:00:00Z
 

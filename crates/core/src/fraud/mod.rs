@@ -68,11 +68,37 @@ use serde_json::json;
 pub use alert::Alert;
 use state::{Layout, PrehashedMap, Times, UserTable};
 
-use crate::config::FraudConfig;
 use crate::event::{Event, EventType};
 use crate::eventtime::EventClock;
 use crate::privacy::{IpRenderer, ip_key};
 use crate::processor::{Mode, Processor};
+
+/// The fraud settings (HIGH_VALUE_THRESHOLD, VELOCITY_THRESHOLD,
+/// RAPID_LOCATION_CHANGE_MINUTES, MULTIPLE_IP_THRESHOLD, ALLOWED_LATENESS).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FraudConfig {
+    pub high_value_threshold: f64,
+    pub velocity_threshold: u32,
+    pub rapid_location_change: std::time::Duration,
+    pub multiple_ip_threshold: u32,
+    /// `None`: each rule's own window.
+    pub cooldown: Option<std::time::Duration>,
+    /// ALLOWED_LATENESS.
+    pub allowed_lateness: std::time::Duration,
+}
+
+impl Default for FraudConfig {
+    fn default() -> Self {
+        FraudConfig {
+            high_value_threshold: 500.0,
+            velocity_threshold: 5,
+            rapid_location_change: std::time::Duration::from_secs(600),
+            multiple_ip_threshold: 3,
+            cooldown: None,
+            allowed_lateness: crate::eventtime::DEFAULT_ALLOWED_LATENESS,
+        }
+    }
+}
 
 /// The seed's RAPID_PURCHASES threshold: purchases within the window.
 pub const RAPID_PURCHASES_THRESHOLD: u32 = 3;

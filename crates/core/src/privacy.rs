@@ -17,7 +17,34 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::config::IpPrivacy;
+/// A secret string whose `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How IP addresses leave the process (alerts, logs, metrics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IpPrivacy {
+    None,
+    /// IPv4 to /24, IPv6 to /48.
+    Truncate,
+    /// HMAC-SHA256 with this key, hex, first 16 bytes.
+    Hash(Secret),
+}
 
 const V4_TAG: u64 = 0xffff_ffff_0000_0000;
 
@@ -159,7 +186,7 @@ mod tests {
         assert_eq!(truncate.stored(a).to_string(), "203.0.113.0");
         assert_eq!(truncate.stored(b), truncate.stored(a));
         assert_eq!(truncate.stored(v6).to_string(), "2001:db8:1234::");
-        let hash = IpRenderer::new(IpPrivacy::Hash(crate::config::Secret::new("0123456789abcdef")));
+        let hash = IpRenderer::new(IpPrivacy::Hash(Secret::new("0123456789abcdef")));
         let (ha, hb) = (hash.stored(a), hash.stored(b));
         assert_ne!(ha, hb);
         assert_eq!(ha, hash.stored(a), "deterministic");
@@ -169,10 +196,9 @@ mod tests {
             ip_key(&hb.to_string()),
             "distinct for MULTIPLE_IPS"
         );
-        let other = IpRenderer::new(IpPrivacy::Hash(crate::config::Secret::new("another key 0123")));
+        let other = IpRenderer::new(IpPrivacy::Hash(Secret::new("another key 0123")));
         assert_ne!(other.stored(a), ha, "keyed");
     }
-    use crate::config::Secret;
 
     #[test]
     fn keys_identify_v4_exactly_and_v6_by_network() {

@@ -16,6 +16,10 @@
 //! - a leap second (`:60`) is read as the last millisecond of that minute;
 //! - years 0000–9999 only.
 
+/// The default ALLOWED_LATENESS: how far behind its partition's event time
+/// an event may arrive and still count in windows.
+pub const DEFAULT_ALLOWED_LATENESS: std::time::Duration = std::time::Duration::from_secs(60);
+
 const MS_PER_SECOND: i64 = 1_000;
 const MS_PER_MINUTE: i64 = 60 * MS_PER_SECOND;
 const MS_PER_HOUR: i64 = 60 * MS_PER_MINUTE;

@@ -37,17 +37,42 @@ pub mod hll;
 pub mod report;
 
 use std::hash::BuildHasher;
+use std::time::Duration;
 
 use bounded::BoundedCounts;
 use hll::HyperLogLog;
 
-use crate::config::AnalyticsConfig;
 use crate::event::{Event, EventType, page_path};
 use crate::eventtime::{EventClock, hour_of_day};
 use crate::fraud::state::PrehashedMap;
 use crate::processor::{Mode, Processor};
 
 pub use report::AnalyticsReport;
+
+/// The analytics settings (ANALYTICS_WINDOW, ANALYTICS_SESSION_TIMEOUT,
+/// ANALYTICS_MAX_USERS_PER_PARTITION, ALLOWED_LATENESS, REPORT_USER_IDS).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalyticsConfig {
+    pub window: Duration,
+    pub session_timeout: Duration,
+    pub max_users_per_partition: usize,
+    /// ALLOWED_LATENESS.
+    pub allowed_lateness: Duration,
+    /// REPORT_USER_IDS: `top_users` in /report.
+    pub report_user_ids: bool,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            window: Duration::from_secs(3600),
+            session_timeout: Duration::from_secs(1800),
+            max_users_per_partition: 250_000,
+            allowed_lateness: crate::eventtime::DEFAULT_ALLOWED_LATENESS,
+            report_user_ids: false,
+        }
+    }
+}
 
 /// Distinct keys kept per label set before values are counted as `other`.
 pub const MAX_PAGES: usize = 500;
