@@ -332,16 +332,37 @@ impl UserRecord<'_> {
             })
         };
         let found = differs(before).or_else(|| differs(after));
-        // Insert, keeping newest first; the oldest falls off.
         let age = self.age(time_ms);
+        if age == NEVER {
+            return found;
+        }
+        // Insert, keeping newest first. When the list is full, the entry to
+        // drop is one inside a run of one place (both neighbours there too):
+        // it can only be a late event's neighbour if that event falls
+        // inside the run, whose ends stay. Only without such an entry does
+        // the oldest fall off. Events arriving out of order at one place
+        // (a burst, a delayed batch) so never push out the last change of
+        // place before them, whatever their arrival order.
         let slots = &mut self.words[base..base + 2 * LOCATION_SLOTS];
-        let at = (0..LOCATION_SLOTS)
-            .find(|&i| age < slots[2 * i + 1])
-            .unwrap_or(LOCATION_SLOTS);
-        if at < LOCATION_SLOTS {
-            slots.copy_within(2 * at..2 * (LOCATION_SLOTS - 1), 2 * at + 2);
-            slots[2 * at] = hash;
-            slots[2 * at + 1] = age;
+        let mut list: Vec<(u32, u32)> = (0..LOCATION_SLOTS)
+            .map(|i| (slots[2 * i], slots[2 * i + 1]))
+            .filter(|&(_, a)| a != NEVER)
+            .collect();
+        let at = list.iter().position(|&(_, a)| age < a).unwrap_or(list.len());
+        list.insert(at, (hash, age));
+        if list.len() > LOCATION_SLOTS {
+            let inside = (1..list.len() - 1)
+                .rev()
+                .find(|&i| list[i - 1].0 == list[i].0 && list[i].0 == list[i + 1].0);
+            match inside {
+                Some(i) => list.remove(i),
+                None => list.pop().expect("a full list"),
+            };
+        }
+        for i in 0..LOCATION_SLOTS {
+            let (h, a) = list.get(i).copied().unwrap_or((0, NEVER));
+            slots[2 * i] = h;
+            slots[2 * i + 1] = a;
         }
         found
     }
@@ -522,6 +543,40 @@ mod tests {
         assert_eq!(r.insert_location(22, 300_000, 600_000), Some((11, 300_000)));
         // Its neighbour after is 10 min away: only the one before counts.
         assert_eq!(r.insert_location(22, 850_000, 600_000), Some((11, 50_000)));
+    }
+
+    /// Found by the ordering property test: a place change, then six
+    /// events at the old place arriving out of order. Dropping the oldest
+    /// entry lost the change before the earliest of them; dropping entries
+    /// inside a run of one place keeps it.
+    #[test]
+    fn disorder_at_one_place_keeps_the_change_of_place_before_it() {
+        let mut table = UserTable::new(Layout::new(5, 3));
+        let mut r = table.entry(1, 0, i64::MIN);
+        let window = 600_000;
+        let (home, away) = (11, 22);
+        for t in [0, 5_000, 43_000] {
+            r.advance_to(t);
+            assert_eq!(r.insert_location(home, t, window), None);
+        }
+        r.advance_to(1_661_000);
+        assert_eq!(
+            r.insert_location(away, 1_661_000, window),
+            None,
+            "27 min later: no rapid change"
+        );
+        // Then home again from 9.7 min after, arriving: 11.2 min, 12.4 min,
+        // 10.2 min after the change, then 9.7 min — the one that is rapid.
+        for (t, expected) in [(2_331_000, None), (2_405_000, None), (2_274_000, None)] {
+            r.advance_to(t);
+            assert_eq!(r.insert_location(home, t, window), expected, "at {t}");
+        }
+        r.advance_to(2_241_000);
+        assert_eq!(
+            r.insert_location(home, 2_241_000, window),
+            Some((away, 580_000)),
+            "the change of place 9.7 min before is still known"
+        );
     }
 
     #[test]
