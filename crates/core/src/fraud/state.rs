@@ -344,23 +344,38 @@ impl UserRecord<'_> {
         // (a burst, a delayed batch) so never push out the last change of
         // place before them, whatever their arrival order.
         let slots = &mut self.words[base..base + 2 * LOCATION_SLOTS];
-        let mut list: Vec<(u32, u32)> = (0..LOCATION_SLOTS)
-            .map(|i| (slots[2 * i], slots[2 * i + 1]))
-            .filter(|&(_, a)| a != NEVER)
-            .collect();
-        let at = list.iter().position(|&(_, a)| age < a).unwrap_or(list.len());
-        list.insert(at, (hash, age));
-        if list.len() > LOCATION_SLOTS {
-            let inside = (1..list.len() - 1)
+        // The stored entries and the new one, newest first, on the stack.
+        let mut list = [(0u32, NEVER); LOCATION_SLOTS + 1];
+        let mut len = 0;
+        let mut placed = false;
+        for i in 0..LOCATION_SLOTS {
+            let entry = (slots[2 * i], slots[2 * i + 1]);
+            if entry.1 == NEVER {
+                break;
+            }
+            if !placed && age < entry.1 {
+                list[len] = (hash, age);
+                len += 1;
+                placed = true;
+            }
+            list[len] = entry;
+            len += 1;
+        }
+        if !placed {
+            list[len] = (hash, age);
+            len += 1;
+        }
+        if len > LOCATION_SLOTS {
+            let inside = (1..len - 1)
                 .rev()
                 .find(|&i| list[i - 1].0 == list[i].0 && list[i].0 == list[i + 1].0);
-            match inside {
-                Some(i) => list.remove(i),
-                None => list.pop().expect("a full list"),
-            };
+            if let Some(i) = inside {
+                list.copy_within(i + 1..len, i);
+            }
+            len -= 1;
         }
-        for i in 0..LOCATION_SLOTS {
-            let (h, a) = list.get(i).copied().unwrap_or((0, NEVER));
+        for (i, &(h, a)) in list.iter().take(LOCATION_SLOTS).enumerate() {
+            let (h, a) = if i < len { (h, a) } else { (0, NEVER) };
             slots[2 * i] = h;
             slots[2 * i + 1] = a;
         }
