@@ -44,14 +44,21 @@
 //! rebuilt by replay with exactly the same alerts.
 //!
 //! **What is exact.** Whether a (user, rule) raises an alert depends only on
-//! the on-time events, not on their arrival order, as long as a user's
-//! per-rule lists ([`state`]) do not overflow while an older event is still
-//! on its way: more than 8 transactional events, 4 purchases, 3 located
-//! events or 3 addresses of one user newer than an event that is still to
-//! arrive. Which event of an incident carries the alert, and so its
-//! `alert_id`, follows the arrival order; a rebuild replays the same order
-//! and gives the same ids. `tests/it/ordering.rs` checks both properties on
-//! random streams.
+//! the on-time events, not on their arrival order. The counting rules
+//! (HIGH_VELOCITY, RAPID_PURCHASES, PURCHASE_WITHOUT_ACTIVITY) see every
+//! on-time transactional event: the partition keeps each one until the
+//! watermark passes it (at most 200,000 per partition, counted in the
+//! state's bytes; beyond that the oldest settle early), and then its user's
+//! record keeps the newest few, all that a window around an on-time event
+//! can still reach. MULTIPLE_IPS keeps 3 addresses and RAPID_LOCATION_CHANGE
+//! 3 located events per user; they stay exact unless more of one user's
+//! events than that, newer than an event still on its way, arrive before it
+//! (a located event's list drops entries inside a run of one place first,
+//! so a burst at one place never pushes out the change of place before it).
+//! Which event of an incident carries the alert, and so its `alert_id`,
+//! follows the arrival order; a rebuild replays the same order and gives
+//! the same ids. `tests/it/ordering.rs` checks both properties on random
+//! streams.
 //!
 //! Per-user state lives in [`state::UserTable`] and is evicted once older
 //! than the widest window plus cooldown behind the watermark.
@@ -66,7 +73,7 @@ use serde::Serialize;
 use serde_json::json;
 
 pub use alert::Alert;
-use state::{Layout, PrehashedMap, Times, UserTable};
+use state::{Layout, PURCHASE_SLOTS, PrehashedMap, Times, UserTable, densest_around};
 
 use crate::event::{Event, EventType};
 use crate::eventtime::EventClock;
@@ -117,6 +124,9 @@ const LOCATION_NAMES_CAP: usize = 10_000;
 /// taking more than 100,000 purchases per ALLOWED_LATENESS) the oldest is
 /// decided early, with what has arrived.
 const PENDING_PURCHASES_CAP: usize = 100_000;
+/// On-time transactional events awaiting the watermark per partition.
+/// Beyond this the oldest is settled early (into its user's two newest).
+const UNSETTLED_CAP: usize = 200_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -260,7 +270,17 @@ pub struct FraudPartition {
     pending_bytes: usize,
     /// Approximate heap bytes of `location_names`.
     location_bytes: usize,
+    /// On-time transactional events the watermark has not passed yet, by
+    /// (user key, event time) and by (event time, user key), with their
+    /// number: PURCHASE_WITHOUT_ACTIVITY counts a purchase's earlier
+    /// activity here and in the user's settled times, exactly, whatever
+    /// order the events arrived in.
+    unsettled: BTreeMap<(u64, i64), (u32, u32)>,
+    unsettled_by_time: BTreeMap<(i64, u64), (u32, u32)>,
 }
+
+/// Approximate heap bytes of one unsettled event (both indexes).
+const UNSETTLED_ENTRY_BYTES: usize = 2 * (std::mem::size_of::<((u64, i64), (u32, u32))>() + 8);
 
 /// Heap bytes of a location name entry besides its text.
 const LOCATION_NAME_OVERHEAD: usize = std::mem::size_of::<(u32, (Box<str>, Box<str>))>() + 1;
@@ -289,7 +309,10 @@ impl FraudPartition {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.users.heap_bytes() + self.pending_bytes + self.location_bytes
+        self.users.heap_bytes()
+            + self.pending_bytes
+            + self.location_bytes
+            + self.unsettled_by_time.len() * UNSETTLED_ENTRY_BYTES
     }
 
     /// The partition's event time (`i64::MIN` before any event).
@@ -432,6 +455,8 @@ impl Processor for FraudDetector {
             pending_users: PrehashedMap::default(),
             pending_bytes: 0,
             location_bytes: 0,
+            unsettled: BTreeMap::new(),
+            unsettled_by_time: BTreeMap::new(),
         }
     }
 
@@ -467,6 +492,7 @@ impl Processor for FraudDetector {
             // Purchases the watermark has now passed are decided on the
             // state as it was: this event is after them in event time.
             self.decide_pending(state, mode, out);
+            self.settle(state);
             self.sweep(state);
             self.on_time(state, user_key, event, &mut fired);
         }
@@ -576,13 +602,38 @@ impl FraudDetector {
             return;
         }
         let purchase = event.event_type == EventType::Purchase;
-        // Earlier activity of a purchase: counted before it joins the list.
+        // The user's transactional events around this one, exactly: every
+        // unsettled one, and the newest settled ones (all a window around
+        // an on-time event can reach of what the watermark has passed).
+        // Counted before this event joins them.
+        let around = |span: i64, purchases: bool| -> Vec<i64> {
+            let list = if purchases {
+                Times::SettledPurchases
+            } else {
+                Times::Settled
+            };
+            let mut times = record.times_of(list);
+            for (&(_, at), &(all, bought)) in state.unsettled.range((user_key, t - span)..=(user_key, t + span)) {
+                let n = if purchases { bought } else { all };
+                times.extend(std::iter::repeat_n(at, n as usize));
+            }
+            times
+        };
         let prior = if purchase {
-            record.count_between(Times::Transactions, t - PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS, t)
+            let from = t - PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS;
+            around(PURCHASE_WITHOUT_ACTIVITY_WINDOW_MS, false)
+                .into_iter()
+                .filter(|&x| x >= from && x <= t)
+                .count() as u32
         } else {
             0
         };
-        let recent = record.insert_and_count(Times::Transactions, t, VELOCITY_WINDOW_MS);
+        let recent = densest_around(&around(VELOCITY_WINDOW_MS, false), t, VELOCITY_WINDOW_MS);
+        let rapid = if purchase {
+            densest_around(&around(RAPID_PURCHASES_WINDOW_MS, true), t, RAPID_PURCHASES_WINDOW_MS)
+        } else {
+            0
+        };
         if recent >= rules.velocity_threshold
             && record.hold(Rule::HighVelocity.index(), t, cooldown(Rule::HighVelocity))
         {
@@ -596,7 +647,6 @@ impl FraudDetector {
             ));
         }
         if purchase {
-            let rapid = record.insert_and_count(Times::Purchases, t, RAPID_PURCHASES_WINDOW_MS);
             if let Some(alert) = self.high_value(event)
                 && record.hold(Rule::HighValuePurchase.index(), t, cooldown(Rule::HighValuePurchase))
             {
@@ -624,6 +674,11 @@ impl FraudDetector {
                 }
             }
         }
+        let bought = u32::from(purchase);
+        let n = state.unsettled.entry((user_key, t)).or_insert((0, 0));
+        *n = (n.0 + 1, n.1 + bought);
+        let n = state.unsettled_by_time.entry((t, user_key)).or_insert((0, 0));
+        *n = (n.0 + 1, n.1 + bought);
         if purchase {
             let key = (t, self.hasher.hash_one((event.event_id.as_bytes(), event.record)));
             let entry = PendingPurchase {
@@ -643,6 +698,33 @@ impl FraudDetector {
                     *state.pending_users.entry(user_key).or_insert(0) += 1;
                     state.pending_bytes += bytes;
                 }
+            }
+        }
+    }
+
+    /// Moves the transactional events the watermark has passed (and the
+    /// oldest beyond the cap) from the partition's unsettled events into
+    /// their users' settled times.
+    fn settle(&self, state: &mut FraudPartition) {
+        let watermark = state.clock.watermark(self.rules.lateness_ms);
+        let horizon = watermark.saturating_sub(self.rules.retention_ms());
+        loop {
+            let over_cap = state.unsettled_by_time.len() > UNSETTLED_CAP;
+            let Some(entry) = state.unsettled_by_time.first_entry() else {
+                break;
+            };
+            let (t, user_key) = *entry.key();
+            if t >= watermark && !over_cap {
+                break;
+            }
+            let (all, bought) = entry.remove();
+            state.unsettled.remove(&(user_key, t));
+            let mut record = state.users.entry(user_key, t, horizon);
+            for _ in 0..all.min(self.layout.settled_slots as u32) {
+                record.insert(Times::Settled, t);
+            }
+            for _ in 0..bought.min(PURCHASE_SLOTS as u32) {
+                record.insert(Times::SettledPurchases, t);
             }
         }
     }

@@ -9,8 +9,8 @@
 //! |---|---|
 //! | 0–1 | time of the user's latest event (ms since the epoch, `i64`) |
 //! | 2–7 | per rule: the latest event time at which its condition held |
-//! | then | times of the user's most recent transactional events (2 × (VELOCITY_THRESHOLD − 1)) |
-//! | then | times of the most recent purchases (4) |
+//! | then | times of the newest transactional events behind the watermark (*settled*; max(2, VELOCITY_THRESHOLD − 1)) |
+//! | then | times of the newest settled purchases (2) |
 //! | then | 3 × (location hash, time) of the most recent events with a location |
 //! | then | MULTIPLE_IP_THRESHOLD × (ip key: 2 words, first time, last time) |
 //!
@@ -19,10 +19,11 @@
 //! which also marks an empty slot; when a newer event arrives every age
 //! grows by the elapsed time. Each list is kept in event-time order, newest
 //! first, whatever order the events arrived in: an event older than the
-//! user's latest is inserted where it belongs, and when a list is full the
-//! oldest entry falls off. Lists hold twice what a rule needs on one side of
-//! an event, so that an event arriving late still finds its neighbours on
-//! both sides. With default thresholds a record is 38 words (152 bytes).
+//! user's latest is inserted where it belongs. Transactional events and
+//! purchases are counted exactly: until the watermark passes them they are
+//! kept by the partition (see the fraud module), and only then *settle*
+//! here, where the newest few are all a window around an on-time event can
+//! still reach. With default thresholds a record is 32 words (128 bytes).
 //!
 //! User ids are reduced to a 64-bit hash: two users colliding would share
 //! state; for a million tracked users per partition the chance that any pair
@@ -36,30 +37,35 @@ pub const NEVER: u32 = u32::MAX;
 
 const LAST: usize = 0;
 const HOLDS: usize = 2;
-const TRANSACTIONS: usize = HOLDS + RULE_SLOTS;
+const SETTLED: usize = HOLDS + RULE_SLOTS;
 /// Records per slab chunk; the slab grows a chunk at a time, so unused
 /// capacity is at most one chunk (unlike a doubling `Vec`).
 const CHUNK_RECORDS: usize = 1024;
 
 /// Number of rules with a hold slot.
 pub const RULE_SLOTS: usize = 6;
-/// Purchases remembered: RAPID_PURCHASES needs 2 besides the current one,
-/// on either side of it in event time.
-pub const PURCHASE_SLOTS: usize = 4;
+/// Settled purchases remembered: RAPID_PURCHASES needs 2 besides the
+/// current one.
+pub const PURCHASE_SLOTS: usize = 2;
 /// Recent (location, time) pairs: the neighbours of a late event.
 pub const LOCATION_SLOTS: usize = 3;
 
 /// Which list of a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Times {
-    Transactions,
-    Purchases,
+    /// Transactional events the watermark has passed, newest first.
+    Settled,
+    /// Purchases the watermark has passed, newest first.
+    SettledPurchases,
 }
 
 /// Where each part of a record lives, for the configured thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
-    pub transaction_slots: usize,
+    /// Settled transactional events kept: HIGH_VELOCITY needs
+    /// VELOCITY_THRESHOLD − 1 besides the current event,
+    /// PURCHASE_WITHOUT_ACTIVITY 2.
+    pub settled_slots: usize,
     pub ip_slots: usize,
     purchases: usize,
     locations: usize,
@@ -69,13 +75,13 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(velocity_threshold: u32, ip_threshold: u32) -> Layout {
-        let transaction_slots = (2 * velocity_threshold.saturating_sub(1) as usize).max(2);
+        let settled_slots = (velocity_threshold.saturating_sub(1) as usize).max(2);
         let ip_slots = ip_threshold as usize;
-        let purchases = TRANSACTIONS + transaction_slots;
+        let purchases = SETTLED + settled_slots;
         let locations = purchases + PURCHASE_SLOTS;
         let ips = locations + 2 * LOCATION_SLOTS;
         Layout {
-            transaction_slots,
+            settled_slots,
             ip_slots,
             purchases,
             locations,
@@ -91,8 +97,8 @@ impl Layout {
 
     fn range(&self, list: Times) -> std::ops::Range<usize> {
         match list {
-            Times::Transactions => TRANSACTIONS..self.purchases,
-            Times::Purchases => self.purchases..self.locations,
+            Times::Settled => SETTLED..self.purchases,
+            Times::SettledPurchases => self.purchases..self.locations,
         }
     }
 }
@@ -299,10 +305,23 @@ impl UserRecord<'_> {
         count
     }
 
+    /// Inserts `time_ms` into `list`, newest first; when full, the oldest
+    /// falls off.
+    pub fn insert(&mut self, list: Times, time_ms: i64) {
+        let range = self.layout.range(list);
+        let age = self.age(time_ms);
+        insert_sorted(&mut self.words[range], age);
+    }
+
     /// How many stored times of `list` lie within `[from, to]`.
     pub fn count_between(&self, list: Times, from: i64, to: i64) -> u32 {
         let range = self.layout.range(list);
         self.times(range).iter().filter(|&&t| t >= from && t <= to).count() as u32
+    }
+
+    /// The stored times of `list`, newest first.
+    pub fn times_of(&self, list: Times) -> Vec<i64> {
+        self.times(self.layout.range(list))
     }
 
     fn times(&self, range: std::ops::Range<usize>) -> Vec<i64> {
@@ -446,7 +465,9 @@ impl UserRecord<'_> {
 
 /// The most points of `times ∪ {t}` that fit, with `t`, in a span shorter
 /// than `window_ms`.
-fn densest_around(times: &[i64], t: i64, window_ms: i64) -> u32 {
+/// The most of `times` (with `t` itself) that fit in a span shorter than
+/// `window_ms` containing `t`.
+pub fn densest_around(times: &[i64], t: i64, window_ms: i64) -> u32 {
     let mut all: Vec<i64> = times.iter().copied().filter(|&x| (x - t).abs() < window_ms).collect();
     all.push(t);
     all.sort_unstable();
@@ -490,11 +511,11 @@ mod tests {
     const HOUR: i64 = 3_600_000;
 
     #[test]
-    fn default_layout_is_thirty_eight_words() {
+    fn default_layout_is_thirty_two_words() {
         let layout = Layout::new(5, 3);
-        assert_eq!(layout.transaction_slots, 8);
-        assert_eq!(layout.record_bytes(), 152);
-        assert_eq!(Layout::new(2, 2).transaction_slots, 2);
+        assert_eq!(layout.settled_slots, 4);
+        assert_eq!(layout.record_bytes(), 128);
+        assert_eq!(Layout::new(2, 2).settled_slots, 2);
     }
 
     #[test]
@@ -502,22 +523,18 @@ mod tests {
         let mut table = UserTable::new(Layout::new(5, 3));
         let mut r = table.entry(42, 100_000, i64::MIN);
         r.advance_to(100_000);
-        assert_eq!(r.insert_and_count(Times::Transactions, 100_000, 60_000), 1);
+        assert_eq!(r.insert_and_count(Times::Settled, 100_000, 60_000), 1);
         r.advance_to(170_000);
-        assert_eq!(
-            r.insert_and_count(Times::Transactions, 170_000, 60_000),
-            1,
-            "70 s apart"
-        );
+        assert_eq!(r.insert_and_count(Times::Settled, 170_000, 60_000), 1, "70 s apart");
         // Arriving last, an event at 130 s is within a minute of each, but
         // 100 → 170 is 70 s: the densest span under 60 s holds two.
-        assert_eq!(r.insert_and_count(Times::Transactions, 130_000, 60_000), 2);
-        assert_eq!(r.insert_and_count(Times::Transactions, 140_000, 60_000), 3);
+        assert_eq!(r.insert_and_count(Times::Settled, 130_000, 60_000), 2);
+        assert_eq!(r.insert_and_count(Times::Settled, 140_000, 60_000), 3);
         assert_eq!(r.last_ms(), 170_000, "an older event leaves the clock alone");
-        assert_eq!(r.count_between(Times::Transactions, 100_000, 140_000), 3);
+        assert_eq!(r.count_between(Times::Settled, 100_000, 140_000), 3);
         // Far future: ages saturate instead of wrapping.
         r.advance_to(170_000 + 60 * 86_400_000);
-        assert_eq!(r.count_between(Times::Transactions, i64::MIN, i64::MAX), 0);
+        assert_eq!(r.count_between(Times::Settled, i64::MIN, i64::MAX), 0);
     }
 
     #[test]
@@ -526,11 +543,11 @@ mod tests {
         let mut r = table.entry(1, 10_000, i64::MIN);
         for t in [10_000, 5_000, 8_000, 1_000] {
             r.advance_to(t);
-            r.insert_and_count(Times::Transactions, t, 60_000);
+            r.insert_and_count(Times::Settled, t, 60_000);
         }
         // Two slots: the two newest survive, whatever the arrival order.
-        assert_eq!(r.count_between(Times::Transactions, 8_000, 10_000), 2);
-        assert_eq!(r.count_between(Times::Transactions, 0, 7_999), 0);
+        assert_eq!(r.count_between(Times::Settled, 8_000, 10_000), 2);
+        assert_eq!(r.count_between(Times::Settled, 0, 7_999), 0);
     }
 
     #[test]
@@ -616,12 +633,12 @@ mod tests {
     fn a_record_older_than_the_horizon_is_absent_before_any_sweep() {
         let mut table = UserTable::new(Layout::new(5, 3));
         let mut r = table.entry(1, 1_000, i64::MIN);
-        r.insert_and_count(Times::Transactions, 1_000, 60_000);
+        r.insert_and_count(Times::Settled, 1_000, 60_000);
         r.insert_location(77, 1_000, 60_000);
         let mut r = table.entry(1, 9_000, 5_000);
         assert_eq!(r.last_ms(), 9_000);
         assert_eq!(
-            r.count_between(Times::Transactions, i64::MIN, i64::MAX),
+            r.count_between(Times::Settled, i64::MIN, i64::MAX),
             0,
             "history forgotten"
         );
@@ -647,6 +664,6 @@ mod tests {
         assert_eq!(table.chunks.len(), chunks, "freed slots are reused");
         // A re-created user starts empty.
         let r = table.entry(0, 9_000, i64::MIN);
-        assert_eq!(r.count_between(Times::Transactions, i64::MIN, i64::MAX), 0);
+        assert_eq!(r.count_between(Times::Settled, i64::MIN, i64::MAX), 0);
     }
 }
