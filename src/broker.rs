@@ -79,7 +79,11 @@ impl EmbeddedBroker {
 /// first (and only) line of standard output, serve until SIGINT/SIGTERM.
 /// Everything else goes to standard error, so a script can read the first
 /// line and close the pipe without harming the broker.
-pub async fn run_command(config: crate::config::Config, brokers: i32) -> anyhow::Result<()> {
+pub async fn run_command(
+    config: crate::config::Config,
+    brokers: i32,
+    shutdown: crate::shutdown::Shutdown,
+) -> anyhow::Result<()> {
     use std::io::Write;
     let broker = EmbeddedBroker::start(brokers, &config.topics)?;
     let line = format!("KAFKA_BOOTSTRAP_SERVERS={}\n", broker.bootstrap_servers());
@@ -96,8 +100,6 @@ pub async fn run_command(config: crate::config::Config, brokers: i32) -> anyhow:
         config.topics.dlq,
         broker.bootstrap_servers()
     );
-    let shutdown = crate::shutdown::Shutdown::new();
-    crate::shutdown::on_signals(shutdown.clone(), config.consumer.shutdown_timeout);
     shutdown.wait().await;
     drop(broker);
     tracing::info!("embedded broker stopped");

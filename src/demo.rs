@@ -17,15 +17,13 @@ use crate::config::Config;
 use crate::consumers::{self, Kind};
 use crate::http::{HttpState, serve};
 use crate::producer::{self, ProduceOptions};
-use crate::shutdown::{Shutdown, on_signals};
+use crate::shutdown::Shutdown;
 use crate::telemetry::Telemetry;
 
 /// How long a finished demo waits for the consumers to catch up.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub async fn run_command(mut config: Config) -> anyhow::Result<()> {
-    let shutdown = Shutdown::new();
-    on_signals(shutdown.clone(), config.consumer.shutdown_timeout);
+pub async fn run_command(mut config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let _broker = if config.kafka.bootstrap_servers_set {
         for outcome in crate::topics::ensure_topics(&config.kafka, &config.topics, false).await? {
             println!("{outcome}");

@@ -34,7 +34,7 @@ use crate::shutdown::Shutdown;
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The fleet stops after its replicas, each of which has SHUTDOWN_TIMEOUT
 /// (and its own watchdog's slack) to stop.
-const FLEET_STOP_EXTRA: Duration = Duration::from_secs(5);
+pub const FLEET_STOP_EXTRA: Duration = Duration::from_secs(5);
 /// Session timeout of replicas on the embedded broker (see `run_command`).
 const EMBEDDED_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -336,9 +336,7 @@ pub struct FleetOptions {
 }
 
 /// The `fleet` command.
-pub async fn run_command(mut config: Config, options: FleetOptions) -> anyhow::Result<()> {
-    let shutdown = Shutdown::new();
-    crate::shutdown::on_signals(shutdown.clone(), config.consumer.shutdown_timeout + FLEET_STOP_EXTRA);
+pub async fn run_command(mut config: Config, options: FleetOptions, shutdown: Shutdown) -> anyhow::Result<()> {
     let _broker = if config.kafka.bootstrap_servers_set {
         None
     } else {

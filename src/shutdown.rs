@@ -1,7 +1,7 @@
 //! Graceful shutdown, as one small type handed to every task.
 //!
-//! A [`Shutdown`] is triggered once (by SIGINT/SIGTERM, by a test, or by a
-//! task that finished its work) and observed everywhere: blocking loops poll
+//! A [`Shutdown`] is triggered once (by the binary on SIGINT/SIGTERM, by a
+//! test, or by a task that finished its work) and observed everywhere: blocking loops poll
 //! [`Shutdown::is_triggered`] or sleep with [`Shutdown::sleep`], async tasks
 //! await [`Shutdown::wait`]. Cloning shares the same signal.
 
@@ -68,69 +68,23 @@ impl Shutdown {
     }
 }
 
-/// Triggers `shutdown` on SIGINT or SIGTERM, and when a Kafka client meets
-/// an error retrying cannot fix ([`crate::kafka::stop_on_fatal_error`]). A
-/// second signal exits at once with status 130, for a user who really means
-/// it.
-///
-/// `budget` is how long the command's own graceful stop may take (its
-/// `SHUTDOWN_TIMEOUT`): every step of it is bounded, and a watchdog makes
-/// that a promise — a process still running [`WATCHDOG_SLACK`] after the
-/// budget exits with status 1, so a pod never outlives its grace period
-/// because some network call did not return.
-pub fn on_signals(shutdown: Shutdown, budget: Duration) {
-    crate::kafka::stop_on_fatal_error(&shutdown);
-    exit_if_stuck(&shutdown, budget + WATCHDOG_SLACK);
-    tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
-        let mut signals = 0;
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            signals += 1;
-            if signals == 1 {
-                tracing::info!(
-                    "stop requested: finishing in-flight work (consumers drain, commit and leave their group); signal again to exit at once"
-                );
-                shutdown.trigger();
-            } else {
-                eprintln!("second stop signal: exiting immediately");
-                std::process::exit(130);
-            }
-        }
-    });
-}
-
-/// How far past its shutdown budget a stopping process may run before the
-/// watchdog ends it.
-pub const WATCHDOG_SLACK: Duration = Duration::from_secs(2);
-
-/// Exits the process (status 1) if it is still running `limit` after
-/// `shutdown` was triggered.
-fn exit_if_stuck(shutdown: &Shutdown, limit: Duration) {
-    let shutdown = shutdown.clone();
-    let spawned = std::thread::Builder::new()
-        .name("shutdown-watchdog".into())
-        .spawn(move || {
-            while !shutdown.sleep(Duration::from_secs(3600)) {}
-            std::thread::sleep(limit);
-            eprintln!(
-                "error: still stopping {limit:?} after the stop began; exiting now (anything not committed is re-processed by the next owner)"
-            );
-            std::process::exit(1);
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the shutdown watchdog");
+/// How long `config`'s command may take to stop gracefully once asked: its
+/// `SHUTDOWN_TIMEOUT`, plus the collector's `COLLECT_SHUTDOWN_DELAY` or the
+/// local fleet's time to stop its replicas. The binary's watchdog ends a
+/// process still running [`WATCHDOG_SLACK`] after it.
+pub fn stop_budget(config: &crate::config::Config) -> Duration {
+    use crate::config::Command;
+    let timeout = config.consumer.shutdown_timeout;
+    match config.command {
+        Command::Collect => timeout + config.collect.shutdown_delay,
+        Command::Fleet => timeout + crate::fleet::FLEET_STOP_EXTRA,
+        _ => timeout,
     }
 }
+
+/// How far past its stop budget a stopping process may run before the
+/// watchdog ends it.
+pub const WATCHDOG_SLACK: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

@@ -956,12 +956,7 @@ pub async fn serve(
     Ok((bound, server))
 }
 
-pub async fn run_command(config: Config) -> anyhow::Result<()> {
-    let shutdown = Shutdown::new();
-    crate::shutdown::on_signals(
-        shutdown.clone(),
-        config.collect.shutdown_delay + config.consumer.shutdown_timeout,
-    );
+pub async fn run_command(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let telemetry = Telemetry::new();
     let collector = Collector::new(&config, telemetry)?;
     let (bound, server) = serve(collector.clone(), config.http_addr, shutdown.clone()).await?;

@@ -16,7 +16,7 @@ use crate::fraud::{FraudDetector, FraudRules};
 use crate::http::{HttpState, serve};
 use crate::privacy::IpRenderer;
 use crate::runtime::{self, ConsumerApp, ConsumerShared, RunOutcome, RuntimeError, RuntimeOptions};
-use crate::shutdown::{Shutdown, on_signals};
+use crate::shutdown::Shutdown;
 use crate::telemetry::Telemetry;
 
 pub use analytics::AnalyticsApp;
@@ -109,9 +109,12 @@ pub async fn join(consumer: RunningConsumer) -> anyhow::Result<RunOutcome> {
 }
 
 /// The `analytics` and `fraud` commands.
-pub async fn run_command(kind: Kind, config: Config, report_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let shutdown = Shutdown::new();
-    on_signals(shutdown.clone(), config.consumer.shutdown_timeout);
+pub async fn run_command(
+    kind: Kind,
+    config: Config,
+    report_file: Option<PathBuf>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let telemetry = Telemetry::new();
     let group = kind.group(&config);
     let consumer = match kind {

@@ -287,9 +287,7 @@ pub fn run(options: &ProduceOptions, metrics: ProducerMetrics, shutdown: &Shutdo
 }
 
 /// The `produce` command.
-pub async fn run_command(config: Config, truth_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let shutdown = Shutdown::new();
-    crate::shutdown::on_signals(shutdown.clone(), config.consumer.shutdown_timeout);
+pub async fn run_command(config: Config, truth_file: Option<PathBuf>, shutdown: Shutdown) -> anyhow::Result<()> {
     let telemetry = crate::telemetry::Telemetry::new();
     let state = crate::http::HttpState {
         telemetry: telemetry.clone(),
