@@ -210,17 +210,8 @@ pub struct RequestContext<'a> {
 
 /// A fresh random (version 4) UUID.
 pub fn uuid_v4() -> String {
-    let bytes: [u8; 16] = rand::random();
-    let mut b = bytes;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
     let mut out = String::with_capacity(36);
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
-        }
-        out.push_str(&format!("{byte:02x}"));
-    }
+    crate::event::write_uuid_v4(rand::random(), &mut out);
     out
 }
 

@@ -787,8 +787,48 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// Writes 16 random bytes as a version 4 UUID (`xxxxxxxx-xxxx-4xxx-
+/// [89ab]xxx-xxxxxxxxxxxx`) into `out`, replacing its contents: the form of
+/// every `event_id` this project generates (the simulator's, the
+/// collector's). The caller brings the randomness, so this stays pure.
+pub fn write_uuid_v4(random: [u8; 16], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bytes = random;
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let mut text = [0u8; 36];
+    let mut j = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text[j] = b'-';
+            j += 1;
+        }
+        text[j] = HEX[usize::from(b >> 4)];
+        text[j + 1] = HEX[usize::from(b & 0xf)];
+        j += 2;
+    }
+    out.clear();
+    // Only ASCII hex digits and dashes were written.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn uuids_are_version_4_whatever_the_bytes() {
+        let mut s = String::from("old contents");
+        for bytes in [[0u8; 16], [0xff; 16], *b"0123456789abcdef"] {
+            write_uuid_v4(bytes, &mut s);
+            assert_eq!(s.len(), 36, "{s}");
+            assert_eq!(&s[14..15], "4", "{s}");
+            assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "{s}");
+            assert_eq!(s.matches('-').count(), 4, "{s}");
+            assert!(s.chars().all(|c| c == '-' || c.is_ascii_hexdigit()), "{s}");
+        }
+        write_uuid_v4(*b"0123456789abcdef", &mut s);
+        assert_eq!(s, "30313233-3435-4637-b839-616263646566");
+    }
+
     use super::*;
 
     /// The collector's receipt time is read (the fraud rules judge its
