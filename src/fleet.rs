@@ -32,9 +32,6 @@ use crate::shutdown::Shutdown;
 
 /// How long a change may take to settle before the table is printed anyway.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// The fleet stops after its replicas, each of which has SHUTDOWN_TIMEOUT
-/// (and its own watchdog's slack) to stop.
-pub const FLEET_STOP_EXTRA: Duration = Duration::from_secs(5);
 /// Session timeout of replicas on the embedded broker (see `run_command`).
 const EMBEDDED_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 

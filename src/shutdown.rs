@@ -77,10 +77,14 @@ pub fn stop_budget(config: &crate::config::Config) -> Duration {
     let timeout = config.consumer.shutdown_timeout;
     match config.command {
         Command::Collect => timeout + config.collect.shutdown_delay,
-        Command::Fleet => timeout + crate::fleet::FLEET_STOP_EXTRA,
+        Command::Fleet => timeout + FLEET_STOP_EXTRA,
         _ => timeout,
     }
 }
+
+/// The local fleet stops after its replicas, each of which has
+/// SHUTDOWN_TIMEOUT (and its own watchdog's slack) to stop.
+pub const FLEET_STOP_EXTRA: Duration = Duration::from_secs(5);
 
 /// How far past its stop budget a stopping process may run before the
 /// watchdog ends it.

@@ -17,9 +17,13 @@
 //!   time, in any arrival order within the lateness.
 //! - [`privacy`] — how IP addresses leave the process (as is, truncated or
 //!   hashed).
+//! - [`money`] and [`prehashed`] — amounts as people read them; maps keyed
+//!   by a hash already computed. Both processors use them, neither owns them.
 pub mod analytics;
 pub mod event;
 pub mod eventtime;
 pub mod fraud;
+pub mod money;
+pub mod prehashed;
 pub mod privacy;
 pub mod processor;

@@ -44,7 +44,7 @@ use hll::HyperLogLog;
 
 use crate::event::{Event, EventType, page_path};
 use crate::eventtime::{EventClock, hour_of_day};
-use crate::fraud::state::PrehashedMap;
+use crate::prehashed::PrehashedMap;
 use crate::processor::{Mode, Processor};
 
 pub use report::AnalyticsReport;

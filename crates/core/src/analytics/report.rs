@@ -291,20 +291,7 @@ fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// `1234567.891` → `1,234,567.89`.
-pub fn money(v: f64) -> String {
-    let cents = (v * 100.0).round() as i64;
-    let (sign, cents) = if cents < 0 { ("-", -cents) } else { ("", cents) };
-    let whole = (cents / 100).to_string();
-    let mut grouped = String::new();
-    for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    format!("{sign}{grouped}.{:02}", cents % 100)
-}
+pub use crate::money::money;
 
 /// `5400` → `1h 30m`, `75` → `1m 15s`.
 pub fn format_duration(seconds: f64) -> String {

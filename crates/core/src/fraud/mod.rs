@@ -374,7 +374,7 @@ impl FraudTotals {
         s.push_str(&format!(
             "  High-value purchases : {} (${})\n",
             self.high_value_purchases,
-            crate::analytics::report::money(self.high_value_amount)
+            crate::money::money(self.high_value_amount)
         ));
         s.push_str(&format!("  Users with multiple IPs: {}", self.multiple_ip_users));
         if !self.multiple_ip_sample.is_empty() {
@@ -509,8 +509,8 @@ impl FraudDetector {
                 Rule::HighValuePurchase,
                 format!(
                     "High-value purchase of ${} (threshold ${})",
-                    crate::analytics::report::money(amount),
-                    crate::analytics::report::money(rules.high_value_threshold)
+                    crate::money::money(amount),
+                    crate::money::money(rules.high_value_threshold)
                 ),
                 json!({"amount": amount, "threshold": rules.high_value_threshold}),
             )

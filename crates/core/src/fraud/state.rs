@@ -29,9 +29,6 @@
 //! state; for a million tracked users per partition the chance that any pair
 //! collides is about 3·10⁻⁸.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 /// An age that means "never" / "empty slot".
 pub const NEVER: u32 = u32::MAX;
 
@@ -103,25 +100,7 @@ impl Layout {
     }
 }
 
-/// Identity hasher for keys that are already hashes.
-#[derive(Default)]
-pub struct PrehashedKey(u64);
-
-impl Hasher for PrehashedKey {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-pub type PrehashedMap<V> = HashMap<u64, V, BuildHasherDefault<PrehashedKey>>;
+pub use crate::prehashed::{PrehashedKey, PrehashedMap};
 
 /// All tracked users of one partition.
 pub struct UserTable {
