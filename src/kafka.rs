@@ -357,25 +357,20 @@ const ERROR_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1
 /// Whether an error of this code may be logged now, and how many of its kind
 /// were suppressed since the last one logged.
 fn error_log_due(code: Option<RDKafkaErrorCode>, now: std::time::Instant) -> Option<u64> {
-    static LAST: std::sync::Mutex<Vec<(Option<RDKafkaErrorCode>, std::time::Instant, u64)>> =
+    use crate::telemetry::throttle::LogThrottle;
+    static THROTTLES: std::sync::Mutex<Vec<(Option<RDKafkaErrorCode>, LogThrottle)>> =
         std::sync::Mutex::new(Vec::new());
-    let Ok(mut last) = LAST.lock() else {
+    let Ok(mut throttles) = THROTTLES.lock() else {
         return Some(0);
     };
-    match last.iter_mut().find(|(c, _, _)| *c == code) {
-        Some((_, at, suppressed)) if now.duration_since(*at) < ERROR_LOG_INTERVAL => {
-            *suppressed += 1;
-            None
-        }
-        Some((_, at, suppressed)) => {
-            *at = now;
-            Some(std::mem::take(suppressed))
-        }
+    let at = match throttles.iter().position(|(c, _)| *c == code) {
+        Some(at) => at,
         None => {
-            last.push((code, now, 0));
-            Some(0)
+            throttles.push((code, LogThrottle::new(1, ERROR_LOG_INTERVAL)));
+            throttles.len() - 1
         }
-    }
+    };
+    throttles[at].1.allow_at(now)
 }
 
 /// `fetch_metadata` through an unassigned reader ([`reader`]) that gives up

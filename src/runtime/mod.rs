@@ -73,6 +73,7 @@ use crate::eventtime::{Rfc3339, now_ms};
 use crate::processor::{Mode, Processor};
 use crate::shutdown::Shutdown;
 use crate::telemetry::ConsumerMetrics;
+use crate::telemetry::throttle::LogThrottle;
 use effects::{Delivery, Effects, Pending};
 pub use effects::{EffectKind, Record};
 use tracker::{CommitMetadata, OffsetTracker};
@@ -110,6 +111,8 @@ const EXIT_MARGIN: Duration = Duration::from_millis(300);
 /// Longest a new owner waits for the previous owner's handoff commit (also
 /// capped by `DRAIN_TIMEOUT`).
 const HANDOFF_WAIT: Duration = Duration::from_secs(5);
+/// Repetitive warnings (rejected messages, poll errors) logged per second.
+const REPEATED_WARNINGS_PER_SECOND: u32 = 5;
 /// How stale the loop heartbeat may be before `/healthz` and `/readyz` fail.
 pub const HEARTBEAT_TIMEOUT_MS: i64 = 30_000;
 
@@ -266,44 +269,10 @@ struct Core<A: ConsumerApp> {
     rebalances: u64,
     live_since_report: u64,
     last_report: Instant,
-    rejection_log: RateLimitedLog,
+    rejection_log: LogThrottle,
     /// `AUDIT_LOG`: one line per live-processed offset, flushed before any
     /// offset is stored or committed.
     audit: Option<std::io::BufWriter<std::fs::File>>,
-}
-
-/// At most a few log lines per second for repetitive warnings.
-struct RateLimitedLog {
-    window_start: Instant,
-    in_window: u32,
-    suppressed: u64,
-}
-
-impl RateLimitedLog {
-    const PER_SECOND: u32 = 5;
-
-    fn new() -> RateLimitedLog {
-        RateLimitedLog {
-            window_start: Instant::now(),
-            in_window: 0,
-            suppressed: 0,
-        }
-    }
-
-    /// Whether to log now; reports how many were suppressed before.
-    fn allow(&mut self) -> Option<u64> {
-        if self.window_start.elapsed() >= Duration::from_secs(1) {
-            self.window_start = Instant::now();
-            self.in_window = 0;
-        }
-        if self.in_window < Self::PER_SECOND {
-            self.in_window += 1;
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed += 1;
-            None
-        }
-    }
 }
 
 /// One partition as the brokers see it (librdkafka statistics, every
@@ -410,7 +379,7 @@ pub fn run<A: ConsumerApp>(
             rebalances: 0,
             live_since_report: 0,
             last_report: Instant::now(),
-            rejection_log: RateLimitedLog::new(),
+            rejection_log: LogThrottle::new(REPEATED_WARNINGS_PER_SECOND, Duration::from_secs(1)),
             audit,
         }),
         broker_offsets: Mutex::new(BTreeMap::new()),
@@ -447,7 +416,7 @@ pub fn run<A: ConsumerApp>(
     let mut last_store = Instant::now();
     let mut last_flush = Instant::now();
     let mut last_snapshot = Instant::now() - Duration::from_secs(10);
-    let mut poll_errors = RateLimitedLog::new();
+    let mut poll_errors = LogThrottle::new(REPEATED_WARNINGS_PER_SECOND, Duration::from_secs(1));
     // The wall-clock time of the message handled in the last iteration:
     // reused as this iteration's heartbeat, so a busy loop reads the wall
     // clock once and the monotonic clock once per message (reading clocks

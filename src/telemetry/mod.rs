@@ -4,6 +4,7 @@
 pub mod business;
 pub mod logging;
 pub mod metrics;
+pub mod throttle;
 pub mod trace;
 
 pub use metrics::{ConsumerMetrics, FamilySource, ProducerMetrics, Telemetry};
