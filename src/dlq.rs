@@ -37,6 +37,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
+use crate::dead_letter as dlq;
 use crate::event::{RejectReason, check_key, decode};
 use crate::eventtime::Rfc3339;
 use crate::kafka::BaseContext;
@@ -101,7 +102,7 @@ fn header_map(m: &BorrowedMessage<'_>) -> (BTreeMap<String, Vec<u8>>, HeaderList
     if let Some(headers) = m.headers() {
         for h in headers.iter() {
             let value = h.value.unwrap_or_default().to_vec();
-            if h.key.starts_with("dlq.") {
+            if h.key.starts_with(dlq::PREFIX) {
                 dlq.insert(h.key.to_string(), value);
             } else {
                 other.push((h.key.to_string(), value));
@@ -115,36 +116,48 @@ fn text(map: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
     map.get(key).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-fn source(map: &BTreeMap<String, Vec<u8>>, prefix: &str) -> Option<Source> {
+/// A (topic, partition, offset) from the headers named `[topic, partition,
+/// offset]`.
+fn source(map: &BTreeMap<String, Vec<u8>>, [topic, partition, offset]: [&str; 3]) -> Option<Source> {
     Some(Source {
-        topic: text(map, &format!("{prefix}.topic"))?,
-        partition: text(map, &format!("{prefix}.partition"))?.parse().ok()?,
-        offset: text(map, &format!("{prefix}.offset"))?.parse().ok()?,
+        topic: text(map, topic)?,
+        partition: text(map, partition)?.parse().ok()?,
+        offset: text(map, offset)?.parse().ok()?,
     })
 }
 
 /// Classifies one message of the dead-letter topic.
 pub fn parse(m: &BorrowedMessage<'_>) -> Record {
     let (dlq, headers) = header_map(m);
-    if let Some(source) = source(&dlq, "dlq.replayed.source") {
+    if let Some(source) = source(
+        &dlq,
+        [
+            dlq::REPLAYED_SOURCE_TOPIC,
+            dlq::REPLAYED_SOURCE_PARTITION,
+            dlq::REPLAYED_SOURCE_OFFSET,
+        ],
+    ) {
         return Record::Replayed {
             source,
-            time: text(&dlq, "dlq.replayed.time").unwrap_or_default(),
+            time: text(&dlq, dlq::REPLAYED_TIME).unwrap_or_default(),
         };
     }
-    let (Some(reason), Some(source)) = (text(&dlq, "dlq.reason"), source(&dlq, "dlq.source")) else {
+    let (Some(reason), Some(source)) = (
+        text(&dlq, dlq::REASON),
+        source(&dlq, [dlq::SOURCE_TOPIC, dlq::SOURCE_PARTITION, dlq::SOURCE_OFFSET]),
+    ) else {
         return Record::Foreign;
     };
     Record::DeadLetter(DeadLetter {
         partition: m.partition(),
         offset: m.offset(),
         reason,
-        detail: text(&dlq, "dlq.detail").unwrap_or_default(),
+        detail: text(&dlq, dlq::DETAIL).unwrap_or_default(),
         source,
-        group: text(&dlq, "dlq.consumer.group").unwrap_or_default(),
-        time: text(&dlq, "dlq.time").unwrap_or_default(),
-        source_timestamp: text(&dlq, "dlq.source.timestamp").and_then(|t| t.parse().ok()),
-        original_bytes: text(&dlq, "dlq.original.bytes").and_then(|t| t.parse().ok()),
+        group: text(&dlq, dlq::CONSUMER_GROUP).unwrap_or_default(),
+        time: text(&dlq, dlq::TIME).unwrap_or_default(),
+        source_timestamp: text(&dlq, dlq::SOURCE_TIMESTAMP).and_then(|t| t.parse().ok()),
+        original_bytes: text(&dlq, dlq::ORIGINAL_BYTES).and_then(|t| t.parse().ok()),
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().unwrap_or_default().to_vec(),
         headers,
@@ -553,7 +566,7 @@ async fn send_batch(
         }
         let from = d.source.to_string();
         headers = headers.insert(Header {
-            key: "dlq.replayed.from",
+            key: dlq::REPLAYED_FROM,
             value: Some(&from),
         });
         let mut record = FutureRecord::to(&config.topics.activities)
@@ -580,23 +593,23 @@ async fn send_batch(
         let offset = d.source.offset.to_string();
         let headers = OwnedHeaders::new()
             .insert(Header {
-                key: "dlq.replayed.source.topic",
+                key: dlq::REPLAYED_SOURCE_TOPIC,
                 value: Some(&d.source.topic),
             })
             .insert(Header {
-                key: "dlq.replayed.source.partition",
+                key: dlq::REPLAYED_SOURCE_PARTITION,
                 value: Some(&partition),
             })
             .insert(Header {
-                key: "dlq.replayed.source.offset",
+                key: dlq::REPLAYED_SOURCE_OFFSET,
                 value: Some(&offset),
             })
             .insert(Header {
-                key: "dlq.replayed.to",
+                key: dlq::REPLAYED_TO,
                 value: Some(&config.topics.activities),
             })
             .insert(Header {
-                key: "dlq.replayed.time",
+                key: dlq::REPLAYED_TIME,
                 value: Some(&now),
             });
         let mut record: FutureRecord<'_, Vec<u8>, ()> = FutureRecord::to(&config.topics.dlq).headers(headers);

@@ -55,4 +55,4 @@ pub mod topics;
 
 // The pure core, re-exported under its old paths so `crate::event` and
 // `activity_tracker::fraud` keep naming the same things.
-pub use activity_tracker_core::{analytics, event, eventtime, fraud, privacy, processor};
+pub use activity_tracker_core::{analytics, dead_letter, event, eventtime, fraud, privacy, processor};

@@ -2,6 +2,7 @@
 //! the reason and the source's coordinates as `dlq.*` headers.
 
 use super::*;
+use crate::dead_letter as dlq;
 
 /// The dead-letter copy of a rejected message: original key and bytes, and
 /// headers saying why and where it came from.
@@ -14,31 +15,31 @@ pub(super) fn dead_letter(
     let payload = message.payload().unwrap_or_default();
     let truncated = payload.len() > DLQ_MAX_PAYLOAD_BYTES;
     let mut headers = vec![
-        ("dlq.reason".to_string(), rejection.reason.code().as_bytes().to_vec()),
-        ("dlq.detail".to_string(), rejection.detail.as_bytes().to_vec()),
-        ("dlq.source.topic".to_string(), message.topic().as_bytes().to_vec()),
+        (dlq::REASON.to_string(), rejection.reason.code().as_bytes().to_vec()),
+        (dlq::DETAIL.to_string(), rejection.detail.as_bytes().to_vec()),
+        (dlq::SOURCE_TOPIC.to_string(), message.topic().as_bytes().to_vec()),
         (
-            "dlq.source.partition".to_string(),
+            dlq::SOURCE_PARTITION.to_string(),
             message.partition().to_string().into_bytes(),
         ),
         (
-            "dlq.source.offset".to_string(),
+            dlq::SOURCE_OFFSET.to_string(),
             message.offset().to_string().into_bytes(),
         ),
-        ("dlq.consumer.group".to_string(), options.group.as_bytes().to_vec()),
-        ("dlq.time".to_string(), Rfc3339(now).to_string().into_bytes()),
+        (dlq::CONSUMER_GROUP.to_string(), options.group.as_bytes().to_vec()),
+        (dlq::TIME.to_string(), Rfc3339(now).to_string().into_bytes()),
     ];
     if let Some(t) = message.timestamp().to_millis() {
         // Replay restores it, so event-time checks see the original.
-        headers.push(("dlq.source.timestamp".to_string(), t.to_string().into_bytes()));
+        headers.push((dlq::SOURCE_TIMESTAMP.to_string(), t.to_string().into_bytes()));
     }
     if truncated {
-        headers.push(("dlq.truncated".to_string(), b"true".to_vec()));
-        headers.push(("dlq.original.bytes".to_string(), payload.len().to_string().into_bytes()));
+        headers.push((dlq::TRUNCATED.to_string(), b"true".to_vec()));
+        headers.push((dlq::ORIGINAL_BYTES.to_string(), payload.len().to_string().into_bytes()));
     }
     let key = message.key().map(|k| {
         if k.len() > DLQ_MAX_KEY_BYTES {
-            headers.push(("dlq.key.truncated".to_string(), k.len().to_string().into_bytes()));
+            headers.push((dlq::KEY_TRUNCATED.to_string(), k.len().to_string().into_bytes()));
         }
         k[..k.len().min(DLQ_MAX_KEY_BYTES)].to_vec()
     });
@@ -46,7 +47,7 @@ pub(super) fn dead_letter(
         let mut budget = DLQ_MAX_HEADER_BYTES;
         let mut dropped = 0usize;
         for h in original.iter() {
-            if h.key.starts_with("dlq.") {
+            if h.key.starts_with(dlq::PREFIX) {
                 continue;
             }
             let value = h.value.unwrap_or_default();
@@ -59,7 +60,7 @@ pub(super) fn dead_letter(
             }
         }
         if dropped > 0 {
-            headers.push(("dlq.headers.dropped".to_string(), dropped.to_string().into_bytes()));
+            headers.push((dlq::HEADERS_DROPPED.to_string(), dropped.to_string().into_bytes()));
         }
     }
     Record {

@@ -29,6 +29,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Statistics};
 
+use crate::dead_letter as dlq;
+
 /// Backoff before re-sending a record whose delivery failed.
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -48,17 +50,17 @@ impl Record {
         let original_bytes = self
             .headers
             .iter()
-            .find(|(k, _)| k == "dlq.original.bytes")
+            .find(|(k, _)| k == dlq::ORIGINAL_BYTES)
             .map_or_else(|| self.payload.len().to_string().into_bytes(), |(_, v)| v.clone());
         let mut headers: Vec<(String, Vec<u8>)> = self
             .headers
             .iter()
-            .filter(|(k, _)| k.starts_with("dlq.") && k != "dlq.truncated" && k != "dlq.original.bytes")
+            .filter(|(k, _)| k.starts_with(dlq::PREFIX) && k != dlq::TRUNCATED && k != dlq::ORIGINAL_BYTES)
             .cloned()
             .collect();
-        headers.push(("dlq.truncated".to_string(), b"true".to_vec()));
-        headers.push(("dlq.original.bytes".to_string(), original_bytes));
-        headers.push(("dlq.reference".to_string(), b"true".to_vec()));
+        headers.push((dlq::TRUNCATED.to_string(), b"true".to_vec()));
+        headers.push((dlq::ORIGINAL_BYTES.to_string(), original_bytes));
+        headers.push((dlq::REFERENCE.to_string(), b"true".to_vec()));
         Record {
             topic: self.topic.clone(),
             key: self.key.as_ref().map(|k| k[..k.len().min(256)].to_vec()),
@@ -310,7 +312,7 @@ impl Effects {
 fn shrink_if_refused_for_size(pending: &mut Pending, error: &KafkaError) -> bool {
     let shrinkable = matches!(pending.kind, EffectKind::DeadLetter(_))
         && is_too_large(error)
-        && !pending.record.headers.iter().any(|(k, _)| k == "dlq.reference");
+        && !pending.record.headers.iter().any(|(k, _)| k == dlq::REFERENCE);
     if shrinkable {
         tracing::warn!(
             error = %error,

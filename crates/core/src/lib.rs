@@ -17,9 +17,11 @@
 //!   time, in any arrival order within the lateness.
 //! - [`privacy`] — how IP addresses leave the process (as is, truncated or
 //!   hashed).
+//! - [`dead_letter`] — the `dlq.*` headers of a dead-letter copy, named once.
 //! - [`money`] and [`prehashed`] — amounts as people read them; maps keyed
 //!   by a hash already computed. Both processors use them, neither owns them.
 pub mod analytics;
+pub mod dead_letter;
 pub mod event;
 pub mod eventtime;
 pub mod fraud;
