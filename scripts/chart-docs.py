@@ -93,7 +93,7 @@ CONSTRAINTS = {
     "producer.users": {"minimum": 10},
     "serviceMonitor.interval": DURATION,
     "podMonitor.interval": DURATION,
-    # Limits as `collect` checks them (src/config.rs). A key is one token of
+    # Limits as `collect` checks them (src/config/mod.rs). A key is one token of
     # at least 8 characters: the keys file is split on newlines and commas,
     # and a line starting with # is a comment.
     "collector.writeKeys.keys": {"uniqueItems": True, "items": {"type": "string", "pattern": r"^[^#,\s][^,\s]{7,}$"}},

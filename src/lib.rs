@@ -31,12 +31,14 @@
 //! - [`demo`] — everything in one process; [`fleet`] — N local replicas of a
 //!   consumer, scaled while they run, optionally as a rendered manifest
 //!   ([`manifest`]) configures them; [`bench`] — the end-to-end benchmark.
-//! - [`shutdown`], [`cli`], [`probe`] — the stop token, the command line,
-//!   the health check for images without curl.
+//! - [`commands`] — the command line: one module per subcommand, each with
+//!   its options, the settings it reads and how it runs.
+//! - [`shutdown`], [`probe`] — the stop token; the health check for images
+//!   without curl.
 pub mod bench;
 pub mod broker;
-pub mod cli;
 pub mod collect;
+pub mod commands;
 pub mod config;
 pub mod consumers;
 pub mod demo;

@@ -1,42 +1,30 @@
 //! The `activity-tracker` binary: parse the command line, load the
-//! configuration, turn signals into the library's stop token, run one entry
-//! point. Everything else lives in the library, which never installs a
-//! signal handler or exits the process.
+//! configuration, start logging and the async runtime, turn signals into
+//! the library's stop token, run the command. Everything else lives in the
+//! library, which never installs a signal handler or exits the process.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use activity_tracker::config::{Command, Config, Sources};
-use activity_tracker::shutdown::{Shutdown, WATCHDOG_SLACK, stop_budget};
-use activity_tracker::{bench, broker, cli, collect, consumers, demo, dlq, fleet, producer, telemetry, topics};
+use activity_tracker::commands::{self, Context};
+use activity_tracker::config::{Config, ConfigError, Sources};
+use activity_tracker::shutdown::{Shutdown, WATCHDOG_SLACK};
+use activity_tracker::telemetry;
 
 fn main() -> ExitCode {
-    let invocation = match cli::parse(std::env::args_os(), Sources::from_process()) {
-        Ok(i) => i,
+    let (command, sources) = match commands::parse(std::env::args_os(), Sources::from_process()) {
+        Ok(parsed) => parsed,
         Err(e) => e.exit(),
     };
-    if let Some((target, timeout)) = &invocation.probe {
-        return activity_tracker::probe::run_command(target, *timeout);
-    }
-    if invocation.markdown {
-        print!("{}", activity_tracker::config::markdown_table());
-        return ExitCode::SUCCESS;
-    }
-    let config = match Config::load(invocation.command, &invocation.sources) {
+    let profile = command.profile();
+    let config = match Config::load(profile, &sources) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    if invocation.command == Command::Config {
-        print!("{}", config.describe());
-        return ExitCode::SUCCESS;
-    }
-    let _logs = telemetry::logging::init(
-        &config.log,
-        &format!("activity-tracker-{:?}", invocation.command).to_lowercase(),
-    );
+    let _logs = telemetry::logging::init(&config.log, &format!("activity-tracker-{}", profile.name));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -44,52 +32,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        // The long-running commands stop gracefully on a signal; the others
-        // (topics, dlq, bench) keep the default: a signal ends them.
-        let shutdown = Shutdown::new();
-        if matches!(
-            invocation.command,
-            Command::Broker
-                | Command::Produce
-                | Command::Analytics
-                | Command::Fraud
-                | Command::Demo
-                | Command::Collect
-                | Command::Fleet
-        ) {
-            on_signals(&shutdown, stop_budget(&config));
-        }
-        match invocation.command {
-            Command::Broker => broker::run_command(config, invocation.brokers, shutdown).await,
-            Command::Topics => topics::run_command(config, invocation.recreate).await,
-            Command::Produce => producer::run_command(config, invocation.truth_file, shutdown).await,
-            Command::Analytics => {
-                consumers::run_command(consumers::Kind::Analytics, config, invocation.report_file, shutdown).await
-            }
-            Command::Fraud => {
-                consumers::run_command(consumers::Kind::Fraud, config, invocation.report_file, shutdown).await
-            }
-            Command::Demo => demo::run_command(config, shutdown).await,
-            Command::Collect => collect::run_command(config, shutdown).await,
-            Command::Dlq => match invocation.dlq {
-                Some(action) => dlq::run_command(config, action).await,
-                None => anyhow::bail!("dlq action missing"),
-            },
-            Command::Bench => match invocation.bench {
-                Some(options) => bench::run_command(config, options).await,
-                None => anyhow::bail!("bench options missing"),
-            },
-            Command::Fleet => match invocation.fleet {
-                Some(options) => fleet::run_command(config, options, shutdown).await,
-                None => anyhow::bail!("fleet options missing"),
-            },
-            other => anyhow::bail!("{other:?} is not a runnable command"),
-        }
-    });
+    let context = Context {
+        stop_on_signals: on_signals,
+    };
+    let result = runtime.block_on(command.run(config, context));
     // Consumer threads and the HTTP server have stopped; don't wait for idle
     // blocking-pool threads.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    runtime.shutdown_timeout(Duration::from_secs(1));
     if let Some(fatal) = activity_tracker::kafka::fatal_error() {
         // Whatever the command made of it, this is why it stopped.
         eprintln!("error: {fatal}");
@@ -97,6 +46,11 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A setting the command cannot run with, found when it starts.
+        Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -107,13 +61,14 @@ fn main() -> ExitCode {
 /// Triggers `shutdown` on SIGINT or SIGTERM, and when a Kafka client meets
 /// an error retrying cannot fix (`kafka::stop_on_fatal_error`). A
 /// second signal exits at once with status 130, for a user who really means
-/// it.
+/// it. Long-running commands call this through [`Context::graceful`]; the
+/// others keep the default: a signal ends them.
 ///
-/// `budget` is how long the command's own graceful stop may take (its
-/// `stop_budget`): every step of it is bounded, and a watchdog makes
-/// that a promise — a process still running [`WATCHDOG_SLACK`] after the
-/// budget exits with status 1, so a pod never outlives its grace period
-/// because some network call did not return.
+/// `budget` is how long the command's own graceful stop may take: every
+/// step of it is bounded, and a watchdog makes that a promise — a process
+/// still running [`WATCHDOG_SLACK`] after the budget exits with status 1, so
+/// a pod never outlives its grace period because some network call did not
+/// return.
 fn on_signals(shutdown: &Shutdown, budget: Duration) {
     activity_tracker::kafka::stop_on_fatal_error(shutdown);
     exit_if_stuck(shutdown, budget + WATCHDOG_SLACK);

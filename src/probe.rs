@@ -127,24 +127,17 @@ fn status(head: &[u8]) -> anyhow::Result<u16> {
     }
 }
 
-/// The subcommand: prints one line and returns the exit status.
-pub fn run_command(target_arg: &str, timeout: Duration) -> std::process::ExitCode {
-    let http_addr = std::env::var("HTTP_ADDR").ok();
-    let result = target(target_arg, http_addr.as_deref()).and_then(|t| get(&t, timeout).map(|code| (t, code)));
-    match result {
-        Ok((t, code)) if (200..300).contains(&code) => {
-            println!("ok: {code} from {}:{}{}", t.host, t.port, t.path);
-            std::process::ExitCode::SUCCESS
-        }
-        Ok((t, code)) => {
-            eprintln!("unhealthy: {code} from {}:{}{}", t.host, t.port, t.path);
-            std::process::ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("unhealthy: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+/// The subcommand: checks `target_arg` (a bare path is resolved against
+/// `http_addr`, the server's HTTP_ADDR), prints `ok: …` on a 2xx answer and
+/// fails with the reason otherwise.
+pub fn run_command(target_arg: &str, http_addr: Option<&str>, timeout: Duration) -> anyhow::Result<()> {
+    let t = target(target_arg, http_addr).context("unhealthy")?;
+    let code = get(&t, timeout).context("unhealthy")?;
+    if !(200..300).contains(&code) {
+        bail!("unhealthy: {code} from {}:{}{}", t.host, t.port, t.path);
     }
+    println!("ok: {code} from {}:{}{}", t.host, t.port, t.path);
+    Ok(())
 }
 
 #[cfg(test)]

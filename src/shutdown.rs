@@ -68,18 +68,13 @@ impl Shutdown {
     }
 }
 
-/// How long `config`'s command may take to stop gracefully once asked: its
-/// `SHUTDOWN_TIMEOUT`, plus the collector's `COLLECT_SHUTDOWN_DELAY` or the
-/// local fleet's time to stop its replicas. The binary's watchdog ends a
-/// process still running [`WATCHDOG_SLACK`] after it.
+/// How long a command may take to stop gracefully once asked: its
+/// `SHUTDOWN_TIMEOUT`. Commands that do more before or after it add to this
+/// (the collector its `COLLECT_SHUTDOWN_DELAY`, the local fleet
+/// [`FLEET_STOP_EXTRA`]). The binary's watchdog ends a process still running
+/// [`WATCHDOG_SLACK`] after its budget.
 pub fn stop_budget(config: &crate::config::Config) -> Duration {
-    use crate::config::Command;
-    let timeout = config.consumer.shutdown_timeout;
-    match config.command {
-        Command::Collect => timeout + config.collect.shutdown_delay,
-        Command::Fleet => timeout + FLEET_STOP_EXTRA,
-        _ => timeout,
-    }
+    config.consumer.shutdown_timeout
 }
 
 /// The local fleet stops after its replicas, each of which has

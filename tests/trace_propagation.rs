@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::*;
-use activity_tracker::config::{Command, ProducerConfig};
+use activity_tracker::commands::{Run, demo::Demo};
+use activity_tracker::config::ProducerConfig;
 use activity_tracker::consumers::{self, Kind};
 use activity_tracker::producer::{self, ProduceOptions};
 use activity_tracker::shutdown::Shutdown;
@@ -32,7 +33,7 @@ fn an_alerts_trace_links_to_the_event_that_caused_it() {
     let bootstrap = broker.bootstrap_servers().to_string();
     // Any endpoint turns tracing on; spans go to the in-memory exporter.
     let config = crate::support::config(
-        Command::Demo,
+        Demo::PROFILE,
         &bootstrap,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::*;
 use activity_tracker::collect::{Collector, serve};
-use activity_tracker::config::Command;
+use activity_tracker::commands::{Run, analytics::Analytics, collect::Collect};
 use activity_tracker::shutdown::Shutdown;
 use activity_tracker::telemetry::Telemetry;
 
@@ -36,7 +36,7 @@ fn start(bootstrap: &str, extra: &[(&str, &str)]) -> Running {
         ("COLLECT_ACK_TIMEOUT", "3s"),
     ];
     settings.extend_from_slice(extra);
-    let config = config(Command::Collect, bootstrap, &settings);
+    let config = config(Collect::PROFILE, bootstrap, &settings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -310,7 +310,7 @@ fn accepted_events_arrive_enriched_and_valid_for_the_consumers() {
 
     let received = read_all(&bootstrap, ACTIVITIES);
     assert_eq!(received.len(), 3);
-    let limits = activity_tracker::config::Config::load(Command::Analytics, &Default::default())
+    let limits = activity_tracker::config::Config::load(Analytics::PROFILE, &Default::default())
         .unwrap()
         .limits;
     for m in &received {
@@ -404,7 +404,7 @@ fn a_request_continues_the_callers_trace_into_every_event() {
     let bootstrap = broker.bootstrap_servers().to_string();
     // Any endpoint turns tracing on; spans go to the in-memory exporter.
     let otel = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")];
-    let log = config(Command::Collect, &bootstrap, &[("COLLECT_WRITE_KEYS", KEY), otel[0]]).log;
+    let log = config(Collect::PROFILE, &bootstrap, &[("COLLECT_WRITE_KEYS", KEY), otel[0]]).log;
     let _logs = activity_tracker::telemetry::logging::install(&log, "collector-trace-test", Some(provider.clone()));
     let c = start(&bootstrap, &otel);
     wait_until("the collector to reach the broker", Duration::from_secs(30), || {

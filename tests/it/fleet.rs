@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::*;
-use activity_tracker::config::Command as Cmd;
+use activity_tracker::commands::{Run, fraud::Fraud};
 use activity_tracker::consumers::{self, Kind};
 use activity_tracker::fraud::Rule;
 use activity_tracker::fraud::alert::alert_id;
@@ -362,7 +362,7 @@ fn analytics_totals_of_a_graceful_fleet_add_up_to_one_replicas() {
 fn in_process_fraud(bootstrap: &str, extra: &[(&str, &str)], shutdown: &Shutdown) -> consumers::RunningConsumer {
     let mut settings = vec![("KAFKA_SESSION_TIMEOUT_MS", "6000"), ("DRAIN_TIMEOUT", "3s")];
     settings.extend_from_slice(extra);
-    let config = crate::support::config(Cmd::Fraud, bootstrap, &settings);
+    let config = crate::support::config(Fraud::PROFILE, bootstrap, &settings);
     let _ = activity_tracker::telemetry::logging::init(&config.log, "fleet-test");
     let app = consumers::fraud_app(&config).quiet();
     consumers::spawn(

@@ -340,7 +340,7 @@ fn keys_are_read_as_sent_and_ipv6_clients_share_their_64s_rate_limit() {
     let broker = broker(3);
     let bootstrap = broker.bootstrap_servers().to_string();
     let config = config(
-        activity_tracker::config::Command::Collect,
+        <activity_tracker::commands::collect::Collect as activity_tracker::commands::Run>::PROFILE,
         &bootstrap,
         &[
             ("COLLECT_WRITE_KEYS", KEY),

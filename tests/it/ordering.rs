@@ -300,7 +300,7 @@ proptest! {
 /// runs must raise the same (user, rule) pairs.
 fn same_alerts_through_kafka(max_delay_ms: i64, extra_settings: &[(&str, &str)]) {
     use crate::support::*;
-    use activity_tracker::config::Command;
+    use activity_tracker::commands::{Run, demo::Demo};
     use activity_tracker::producer::simulator::{Simulator, SimulatorConfig};
 
     let broker = kafka(3);
@@ -370,7 +370,7 @@ fn same_alerts_through_kafka(max_delay_ms: i64, extra_settings: &[(&str, &str)])
             ("KAFKA_ANALYTICS_GROUP", analytics_group.as_str()),
         ];
         settings.extend_from_slice(extra_settings);
-        let running = InProcess::start(&config(Command::Demo, &bootstrap, &settings));
+        let running = InProcess::start(&config(Demo::PROFILE, &bootstrap, &settings));
         running.wait_seen(events.len() as u64, Duration::from_secs(120));
         wait_until("every alert acknowledged", Duration::from_secs(30), || {
             running

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::support::*;
-use activity_tracker::config::Command;
+use activity_tracker::commands::{Run, demo::Demo, produce::Produce};
 use activity_tracker::fraud::Rule;
 use activity_tracker::fraud::alert::alert_id;
 use activity_tracker::runtime::{ConsumerShared, RunOutcome};
@@ -195,7 +195,7 @@ fn expected_alerts(bootstrap: &str) -> BTreeSet<String> {
 }
 
 fn start_consumers(bootstrap: &str, extra: &[(&str, &str)]) -> InProcess {
-    InProcess::start(&crate::support::config(Command::Demo, bootstrap, extra))
+    InProcess::start(&crate::support::config(Demo::PROFILE, bootstrap, extra))
 }
 
 fn processed(shared: &ConsumerShared) -> u64 {
@@ -409,7 +409,7 @@ fn injected_fraud_actors_are_detected() {
     let events = 12_000u64;
     let rate = "40";
     let config = crate::support::config(
-        Command::Produce,
+        Produce::PROFILE,
         &bootstrap,
         &[
             ("EVENTS_PER_SECOND", rate),

@@ -8,7 +8,7 @@ use std::process::Command as Process;
 use std::time::Duration;
 
 use crate::support::*;
-use activity_tracker::config::Command;
+use activity_tracker::commands::{Run, demo::Demo};
 use activity_tracker::producer::simulator::{Simulator, SimulatorConfig};
 use activity_tracker::runtime::RunOutcome;
 use serde_json::{Value, json};
@@ -172,7 +172,7 @@ fn bad_messages(template: &Outgoing) -> Vec<Bad> {
 
 /// Starts both consumers, waits until each has seen `n` messages, stops them.
 fn run_to(bootstrap: &str, extra: &[(&str, &str)], n: u64) -> (RunOutcome, RunOutcome, String) {
-    let running = InProcess::start(&crate::support::config(Command::Demo, bootstrap, extra));
+    let running = InProcess::start(&crate::support::config(Demo::PROFILE, bootstrap, extra));
     running.wait_seen(n, Duration::from_secs(90));
     running.stop()
 }
@@ -486,7 +486,7 @@ fn a_dead_letter_copy_too_large_to_write_never_holds_its_partition() {
     ];
     produce(&bootstrap, ACTIVITIES, &messages);
     let running = InProcess::start(&crate::support::config(
-        Command::Demo,
+        Demo::PROFILE,
         &bootstrap,
         &[("KAFKA_CONFIG_MESSAGE_MAX_BYTES", "150000")],
     ));

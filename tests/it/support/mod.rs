@@ -189,7 +189,7 @@ fn create_real_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&
 
 /// A configuration pointing at `bootstrap`, with test-friendly timeouts and
 /// any extra `VAR=value` settings.
-pub fn config(command: activity_tracker::config::Command, bootstrap: &str, extra: &[(&str, &str)]) -> Config {
+pub fn config(profile: activity_tracker::config::Profile, bootstrap: &str, extra: &[(&str, &str)]) -> Config {
     let mut pairs: Vec<(&str, &str)> = vec![
         ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
         ("HTTP_ADDR", "127.0.0.1:0"),
@@ -200,7 +200,7 @@ pub fn config(command: activity_tracker::config::Command, bootstrap: &str, extra
         ("LOG_LEVEL", "WARNING"),
     ];
     pairs.extend_from_slice(extra);
-    Config::load(command, &Sources::from_pairs(pairs)).expect("test configuration is valid")
+    Config::load(profile, &Sources::from_pairs(pairs)).expect("test configuration is valid")
 }
 
 /// A message to produce: key, payload, timestamp (ms).
@@ -1013,7 +1013,7 @@ impl PipelineUnderLoad {
         let audit = dir.join("audit");
         let (events, seed, session) = (events.to_string(), seed.to_string(), session_timeout_ms.to_string());
         let config = config(
-            activity_tracker::config::Command::Demo,
+            <activity_tracker::commands::demo::Demo as activity_tracker::commands::Run>::PROFILE,
             bootstrap,
             &[
                 ("AUDIT_LOG", audit.to_str().unwrap()),
@@ -1084,7 +1084,7 @@ pub fn assert_produced_exactly_once(
 pub fn reference_run(broker: &TestBroker, partitions: i32, events: u64, timeout: Duration) {
     broker.create_topic("reference-alerts", partitions);
     let reference = InProcess::start(&config(
-        activity_tracker::config::Command::Demo,
+        <activity_tracker::commands::demo::Demo as activity_tracker::commands::Run>::PROFILE,
         broker.bootstrap_servers(),
         &[
             ("KAFKA_ALERTS_TOPIC", "reference-alerts"),
