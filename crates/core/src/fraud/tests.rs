@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::*;
 use crate::event::{Device, Event, EventType, Location, Properties};
 use crate::fraud::FraudConfig;
-use crate::privacy::IpPrivacy;
+use crate::privacy::{IpPrivacy, IpRenderer};
+use crate::processor::{Mode, Processor};
 
 const T0: i64 = 1_705_312_800_000; // 2024-01-15T10:00:00Z
 
