@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
+use super::evidence::Evidence;
 use super::partition::{FraudPartition, UNSETTLED_CAP};
 use super::state::{Layout, PURCHASE_SLOTS, PrehashedMap, Times, UserTable};
 use super::{Alert, FraudRules, FraudTotals, Rule, rule_time};
@@ -99,7 +100,7 @@ impl Processor for FraudDetector {
         let t = rule_time(event);
         let user_key = self.hasher.hash_one(event.user_id.as_bytes());
         let watermark = state.clock.watermark(self.rules.lateness_ms);
-        let mut fired: Vec<(Rule, String, serde_json::Value)> = Vec::new();
+        let mut fired: Vec<(Rule, String, Evidence)> = Vec::new();
         if t < watermark {
             if mode.counts() {
                 self.totals.late_events += 1;
@@ -149,13 +150,7 @@ impl FraudDetector {
             }
         }
     }
-    fn emit(
-        &mut self,
-        event: &Event<'_>,
-        fired: Vec<(Rule, String, serde_json::Value)>,
-        mode: Mode,
-        out: &mut Vec<Alert>,
-    ) {
+    fn emit(&mut self, event: &Event<'_>, fired: Vec<(Rule, String, Evidence)>, mode: Mode, out: &mut Vec<Alert>) {
         if !mode.emits() {
             return;
         }

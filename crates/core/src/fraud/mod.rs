@@ -67,6 +67,7 @@
 
 pub mod alert;
 mod detector;
+mod evidence;
 mod partition;
 mod rules;
 pub mod state;
@@ -76,6 +77,7 @@ use serde::Serialize;
 
 pub use alert::Alert;
 pub use detector::FraudDetector;
+pub use evidence::{Evidence, Place};
 pub use partition::FraudPartition;
 pub use totals::FraudTotals;
 

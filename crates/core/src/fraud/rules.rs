@@ -6,8 +6,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-use serde_json::json;
-
+use super::evidence::{Evidence, Place};
 use super::partition::{
     FraudPartition, LOCATION_NAME_OVERHEAD, LOCATION_NAMES_CAP, PENDING_PURCHASES_CAP, PendingPurchase,
 };
@@ -22,7 +21,7 @@ use crate::privacy::ip_key;
 use crate::processor::Mode;
 
 impl FraudDetector {
-    pub(super) fn high_value(&self, event: &Event<'_>) -> Option<(Rule, String, serde_json::Value)> {
+    pub(super) fn high_value(&self, event: &Event<'_>) -> Option<(Rule, String, Evidence)> {
         let rules = &self.rules;
         let amount = event.amount();
         (amount >= rules.high_value_threshold).then(|| {
@@ -33,7 +32,10 @@ impl FraudDetector {
                     crate::money::money(amount),
                     crate::money::money(rules.high_value_threshold)
                 ),
-                json!({"amount": amount, "threshold": rules.high_value_threshold}),
+                Evidence::HighValuePurchase {
+                    amount,
+                    threshold: rules.high_value_threshold,
+                },
             )
         })
     }
@@ -44,7 +46,7 @@ impl FraudDetector {
         state: &mut FraudPartition,
         user_key: u64,
         event: &Event<'_>,
-        fired: &mut Vec<(Rule, String, serde_json::Value)>,
+        fired: &mut Vec<(Rule, String, Evidence)>,
     ) {
         let t = rule_time(event);
         let location = match (&event.location.country, &event.location.city) {
@@ -85,10 +87,10 @@ impl FraudDetector {
                 format!("{:.1} minutes", gap as f64 / 60_000.0)
             };
             let other = Self::location_name(&state.location_names, other);
-            let here = json!({
-                "country": event.location.country.as_deref(),
-                "city": event.location.city.as_deref(),
-            });
+            let here = Place {
+                city: event.location.city.as_deref().map(str::to_string),
+                country: event.location.country.as_deref().map(str::to_string),
+            };
             fired.push((
                 Rule::RapidLocationChange,
                 format!(
@@ -97,7 +99,12 @@ impl FraudDetector {
                     place_text(&here),
                     rules.location_window_ms as f64 / 60_000.0
                 ),
-                json!({"from": other, "to": here, "minutes_between": round2(gap as f64 / 60_000.0), "threshold_minutes": rules.location_window_ms as f64 / 60_000.0}),
+                Evidence::RapidLocationChange {
+                    from: other,
+                    minutes_between: round2(gap as f64 / 60_000.0),
+                    threshold_minutes: rules.location_window_ms as f64 / 60_000.0,
+                    to: here,
+                },
             ));
         }
 
@@ -114,7 +121,12 @@ impl FraudDetector {
                         rules.ip_threshold,
                         ips.join(", ")
                     ),
-                    json!({"distinct_ips": distinct, "ips": ips, "threshold": rules.ip_threshold, "window_minutes": 60}),
+                    Evidence::MultipleIps {
+                        distinct_ips: distinct,
+                        ips,
+                        threshold: rules.ip_threshold,
+                        window_minutes: 60,
+                    },
                 ));
             }
         }
@@ -164,7 +176,11 @@ impl FraudDetector {
                     "User has {recent} transactional events within a minute (threshold {})",
                     rules.velocity_threshold
                 ),
-                json!({"transactional_events": recent, "window_seconds": 60, "threshold": rules.velocity_threshold}),
+                Evidence::HighVelocity {
+                    threshold: rules.velocity_threshold,
+                    transactional_events: recent,
+                    window_seconds: 60,
+                },
             ));
         }
         if purchase {
@@ -179,7 +195,11 @@ impl FraudDetector {
                 fired.push((
                     Rule::RapidPurchases,
                     format!("{rapid} purchases within 5 minutes (threshold {RAPID_PURCHASES_THRESHOLD})"),
-                    json!({"purchases": rapid, "window_minutes": 5, "threshold": RAPID_PURCHASES_THRESHOLD}),
+                    Evidence::RapidPurchases {
+                        purchases: rapid,
+                        threshold: RAPID_PURCHASES_THRESHOLD,
+                        window_minutes: 5,
+                    },
                 ));
             }
         }
@@ -266,20 +286,31 @@ impl FraudDetector {
                     "Purchase after only {} other transactional events in the hour up to it (expected at least {PURCHASE_WITHOUT_ACTIVITY_MIN_PRIOR})",
                     p.prior
                 ),
-                json!({"prior_transactional_events": p.prior, "window_minutes": 60, "amount": p.amount}),
+                Evidence::PurchaseWithoutActivity {
+                    amount: p.amount,
+                    prior_transactional_events: p.prior,
+                    window_minutes: 60,
+                },
             ));
         }
     }
-    fn location_name(names: &HashMap<u32, (Box<str>, Box<str>)>, hash: u32) -> serde_json::Value {
+
+    fn location_name(names: &HashMap<u32, (Box<str>, Box<str>)>, hash: u32) -> Place {
         match names.get(&hash) {
-            Some((country, city)) => json!({"country": &**country, "city": &**city}),
-            None => json!({"country": null, "city": null}),
+            Some((country, city)) => Place {
+                city: Some(city.to_string()),
+                country: Some(country.to_string()),
+            },
+            None => Place {
+                city: None,
+                country: None,
+            },
         }
     }
 }
 
-fn place_text(v: &serde_json::Value) -> String {
-    match (v["country"].as_str(), v["city"].as_str()) {
+fn place_text(place: &Place) -> String {
+    match (place.country.as_deref(), place.city.as_deref()) {
         (Some(c), Some(city)) if !city.is_empty() => format!("{c}/{city}"),
         (Some(c), _) => c.to_string(),
         (None, Some(city)) => city.to_string(),

@@ -76,5 +76,8 @@ fn multiple_ips_threshold_is_configurable_and_evidence_lists_addresses() {
     for (i, ev) in events.iter().enumerate() {
         d.process(&mut state, &ev.event(i), Mode::Live, &mut out);
     }
-    assert_eq!(out[0].evidence["ips"], serde_json::json!(["2.2.2.2", "1.1.1.1"]));
+    let Evidence::MultipleIps { ips, .. } = &out[0].evidence else {
+        panic!("{:?}", out[0].evidence);
+    };
+    assert_eq!(ips, &["2.2.2.2", "1.1.1.1"]);
 }

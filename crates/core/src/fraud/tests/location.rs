@@ -59,9 +59,18 @@ fn rapid_location_change_evidence_names_both_places() {
         d.process(&mut state, &ev.event(i), Mode::Live, &mut out);
     }
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].evidence["from"]["city"], "New York");
-    assert_eq!(out[0].evidence["to"]["country"], "RU");
-    assert_eq!(out[0].evidence["minutes_between"], 4.0);
+    let Evidence::RapidLocationChange {
+        from,
+        minutes_between,
+        to,
+        ..
+    } = &out[0].evidence
+    else {
+        panic!("{:?}", out[0].evidence);
+    };
+    assert_eq!(from.city.as_deref(), Some("New York"));
+    assert_eq!(to.country.as_deref(), Some("RU"));
+    assert_eq!(*minutes_between, 4.0);
     assert!(
         out[0].message.contains("between US/New York and RU/Moscow"),
         "{}",
