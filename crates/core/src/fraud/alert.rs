@@ -11,7 +11,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Rule, Severity};
+use super::{Evidence, Rule, Severity};
 use crate::eventtime::Rfc3339;
 
 /// One fraud alert.
@@ -29,7 +29,7 @@ pub struct Alert {
     #[serde(serialize_with = "as_optional_rfc3339")]
     pub detected_at: Option<i64>,
     /// The observations behind the alert (counts, addresses, places, amount).
-    pub evidence: serde_json::Value,
+    pub evidence: Evidence,
 }
 
 impl Alert {
@@ -40,7 +40,7 @@ impl Alert {
         record: Option<(i32, i64)>,
         event_timestamp: i64,
         message: String,
-        evidence: serde_json::Value,
+        evidence: Evidence,
     ) -> Alert {
         Alert {
             alert_id: alert_id(rule, user_id, event_id, record),
@@ -56,7 +56,7 @@ impl Alert {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        // Serialising plain strings, numbers and a JSON value cannot fail.
+        // Serialising plain strings, numbers and the evidence cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
 
@@ -124,6 +124,7 @@ fn as_optional_rfc3339<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fraud::Place;
 
     /// A hostile event cannot write to the operator's terminal: the console
     /// form has exactly its own four lines and no control character.
@@ -137,7 +138,18 @@ mod tests {
             None,
             0,
             format!("Location changed between US/{fake} and GB/London"),
-            serde_json::Value::Null,
+            Evidence::RapidLocationChange {
+                from: Place {
+                    city: Some(fake.into()),
+                    country: Some("US".into()),
+                },
+                minutes_between: 1.0,
+                threshold_minutes: 10.0,
+                to: Place {
+                    city: Some("London".into()),
+                    country: Some("GB".into()),
+                },
+            },
         );
         let text = alert.console();
         assert_eq!(text.lines().count(), 4, "{text}");
@@ -181,7 +193,10 @@ mod tests {
             Some((3, 41)),
             1_705_314_645_123,
             "High-value purchase".into(),
-            serde_json::json!({"amount": 999.99}),
+            Evidence::HighValuePurchase {
+                amount: 999.99,
+                threshold: 500.0,
+            },
         );
         alert.detected_at = Some(1_705_314_646_000);
         let v: serde_json::Value = serde_json::from_slice(&alert.to_json()).unwrap();
