@@ -17,13 +17,13 @@ COPY benches ./benches
 RUN mkdir -p src crates/core/src \
     && printf 'fn main() {}\n' > src/main.rs \
     && touch src/lib.rs crates/core/src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --no-default-features \
     && rm -rf src crates/core/src
 # 2. The sources: the pure core crate, then the service.
 COPY crates/core/src ./crates/core/src
 COPY src ./src
 RUN touch src/main.rs src/lib.rs crates/core/src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --no-default-features \
     && strip target/release/activity-tracker
 
 # glibc, libgcc and OpenSSL, nothing else: no shell, no package manager.

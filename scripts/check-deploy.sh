@@ -268,6 +268,6 @@ for path in "${copied[@]}"; do
     cp -r "$path" "$context/$path"
 done
 cp Cargo.toml Cargo.lock "$context/"
-(cd "$context" && CARGO_TARGET_DIR="$OLDPWD/target" cargo check --locked --quiet) \
+(cd "$context" && CARGO_TARGET_DIR="$OLDPWD/target" cargo check --locked --quiet --no-default-features) \
     || fail "the sources the Dockerfile copies do not build on their own"
 echo "   the build context (${#copied[@]} paths the Dockerfile copies, admitted by .dockerignore) builds with the lock file"

@@ -35,6 +35,7 @@
 //!   its options, the settings it reads and how it runs.
 //! - [`shutdown`], [`probe`] — the stop token; the health check for images
 //!   without curl.
+#[cfg(feature = "tools")]
 pub mod bench;
 pub mod broker;
 pub mod collect;
@@ -43,9 +44,11 @@ pub mod config;
 pub mod consumers;
 pub mod demo;
 pub mod dlq;
+#[cfg(feature = "tools")]
 pub mod fleet;
 pub mod http;
 pub mod kafka;
+#[cfg(feature = "tools")]
 pub mod manifest;
 pub mod probe;
 pub mod producer;

@@ -2,7 +2,8 @@
 //! its own with its options and how it runs ([`Run`]).
 //!
 //! Adding a subcommand is a module here and a line in the `commands!` list
-//! below: its options are a clap `Args` struct, its [`Profile`] names the
+//! below (`if "tools"` after it builds it only with the `tools` feature, as
+//! `bench` and `fleet` are: developer tools the container image leaves out): its options are a clap `Args` struct, its [`Profile`] names the
 //! settings it reads (they become its `--flags`, generated from
 //! [`crate::config::SETTINGS`], with the variable name and default in their
 //! help), and [`Run::run`] gets the loaded [`Config`] and a [`Context`].
@@ -55,39 +56,42 @@ impl Context {
 }
 
 macro_rules! commands {
-    ($($(#[$attr:meta])* $variant:ident($module:ident::$ty:ident),)*) => {
-        $(pub mod $module;)*
+    ($($(#[$attr:meta])* $variant:ident($module:ident::$ty:ident) $(if $feature:literal)?,)*) => {
+        $($(#[cfg(feature = $feature)])? pub mod $module;)*
 
         /// Every subcommand.
         #[derive(clap::Subcommand, Debug)]
         pub enum Command {
-            $($(#[$attr])* $variant($module::$ty),)*
+            $($(#[cfg(feature = $feature)])? $(#[$attr])* $variant($module::$ty),)*
         }
 
         impl Command {
             /// What the command reads from the configuration.
             pub fn profile(&self) -> Profile {
                 match self {
-                    $(Command::$variant(_) => <$module::$ty as Run>::PROFILE,)*
+                    $($(#[cfg(feature = $feature)])? Command::$variant(_) => <$module::$ty as Run>::PROFILE,)*
                 }
             }
 
             /// Every subcommand's profile, in the order of the help.
+            #[allow(clippy::vec_init_then_push, reason = "some pushes are behind a feature")]
             pub fn profiles() -> Vec<Profile> {
-                vec![$(<$module::$ty as Run>::PROFILE,)*]
+                let mut profiles = Vec::new();
+                $($(#[cfg(feature = $feature)])? profiles.push(<$module::$ty as Run>::PROFILE);)*
+                profiles
             }
 
             /// See [`Run::prepare`].
             pub fn prepare(&mut self, sources: &mut Sources) -> Result<(), clap::Error> {
                 match self {
-                    $(Command::$variant(c) => c.prepare(sources),)*
+                    $($(#[cfg(feature = $feature)])? Command::$variant(c) => c.prepare(sources),)*
                 }
             }
 
             /// See [`Run::run`].
             pub async fn run(self, config: Config, context: Context) -> anyhow::Result<()> {
                 match self {
-                    $(Command::$variant(c) => c.run(config, context).await,)*
+                    $($(#[cfg(feature = $feature)])? Command::$variant(c) => c.run(config, context).await,)*
                 }
             }
         }
@@ -114,9 +118,9 @@ commands! {
     /// Broker, producer, analytics and fraud detection in one process
     Demo(demo::Demo),
     /// Benchmark end to end on the embedded broker (or KAFKA_BOOTSTRAP_SERVERS): producer, the raw-consume ceiling, both consumers, latency, rebalance pause, memory; prints one table
-    Bench(bench::Bench),
+    Bench(bench::Bench) if "tools",
     /// Run N local replicas of a consumer in one group and change N while they run, showing who owns which partitions
-    Fleet(fleet::Fleet),
+    Fleet(fleet::Fleet) if "tools",
     /// Check a health endpoint (exit 0 on a 2xx answer): for images without curl, e.g. container healthchecks
     Probe(probe::Probe),
     /// Print the effective configuration (secrets redacted) and exit

@@ -73,6 +73,7 @@ fn nested_subcommands_take_their_parents_settings() {
     assert!(parsed(&["dlq", "replay", "--reason", "no_such_reason"]).is_err());
 }
 
+#[cfg(feature = "tools")]
 #[test]
 fn fleet_is_prepared_from_its_options() {
     let (command, _) = parsed(&["fleet", "--replicas", "3", "--plan", "2,kill,4", "--step", "5s"]).unwrap();
