@@ -48,24 +48,13 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 const BATCH: usize = 500;
 
 /// Where a dead-lettered message came from: the identity of its copies.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Source {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.topic, self.partition, self.offset)
-    }
-}
+pub use crate::dead_letter::Source;
 
 /// One record of the dead-letter topic.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// A rejected message.
-    DeadLetter(DeadLetter),
+    DeadLetter(Box<DeadLetter>),
     /// A replay marker: `source` was replayed.
     Replayed { source: Source, time: String },
     /// Something else (written by another tool): counted, never replayed.
@@ -77,15 +66,8 @@ pub struct DeadLetter {
     /// Position in the dead-letter topic.
     pub partition: i32,
     pub offset: i64,
-    pub reason: String,
-    pub detail: String,
-    pub source: Source,
-    pub group: String,
-    pub time: String,
-    /// The original message's Kafka timestamp.
-    pub source_timestamp: Option<i64>,
-    /// Set when the payload was cut at the dead-letter size limit.
-    pub original_bytes: Option<usize>,
+    /// Why and where from: its `dlq.*` headers.
+    pub why: dlq::Headers,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     /// The original message's own headers (not `dlq.*`).
@@ -93,75 +75,36 @@ pub struct DeadLetter {
 }
 
 /// Message headers as (name, value) pairs.
-type HeaderList = Vec<(String, Vec<u8>)>;
-
-/// The message's `dlq.*` headers by name, and its other headers in order.
-fn header_map(m: &BorrowedMessage<'_>) -> (BTreeMap<String, Vec<u8>>, HeaderList) {
-    let mut dlq = BTreeMap::new();
-    let mut other = Vec::new();
-    if let Some(headers) = m.headers() {
-        for h in headers.iter() {
-            let value = h.value.unwrap_or_default().to_vec();
-            if h.key.starts_with(dlq::PREFIX) {
-                dlq.insert(h.key.to_string(), value);
-            } else {
-                other.push((h.key.to_string(), value));
-            }
-        }
-    }
-    (dlq, other)
-}
-
-fn text(map: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
-    map.get(key).map(|v| String::from_utf8_lossy(v).into_owned())
-}
-
-/// A (topic, partition, offset) from the headers named `[topic, partition,
-/// offset]`.
-fn source(map: &BTreeMap<String, Vec<u8>>, [topic, partition, offset]: [&str; 3]) -> Option<Source> {
-    Some(Source {
-        topic: text(map, topic)?,
-        partition: text(map, partition)?.parse().ok()?,
-        offset: text(map, offset)?.parse().ok()?,
-    })
-}
+use crate::dead_letter::HeaderList;
 
 /// Classifies one message of the dead-letter topic.
 pub fn parse(m: &BorrowedMessage<'_>) -> Record {
-    let (dlq, headers) = header_map(m);
-    if let Some(source) = source(
-        &dlq,
-        [
-            dlq::REPLAYED_SOURCE_TOPIC,
-            dlq::REPLAYED_SOURCE_PARTITION,
-            dlq::REPLAYED_SOURCE_OFFSET,
-        ],
-    ) {
+    let pairs = || {
+        m.headers()
+            .into_iter()
+            .flat_map(|h| h.iter())
+            .map(|h| (h.key, h.value.unwrap_or_default()))
+    };
+    if let Some(marker) = dlq::ReplayMarker::decode(pairs()) {
         return Record::Replayed {
-            source,
-            time: text(&dlq, dlq::REPLAYED_TIME).unwrap_or_default(),
+            source: marker.source,
+            time: marker.time,
         };
     }
-    let (Some(reason), Some(source)) = (
-        text(&dlq, dlq::REASON),
-        source(&dlq, [dlq::SOURCE_TOPIC, dlq::SOURCE_PARTITION, dlq::SOURCE_OFFSET]),
-    ) else {
+    let Some(why) = dlq::Headers::decode(pairs()) else {
         return Record::Foreign;
     };
-    Record::DeadLetter(DeadLetter {
+    Record::DeadLetter(Box::new(DeadLetter {
         partition: m.partition(),
         offset: m.offset(),
-        reason,
-        detail: text(&dlq, dlq::DETAIL).unwrap_or_default(),
-        source,
-        group: text(&dlq, dlq::CONSUMER_GROUP).unwrap_or_default(),
-        time: text(&dlq, dlq::TIME).unwrap_or_default(),
-        source_timestamp: text(&dlq, dlq::SOURCE_TIMESTAMP).and_then(|t| t.parse().ok()),
-        original_bytes: text(&dlq, dlq::ORIGINAL_BYTES).and_then(|t| t.parse().ok()),
+        why,
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().unwrap_or_default().to_vec(),
-        headers,
-    })
+        headers: pairs()
+            .filter(|(k, _)| !k.starts_with(dlq::PREFIX))
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect(),
+    }))
 }
 
 /// Reads `topic` from its start to its current end, calling `each` for every
@@ -248,8 +191,8 @@ fn inventory(config: &Config, mut also: impl FnMut(&Record)) -> anyhow::Result<I
         match &record {
             Record::DeadLetter(d) => {
                 inv.dead_letters += 1;
-                inv.sources.insert(d.source.clone());
-                letters.push((d.source.clone(), d.reason.clone(), d.group.clone()));
+                inv.sources.insert(d.why.source.clone());
+                letters.push((d.why.source.clone(), d.why.reason.clone(), d.why.group.clone()));
             }
             Record::Replayed { source, .. } => {
                 inv.replayed.insert(source.clone());
@@ -288,13 +231,13 @@ pub fn dead_letter_json(d: &DeadLetter, replayed: bool) -> serde_json::Value {
     serde_json::json!({
         "dlq_partition": d.partition,
         "dlq_offset": d.offset,
-        "reason": d.reason,
-        "detail": d.detail,
-        "source": d.source.to_string(),
-        "group": d.group,
-        "time": d.time,
-        "source_timestamp": d.source_timestamp.map(|t| Rfc3339(t).to_string()),
-        "truncated_from_bytes": d.original_bytes,
+        "reason": d.why.reason,
+        "detail": d.why.detail,
+        "source": d.why.source.to_string(),
+        "group": d.why.group,
+        "time": d.why.time,
+        "source_timestamp": d.why.source_timestamp.map(|t| Rfc3339(t).to_string()),
+        "truncated_from_bytes": d.why.original_bytes,
         "key": d.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
         "payload": String::from_utf8_lossy(&d.payload),
         "replayed": replayed,
@@ -308,19 +251,19 @@ pub fn inspect(config: &Config, options: &InspectOptions) -> anyhow::Result<Stri
     let inv = inventory(config, |r| {
         if let Record::DeadLetter(d) = r {
             if options.json {
-                lines.push(d.clone());
+                lines.push((**d).clone());
             } else if options.limit > 0 {
                 if latest.len() == options.limit {
                     latest.pop_front();
                 }
-                latest.push_back(d.clone());
+                latest.push_back((**d).clone());
             }
         }
     })?;
     if options.json {
         let mut out = String::new();
         for d in &lines {
-            out.push_str(&dead_letter_json(d, inv.replayed.contains(&d.source)).to_string());
+            out.push_str(&dead_letter_json(d, inv.replayed.contains(&d.why.source)).to_string());
             out.push('\n');
         }
         return Ok(out);
@@ -352,16 +295,16 @@ pub fn inspect(config: &Config, options: &InspectOptions) -> anyhow::Result<Stri
         for d in &latest {
             out.push_str(&format!(
                 "     {} {} from {} ({}){}\n       {}\n       key {:?} payload {}\n",
-                d.time,
-                d.reason,
-                d.source,
-                d.group,
-                if inv.replayed.contains(&d.source) {
+                d.why.time,
+                d.why.reason,
+                d.why.source,
+                d.why.group,
+                if inv.replayed.contains(&d.why.source) {
                     " — replayed"
                 } else {
                     ""
                 },
-                d.detail,
+                d.why.detail,
                 d.key
                     .as_deref()
                     .map(|k| preview(k, 64))
@@ -452,7 +395,7 @@ fn fetch_original(config: &Config, source: &Source) -> anyhow::Result<Option<Vec
 /// Decides whether and how a dead letter goes back: the key to use, or why
 /// not.
 fn revalidate(config: &Config, d: &DeadLetter, payload: &[u8], rekey: bool) -> Result<Option<Vec<u8>>, RejectReason> {
-    let reference = d.source_timestamp.unwrap_or_else(crate::eventtime::now_ms);
+    let reference = d.why.source_timestamp.unwrap_or_else(crate::eventtime::now_ms);
     let event = decode(payload, reference, &config.limits).map_err(|r| r.reason)?;
     match check_key(d.key.as_deref(), &event) {
         Ok(()) => Ok(d.key.clone()),
@@ -472,7 +415,7 @@ pub fn replay(
     let mut chosen: BTreeMap<Source, (i32, i64)> = BTreeMap::new();
     let inv = inventory(config, |r| {
         if let Record::DeadLetter(d) = r {
-            chosen.entry(d.source.clone()).or_insert((d.partition, d.offset));
+            chosen.entry(d.why.source.clone()).or_insert((d.partition, d.offset));
         }
     })?;
     let selected: HashSet<(i32, i64)> = chosen
@@ -500,7 +443,7 @@ pub fn replay(
         if error.is_some() {
             return;
         }
-        if inv.replayed.contains(&d.source) {
+        if inv.replayed.contains(&d.why.source) {
             outcome.already_replayed += 1;
             return;
         }
@@ -508,20 +451,20 @@ pub fn replay(
             outcome.duplicate_copies += 1;
             return;
         }
-        let reason = RejectReason::from_code(&d.reason);
+        let reason = RejectReason::from_code(&d.why.reason);
         if !options.reasons.is_empty() && !reason.is_some_and(|r| options.reasons.contains(&r)) {
             outcome.filtered += 1;
             return;
         }
-        let payload = if d.original_bytes.is_some() {
-            match fetch_original(config, &d.source) {
+        let payload = if d.why.original_bytes.is_some() {
+            match fetch_original(config, &d.why.source) {
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     outcome.unavailable += 1;
                     return;
                 }
                 Err(e) => {
-                    error = Some(e.context(format!("cannot read the original of {}", d.source)));
+                    error = Some(e.context(format!("cannot read the original of {}", d.why.source)));
                     return;
                 }
             }
@@ -529,7 +472,7 @@ pub fn replay(
             d.payload.clone()
         };
         match revalidate(config, &d, &payload, options.rekey) {
-            Ok(key) => batch.push((d, payload, key)),
+            Ok(key) => batch.push((*d, payload, key)),
             Err(r) => *outcome.still_rejected.entry(r.code().to_string()).or_default() += 1,
         }
         if batch.len() >= BATCH {
@@ -564,7 +507,7 @@ async fn send_batch(
         for (k, v) in &d.headers {
             headers = headers.insert(Header { key: k, value: Some(v) });
         }
-        let from = d.source.to_string();
+        let from = d.why.source.to_string();
         headers = headers.insert(Header {
             key: dlq::REPLAYED_FROM,
             value: Some(&from),
@@ -575,7 +518,7 @@ async fn send_batch(
         if let Some(k) = key {
             record = record.key(k);
         }
-        if let Some(t) = d.source_timestamp {
+        if let Some(t) = d.why.source_timestamp {
             record = record.timestamp(t);
         }
         sends.push(producer.send(record, timeout));
@@ -585,33 +528,19 @@ async fn send_batch(
     let mut markers = Vec::new();
     for ((d, _, key), result) in batch.iter().zip(results) {
         if let Err((e, _)) = result {
-            tracing::error!(source = %d.source, error = %e, "replay failed");
+            tracing::error!(source = %d.why.source, error = %e, "replay failed");
             outcome.failed += 1;
             continue;
         }
-        let partition = d.source.partition.to_string();
-        let offset = d.source.offset.to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: dlq::REPLAYED_SOURCE_TOPIC,
-                value: Some(&d.source.topic),
-            })
-            .insert(Header {
-                key: dlq::REPLAYED_SOURCE_PARTITION,
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: dlq::REPLAYED_SOURCE_OFFSET,
-                value: Some(&offset),
-            })
-            .insert(Header {
-                key: dlq::REPLAYED_TO,
-                value: Some(&config.topics.activities),
-            })
-            .insert(Header {
-                key: dlq::REPLAYED_TIME,
-                value: Some(&now),
-            });
+        let marker = dlq::ReplayMarker {
+            source: d.why.source.clone(),
+            to: config.topics.activities.clone(),
+            time: now.clone(),
+        };
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &marker.encode() {
+            headers = headers.insert(Header { key: k, value: Some(v) });
+        }
         let mut record: FutureRecord<'_, Vec<u8>, ()> = FutureRecord::to(&config.topics.dlq).headers(headers);
         if let Some(k) = key {
             record = record.key(k);

@@ -13,39 +13,11 @@ pub(super) fn dead_letter(
     now: i64,
 ) -> Record {
     let payload = message.payload().unwrap_or_default();
-    let truncated = payload.len() > DLQ_MAX_PAYLOAD_BYTES;
-    let mut headers = vec![
-        (dlq::REASON.to_string(), rejection.reason.code().as_bytes().to_vec()),
-        (dlq::DETAIL.to_string(), rejection.detail.as_bytes().to_vec()),
-        (dlq::SOURCE_TOPIC.to_string(), message.topic().as_bytes().to_vec()),
-        (
-            dlq::SOURCE_PARTITION.to_string(),
-            message.partition().to_string().into_bytes(),
-        ),
-        (
-            dlq::SOURCE_OFFSET.to_string(),
-            message.offset().to_string().into_bytes(),
-        ),
-        (dlq::CONSUMER_GROUP.to_string(), options.group.as_bytes().to_vec()),
-        (dlq::TIME.to_string(), Rfc3339(now).to_string().into_bytes()),
-    ];
-    if let Some(t) = message.timestamp().to_millis() {
-        // Replay restores it, so event-time checks see the original.
-        headers.push((dlq::SOURCE_TIMESTAMP.to_string(), t.to_string().into_bytes()));
-    }
-    if truncated {
-        headers.push((dlq::TRUNCATED.to_string(), b"true".to_vec()));
-        headers.push((dlq::ORIGINAL_BYTES.to_string(), payload.len().to_string().into_bytes()));
-    }
-    let key = message.key().map(|k| {
-        if k.len() > DLQ_MAX_KEY_BYTES {
-            headers.push((dlq::KEY_TRUNCATED.to_string(), k.len().to_string().into_bytes()));
-        }
-        k[..k.len().min(DLQ_MAX_KEY_BYTES)].to_vec()
-    });
+    let key = message.key();
+    let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut headers_dropped = 0usize;
     if let Some(original) = message.headers() {
         let mut budget = DLQ_MAX_HEADER_BYTES;
-        let mut dropped = 0usize;
         for h in original.iter() {
             if h.key.starts_with(dlq::PREFIX) {
                 continue;
@@ -54,15 +26,32 @@ pub(super) fn dead_letter(
             match budget.checked_sub(h.key.len() + value.len()) {
                 Some(left) => {
                     budget = left;
-                    headers.push((h.key.to_string(), value.to_vec()));
+                    kept.push((h.key.to_string(), value.to_vec()));
                 }
-                None => dropped += 1,
+                None => headers_dropped += 1,
             }
         }
-        if dropped > 0 {
-            headers.push((dlq::HEADERS_DROPPED.to_string(), dropped.to_string().into_bytes()));
-        }
     }
+    let why = dlq::Headers {
+        reason: rejection.reason.code().to_string(),
+        detail: rejection.detail.clone(),
+        source: dlq::Source {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        // Replay restores it, so event-time checks see the original.
+        source_timestamp: message.timestamp().to_millis(),
+        group: options.group.clone(),
+        time: Rfc3339(now).to_string(),
+        original_bytes: (payload.len() > DLQ_MAX_PAYLOAD_BYTES).then_some(payload.len()),
+        original_key_bytes: key.filter(|k| k.len() > DLQ_MAX_KEY_BYTES).map(<[u8]>::len),
+        headers_dropped,
+        reference: false,
+    };
+    let mut headers = why.encode();
+    headers.extend(kept);
+    let key = key.map(|k| k[..k.len().min(DLQ_MAX_KEY_BYTES)].to_vec());
     Record {
         topic: options.dlq_topic.clone(),
         key,

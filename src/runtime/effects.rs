@@ -47,20 +47,22 @@ impl Record {
     /// The dead-letter copy reduced to a reference: the `dlq.*` headers,
     /// marked as truncated, and at most 256 bytes of the key.
     fn reference_copy(&self) -> Record {
-        let original_bytes = self
-            .headers
-            .iter()
-            .find(|(k, _)| k == dlq::ORIGINAL_BYTES)
-            .map_or_else(|| self.payload.len().to_string().into_bytes(), |(_, v)| v.clone());
-        let mut headers: Vec<(String, Vec<u8>)> = self
-            .headers
-            .iter()
-            .filter(|(k, _)| k.starts_with(dlq::PREFIX) && k != dlq::TRUNCATED && k != dlq::ORIGINAL_BYTES)
-            .cloned()
-            .collect();
-        headers.push((dlq::TRUNCATED.to_string(), b"true".to_vec()));
-        headers.push((dlq::ORIGINAL_BYTES.to_string(), original_bytes));
-        headers.push((dlq::REFERENCE.to_string(), b"true".to_vec()));
+        let pairs = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+        let headers = match dlq::Headers::decode(pairs) {
+            Some(mut why) => {
+                why.original_bytes = Some(why.original_bytes.unwrap_or(self.payload.len()));
+                why.reference = true;
+                why.encode()
+            }
+            // Not ours to shrink (the runtime writes every dead letter
+            // with its headers); keep the contract's headers as they are.
+            None => self
+                .headers
+                .iter()
+                .filter(|(k, _)| k.starts_with(dlq::PREFIX))
+                .cloned()
+                .collect(),
+        };
         Record {
             topic: self.topic.clone(),
             key: self.key.as_ref().map(|k| k[..k.len().min(256)].to_vec()),
@@ -312,7 +314,11 @@ impl Effects {
 fn shrink_if_refused_for_size(pending: &mut Pending, error: &KafkaError) -> bool {
     let shrinkable = matches!(pending.kind, EffectKind::DeadLetter(_))
         && is_too_large(error)
-        && !pending.record.headers.iter().any(|(k, _)| k == dlq::REFERENCE);
+        && !pending
+            .record
+            .headers
+            .iter()
+            .any(|(k, v)| k == dlq::REFERENCE && v == b"true");
     if shrinkable {
         tracing::warn!(
             error = %error,
