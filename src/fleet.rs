@@ -291,18 +291,13 @@ impl Drop for Fleet {
 /// `GET /report` of a replica, reduced to what the table shows.
 fn fetch_ownership(addr: SocketAddr) -> Option<Ownership> {
     let body = http_get(addr, "/report")?;
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    let c = &v["consumer"];
-    let parts = c["partitions"].as_array()?;
+    let report: crate::runtime::Report<serde::de::IgnoredAny> = serde_json::from_str(&body).ok()?;
+    let c = report.consumer;
     Some(Ownership {
-        partitions: parts
-            .iter()
-            .filter_map(|p| p["partition"].as_i64())
-            .map(|p| p as i32)
-            .collect(),
-        lag: parts.iter().filter_map(|p| p["lag"].as_i64()).sum(),
-        rebuilding: parts.iter().any(|p| p["rebuilding"].as_bool() == Some(true)),
-        ready: c["ready"].as_bool() == Some(true),
+        partitions: c.partitions.iter().map(|p| p.partition).collect(),
+        lag: c.partitions.iter().filter_map(|p| p.lag).sum(),
+        rebuilding: c.partitions.iter().any(|p| p.rebuilding),
+        ready: c.ready,
     })
 }
 

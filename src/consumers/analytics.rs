@@ -3,9 +3,23 @@
 
 use std::sync::Arc;
 
+use serde::Serialize;
+
+use crate::analytics::report::UserCount;
 use crate::analytics::{AnalyticsPartition, AnalyticsProcessor, AnalyticsReport};
 use crate::runtime::{ConsumerApp, Record};
 use crate::telemetry::business::AnalyticsMetrics;
+
+/// The analytics consumer's figures in `/report`: the report, with the
+/// most active users' ids only when REPORT_USER_IDS allows (`/report` has no
+/// authentication).
+#[derive(Clone, Debug, Serialize)]
+pub struct AnalyticsFigures {
+    #[serde(flatten)]
+    pub report: AnalyticsReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_users: Option<Vec<UserCount>>,
+}
 
 pub struct AnalyticsApp {
     processor: AnalyticsProcessor,
@@ -44,20 +58,22 @@ impl ConsumerApp for AnalyticsApp {
         match output {}
     }
 
-    fn snapshot(&mut self, partitions: &[(i32, &AnalyticsPartition)]) -> serde_json::Value {
+    type Figures = AnalyticsFigures;
+
+    fn snapshot(&mut self, partitions: &[(i32, &AnalyticsPartition)]) -> AnalyticsFigures {
         let report = self.report(partitions);
         let tracked = partitions.iter().map(|(_, s)| s.tracked_users()).sum();
         let bytes = partitions.iter().map(|(_, s)| s.heap_bytes()).sum();
         self.metrics
             .update(self.processor.totals().clone(), report.clone(), tracked, bytes);
-        let mut json = serde_json::to_value(&report).unwrap_or_default();
-        // /report has no authentication: user ids only when asked for.
-        if !self.processor.config().report_user_ids
-            && let serde_json::Value::Object(map) = &mut json
-        {
-            map.remove("top_users");
+        AnalyticsFigures {
+            top_users: self
+                .processor
+                .config()
+                .report_user_ids
+                .then(|| report.top_users.clone()),
+            report,
         }
-        json
     }
 
     fn console_report(&mut self, partitions: &[(i32, &AnalyticsPartition)], header: &str) -> String {
@@ -80,7 +96,7 @@ mod tests {
             report_user_ids,
             ..AnalyticsConfig::default()
         };
-        AnalyticsApp::new(AnalyticsProcessor::new(config), "g").snapshot(&[])
+        serde_json::to_value(AnalyticsApp::new(AnalyticsProcessor::new(config), "g").snapshot(&[])).unwrap()
     }
 
     #[test]

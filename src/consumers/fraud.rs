@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::fraud::{Alert, FraudDetector, FraudPartition, Rule, Severity};
 use crate::runtime::{ConsumerApp, Record};
@@ -36,25 +36,56 @@ impl FraudApp {
         self.metrics.clone()
     }
 
-    fn figures(&self, partitions: &[(i32, &FraudPartition)]) -> serde_json::Value {
+    fn figures(&self, partitions: &[(i32, &FraudPartition)]) -> FraudFigures {
         let t = self.detector.totals();
         let tracked: usize = partitions.iter().map(|(_, s)| s.tracked_users()).sum();
         let bytes: usize = partitions.iter().map(|(_, s)| s.heap_bytes()).sum();
-        json!({
-            "events_analyzed": t.events,
-            "late_events": t.late_events,
-            "pending_purchase_verdicts": partitions.iter().map(|(_, s)| s.pending_purchases()).sum::<usize>(),
-            "alerts_total": t.alerts(),
-            "alerts_by_rule": Rule::ALL.iter().map(|r| (r.as_str(), t.alerts_by_rule[r.index()])).collect::<std::collections::BTreeMap<_, _>>(),
-            "alerts_by_severity": {"HIGH": t.alerts_by_severity(Severity::High), "MEDIUM": t.alerts_by_severity(Severity::Medium)},
-            "high_value_purchases": t.high_value_purchases,
-            "high_value_amount": t.high_value_amount,
-            "users_with_multiple_ips": t.multiple_ip_users,
-            "tracked_users": tracked,
-            "state_bytes": bytes,
-            "bytes_per_tracked_user": bytes.checked_div(tracked).unwrap_or(0),
-        })
+        FraudFigures {
+            events_analyzed: t.events,
+            late_events: t.late_events,
+            pending_purchase_verdicts: partitions.iter().map(|(_, s)| s.pending_purchases()).sum(),
+            alerts_total: t.alerts(),
+            alerts_by_rule: Rule::ALL
+                .iter()
+                .map(|r| (r.as_str(), t.alerts_by_rule[r.index()]))
+                .collect(),
+            alerts_by_severity: BySeverity {
+                high: t.alerts_by_severity(Severity::High),
+                medium: t.alerts_by_severity(Severity::Medium),
+            },
+            high_value_purchases: t.high_value_purchases,
+            high_value_amount: t.high_value_amount,
+            users_with_multiple_ips: t.multiple_ip_users,
+            tracked_users: tracked,
+            state_bytes: bytes,
+            bytes_per_tracked_user: bytes.checked_div(tracked).unwrap_or(0),
+        }
     }
+}
+
+/// The fraud consumer's figures in `/report`.
+#[derive(Clone, Debug, Serialize)]
+pub struct FraudFigures {
+    pub events_analyzed: u64,
+    pub late_events: u64,
+    pub pending_purchase_verdicts: usize,
+    pub alerts_total: u64,
+    pub alerts_by_rule: std::collections::BTreeMap<&'static str, u64>,
+    pub alerts_by_severity: BySeverity,
+    pub high_value_purchases: u64,
+    pub high_value_amount: f64,
+    pub users_with_multiple_ips: u64,
+    pub tracked_users: usize,
+    pub state_bytes: usize,
+    pub bytes_per_tracked_user: usize,
+}
+
+/// Alerts by severity.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub struct BySeverity {
+    pub high: u64,
+    pub medium: u64,
 }
 
 impl ConsumerApp for FraudApp {
@@ -81,7 +112,9 @@ impl ConsumerApp for FraudApp {
         })
     }
 
-    fn snapshot(&mut self, partitions: &[(i32, &FraudPartition)]) -> serde_json::Value {
+    type Figures = FraudFigures;
+
+    fn snapshot(&mut self, partitions: &[(i32, &FraudPartition)]) -> FraudFigures {
         let tracked = partitions.iter().map(|(_, s)| s.tracked_users()).sum();
         let bytes = partitions.iter().map(|(_, s)| s.heap_bytes()).sum();
         self.metrics.update(self.detector.totals().clone(), tracked, bytes);
@@ -101,5 +134,44 @@ impl ConsumerApp for FraudApp {
 
     fn final_summary(&mut self, _partitions: &[(i32, &FraudPartition)], header: &str) -> String {
         format!("{}{header}\n", self.detector.totals().render_summary())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fraud::{FraudConfig, FraudRules};
+    use crate::privacy::{IpPrivacy, IpRenderer};
+    use crate::runtime::{ConsumerStatus, PartitionStatus, Report};
+
+    #[test]
+    fn the_report_served_is_the_report_the_fleet_reads() {
+        let detector = FraudDetector::new(
+            FraudRules::from_config(&FraudConfig::default()),
+            IpRenderer::new(IpPrivacy::None),
+        );
+        let mut app = FraudApp::new(detector, "alerts".into(), "g");
+        let consumer = ConsumerStatus {
+            consumer: "fraud".into(),
+            group: "g".into(),
+            partitions: vec![PartitionStatus {
+                partition: 4,
+                lag: Some(17),
+                rebuilding: true,
+                ..PartitionStatus::default()
+            }],
+            ready: true,
+            ..ConsumerStatus::default()
+        };
+        let served = serde_json::to_string(&Report {
+            figures: app.snapshot(&[]),
+            consumer: consumer.clone(),
+        })
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&served).unwrap();
+        assert_eq!(json["alerts_by_severity"]["HIGH"], 0, "{json}");
+        assert_eq!(json["alerts_total"], 0, "figures at the top level: {json}");
+        let read: Report<serde::de::IgnoredAny> = serde_json::from_str(&served).unwrap();
+        assert_eq!(read.consumer, consumer);
     }
 }

@@ -65,7 +65,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, Statistics, TopicPartitionList};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{ConsumerConfig, KafkaConfig};
 use crate::event::{DecodeLimits, RejectReason, Rejection, check_key, decode};
@@ -130,9 +130,12 @@ pub trait ConsumerApp: Send + 'static {
     /// `now_ms` is the wall-clock time of publication.
     fn publish(&mut self, output: <Self::Processor as Processor>::Output, now_ms: i64) -> Option<Record>;
 
-    /// The report body for `/report` (and the metrics snapshot behind
+    /// The consumer's figures in `/report`, beside the runtime's status.
+    type Figures: Serialize;
+
+    /// The report's figures for `/report` (and the metrics snapshot behind
     /// `/metrics`), for the partitions owned now.
-    fn snapshot(&mut self, partitions: &[(i32, &<Self::Processor as Processor>::State)]) -> serde_json::Value;
+    fn snapshot(&mut self, partitions: &[(i32, &<Self::Processor as Processor>::State)]) -> Self::Figures;
 
     /// The periodic console report.
     fn console_report(&mut self, partitions: &[(i32, &<Self::Processor as Processor>::State)], header: &str) -> String;
@@ -154,8 +157,18 @@ pub struct RuntimeOptions {
     pub trace: bool,
 }
 
+/// What `GET /report` serves for one consumer (and `--report-file` holds):
+/// the consumer's figures and, under `consumer`, the runtime's status. The
+/// local fleet reads the status of its replicas through it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report<F> {
+    #[serde(flatten)]
+    pub figures: F,
+    pub consumer: ConsumerStatus,
+}
+
 /// A partition as shown in `/report`.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct PartitionStatus {
     pub partition: i32,
     /// Next offset to process.
@@ -173,8 +186,8 @@ pub struct PartitionStatus {
     pub effects_in_flight: usize,
 }
 
-/// The runtime's own view, merged into `/report` under `consumer`.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+/// The runtime's own view, in `/report` under `consumer`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ConsumerStatus {
     pub consumer: String,
     pub group: String,

@@ -25,14 +25,19 @@ pub(super) fn publish_snapshot<A: ConsumerApp>(
     core.metrics.ready.set(i64::from(status.ready && !final_snapshot));
     let Core { app, slots, .. } = &mut *core;
     let views: Vec<(i32, &<A::Processor as Processor>::State)> = slots.iter().map(|(p, s)| (*p, &s.state)).collect();
-    let mut report = app.snapshot(&views);
+    let figures = app.snapshot(&views);
     drop(core);
-    if let serde_json::Value::Object(map) = &mut report {
-        map.insert(
-            "consumer".to_string(),
-            serde_json::to_value(&status).unwrap_or_default(),
-        );
-    }
+    let report = Report {
+        figures,
+        consumer: status.clone(),
+    };
+    let report = match serde_json::to_value(&report) {
+        Ok(json) => json,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialise the report");
+            serde_json::Value::Null
+        }
+    };
     if let Ok(mut r) = shared.report.write() {
         *r = report.clone();
     }

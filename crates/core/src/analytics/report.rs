@@ -62,6 +62,9 @@ pub struct AnalyticsReport {
     pub funnel_users: BTreeMap<String, u64>,
     pub active_users: u64,
     pub avg_events_per_user: f64,
+    /// The most active users. Not serialised with the rest: user ids reach
+    /// `/report` only when REPORT_USER_IDS allows (the service decides).
+    #[serde(skip)]
     pub top_users: Vec<UserCount>,
     pub sessions_closed: u64,
     pub avg_session_duration_seconds: f64,
