@@ -45,19 +45,15 @@ pub async fn run_command(mut config: Config, shutdown: Shutdown) -> anyhow::Resu
     };
 
     let telemetry = Telemetry::new();
-    let analytics_app = consumers::analytics_app(&config);
-    telemetry.add_source(analytics_app.metrics_source());
-    let fraud_app = consumers::fraud_app(&config);
-    telemetry.add_source(fraud_app.metrics_source());
     let analytics = consumers::spawn(
-        analytics_app,
+        consumers::analytics_app(&config),
         &config,
         Kind::Analytics.group(&config),
         &telemetry,
         shutdown.clone(),
     )?;
     let fraud = consumers::spawn(
-        fraud_app,
+        consumers::fraud_app(&config),
         &config,
         Kind::Fraud.group(&config),
         &telemetry,

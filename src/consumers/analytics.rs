@@ -34,10 +34,6 @@ impl AnalyticsApp {
         }
     }
 
-    pub fn metrics_source(&self) -> Arc<AnalyticsMetrics> {
-        self.metrics.clone()
-    }
-
     fn report(&self, partitions: &[(i32, &AnalyticsPartition)]) -> AnalyticsReport {
         self.processor.report(partitions.iter().map(|(_, s)| *s))
     }
@@ -59,6 +55,10 @@ impl ConsumerApp for AnalyticsApp {
     }
 
     type Figures = AnalyticsFigures;
+
+    fn metrics(&self) -> Arc<dyn crate::telemetry::metrics::FamilySource> {
+        self.metrics.clone()
+    }
 
     fn snapshot(&mut self, partitions: &[(i32, &AnalyticsPartition)]) -> AnalyticsFigures {
         let report = self.report(partitions);

@@ -32,10 +32,6 @@ impl FraudApp {
         self
     }
 
-    pub fn metrics_source(&self) -> Arc<FraudMetrics> {
-        self.metrics.clone()
-    }
-
     fn figures(&self, partitions: &[(i32, &FraudPartition)]) -> FraudFigures {
         let t = self.detector.totals();
         let tracked: usize = partitions.iter().map(|(_, s)| s.tracked_users()).sum();
@@ -113,6 +109,10 @@ impl ConsumerApp for FraudApp {
     }
 
     type Figures = FraudFigures;
+
+    fn metrics(&self) -> Arc<dyn crate::telemetry::metrics::FamilySource> {
+        self.metrics.clone()
+    }
 
     fn snapshot(&mut self, partitions: &[(i32, &FraudPartition)]) -> FraudFigures {
         let tracked = partitions.iter().map(|(_, s)| s.tracked_users()).sum();

@@ -79,6 +79,7 @@ pub fn spawn<A: ConsumerApp>(
     shutdown: Shutdown,
 ) -> std::io::Result<RunningConsumer> {
     let name = app.name();
+    telemetry.add_source(app.metrics());
     let shared = Arc::new(ConsumerShared::default());
     let options = RuntimeOptions {
         topic: config.topics.activities.clone(),
@@ -118,16 +119,8 @@ pub async fn run_command(
     let telemetry = Telemetry::new();
     let group = kind.group(&config);
     let consumer = match kind {
-        Kind::Analytics => {
-            let app = analytics_app(&config);
-            telemetry.add_source(app.metrics_source());
-            spawn(app, &config, group, &telemetry, shutdown.clone())?
-        }
-        Kind::Fraud => {
-            let app = fraud_app(&config);
-            telemetry.add_source(app.metrics_source());
-            spawn(app, &config, group, &telemetry, shutdown.clone())?
-        }
+        Kind::Analytics => spawn(analytics_app(&config), &config, group, &telemetry, shutdown.clone())?,
+        Kind::Fraud => spawn(fraud_app(&config), &config, group, &telemetry, shutdown.clone())?,
     };
     let state = HttpState {
         telemetry: telemetry.clone(),

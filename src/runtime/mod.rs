@@ -133,6 +133,10 @@ pub trait ConsumerApp: Send + 'static {
     /// The consumer's figures in `/report`, beside the runtime's status.
     type Figures: Serialize;
 
+    /// The consumer's own metric families; [`crate::consumers::spawn`]
+    /// registers them, so a consumer cannot run without its metrics.
+    fn metrics(&self) -> Arc<dyn crate::telemetry::metrics::FamilySource>;
+
     /// The report's figures for `/report` (and the metrics snapshot behind
     /// `/metrics`), for the partitions owned now.
     fn snapshot(&mut self, partitions: &[(i32, &<Self::Processor as Processor>::State)]) -> Self::Figures;

@@ -815,12 +815,8 @@ impl InProcess {
         use activity_tracker::consumers::{self, Kind};
         let shutdown = activity_tracker::shutdown::Shutdown::new();
         let telemetry = activity_tracker::telemetry::Telemetry::new();
-        let analytics_app = consumers::analytics_app(config);
-        telemetry.add_source(analytics_app.metrics_source());
-        let fraud_app = consumers::fraud_app(config).quiet();
-        telemetry.add_source(fraud_app.metrics_source());
         let analytics = consumers::spawn(
-            analytics_app,
+            consumers::analytics_app(config),
             config,
             Kind::Analytics.group(config),
             &telemetry,
@@ -828,7 +824,7 @@ impl InProcess {
         )
         .unwrap();
         let fraud = consumers::spawn(
-            fraud_app,
+            consumers::fraud_app(config).quiet(),
             config,
             Kind::Fraud.group(config),
             &telemetry,
