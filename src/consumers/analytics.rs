@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::metrics::AnalyticsMetrics;
 use crate::analytics::report::UserCount;
 use crate::analytics::{AnalyticsPartition, AnalyticsProcessor, AnalyticsReport};
 use crate::runtime::{ConsumerApp, Record};
-use crate::telemetry::business::AnalyticsMetrics;
 
 /// The analytics consumer's figures in `/report`: the report, with the
 /// most active users' ids only when REPORT_USER_IDS allows (`/report` has no

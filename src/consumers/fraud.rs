@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::metrics::FraudMetrics;
 use crate::fraud::{Alert, FraudDetector, FraudPartition, Rule, Severity};
 use crate::runtime::{ConsumerApp, Record};
-use crate::telemetry::business::FraudMetrics;
 
 pub struct FraudApp {
     detector: FraudDetector,

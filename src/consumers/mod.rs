@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod fraud;
+pub mod metrics;
 
 use std::path::PathBuf;
 use std::sync::Arc;

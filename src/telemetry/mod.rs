@@ -1,7 +1,7 @@
-//! Telemetry in one place: metric names and handles ([`metrics`]), the
-//! processors' business metrics ([`business`]), log
-//! setup ([`logging`]), and traces across Kafka ([`trace`]).
-pub mod business;
+//! Telemetry in one place, independent of the domain: metric names and
+//! handles ([`metrics`]; the consumers add their business families through
+//! [`FamilySource`]), log setup ([`logging`]), repeated-log throttling
+//! ([`throttle`]) and traces across Kafka ([`trace`]).
 pub mod logging;
 pub mod metrics;
 pub mod throttle;

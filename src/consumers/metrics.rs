@@ -11,10 +11,10 @@ use std::sync::Mutex;
 
 use prometheus::proto::MetricFamily;
 
-use super::FamilySource;
-use super::metrics::family;
 use crate::analytics::{AnalyticsReport, AnalyticsTotals};
 use crate::fraud::{FraudTotals, Rule};
+use crate::telemetry::FamilySource;
+use crate::telemetry::metrics::family;
 
 /// The analytics consumer's figures, rendered at scrape time.
 pub struct AnalyticsMetrics {
