@@ -1,4 +1,8 @@
-//! Every Prometheus metric the system exports, declared here and nowhere else.
+//! The metrics registry every process exports from, and the pipeline
+//! metrics declared here. The collector's request metrics (`collect`) and
+//! the consumers' business families (`consumers::metrics`) are declared
+//! beside the code that counts them and registered here; the README's
+//! metrics table lists every series, whoever declares it.
 //!
 //! Two kinds of series:
 //!

@@ -4,6 +4,9 @@
 //! rdkafka nor tokio — so everything here is a function of the events it is
 //! given and is tested in milliseconds.
 //!
+//! "The seed", in these docs, is the Python demo the project grew from (see
+//! the README): its event format, rules and report titles are kept.
+//!
 //! Read it in this order:
 //!
 //! - [`event`] — the event schema and the one decoder every entry point uses.
@@ -13,11 +16,12 @@
 //!   feeds it (per-partition state, modes, effects).
 //! - [`analytics`] — the analytics processor: counts, funnel, revenue,
 //!   distinct users in event-time windows, with bounded memory.
-//! - [`fraud`] — the fraud processor: five rules judged at each event's own
+//! - [`fraud`] — the fraud processor: six rules judged at each event's own
 //!   time, in any arrival order within the lateness.
 //! - [`privacy`] — how IP addresses leave the process (as is, truncated or
 //!   hashed).
-//! - [`dead_letter`] — the `dlq.*` headers of a dead-letter copy, named once.
+//! - [`dead_letter`] — the `dlq.*` headers of a dead-letter copy, named once
+//!   and typed, with their encoding.
 //! - [`money`] and [`prehashed`] — amounts as people read them; maps keyed
 //!   by a hash already computed. Both processors use them, neither owns them.
 pub mod analytics;
