@@ -48,12 +48,14 @@ mod ffi;
 mod handling;
 mod rebalance;
 mod status;
+mod stop;
 pub mod tracker;
 
 use dead_letter::*;
 use ffi::*;
 use rebalance::*;
 use status::*;
+use stop::*;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -102,12 +104,6 @@ pub const DLQ_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Keys longer than this are cut in the copy (`dlq.key.truncated`); the
 /// source message keeps the original for replay.
 pub const DLQ_MAX_KEY_BYTES: usize = 16 * 1024;
-/// Longest the final close of the Kafka client may take: by then offsets are
-/// committed and alerts flushed, and leaving the group takes milliseconds.
-const CLOSE_BUDGET: Duration = Duration::from_secs(5);
-/// Part of SHUTDOWN_TIMEOUT left for what happens around the runtime's own
-/// stop: noticing the signal (one poll) and printing the final summary.
-const EXIT_MARGIN: Duration = Duration::from_millis(300);
 /// Longest a new owner waits for the previous owner's handoff commit (also
 /// capped by `DRAIN_TIMEOUT`).
 const HANDOFF_WAIT: Duration = Duration::from_secs(5);
@@ -516,95 +512,7 @@ pub fn run<A: ConsumerApp>(
         }
     }
 
-    // Graceful stop: give every partition back through the revoke path
-    // (drain, commit, drop), then leave the group.
-    shared.stopping.store(true, Ordering::Relaxed);
-    metrics.ready.set(0);
-    // Everything below fits in SHUTDOWN_TIMEOUT: the work (drain, commit,
-    // revoke, flush) until `deadline`, and the close (leaving the group) in
-    // the reserve after it.
-    // The loop noticed the stop up to one poll late, and the process still
-    // prints its summary after this returns: keep a margin for both.
-    let stop_started = Instant::now();
-    let stop_budget = options.consumer.shutdown_timeout.saturating_sub(EXIT_MARGIN);
-    let close_reserve = (stop_budget / 4).min(CLOSE_BUDGET);
-    let deadline = stop_started + stop_budget - close_reserve;
-    tracing::info!(consumer = name, "stopping: revoking partitions");
-    // Capture the final report while the partitions' state is still here.
-    let (final_report, status) = publish_snapshot(&consumer, &ctx, &shared, true);
-    let final_summary = {
-        let mut core = ctx.lock();
-        core.apply_deliveries(Duration::ZERO);
-        core.store_offsets(&consumer);
-        let header = core.header(&status);
-        let Core { app, slots, .. } = &mut *core;
-        let views: Vec<(i32, &<A::Processor as Processor>::State)> =
-            slots.iter().map(|(p, s)| (*p, &s.state)).collect();
-        app.final_summary(&views, &header)
-    };
-    // Commit everything processed while still a full member of the group.
-    // A coordinator in the middle of someone else's rebalance may refuse
-    // (librdkafka's mock does; Kafka refuses only between join and sync):
-    // keep polling so this member takes part, and retry, for up to half the
-    // shutdown budget. Messages polled meanwhile are not processed.
-    let precommit_deadline = Instant::now() + (deadline - stop_started) / 2;
-    loop {
-        let result = {
-            let mut core = ctx.lock();
-            let owned: Vec<i32> = core.slots.keys().copied().collect();
-            core.drain(
-                &owned,
-                precommit_deadline.min(Instant::now() + options.consumer.drain_timeout),
-            );
-            core.flush_audit();
-            let left = deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(100));
-            ctx.commit_handoff(&consumer, &core, &owned, left)
-        };
-        match result {
-            Ok(_) => break,
-            Err((e, _)) if Instant::now() < precommit_deadline && is_rebalancing(&e) => {
-                let _ = consumer.poll(Duration::from_millis(100));
-            }
-            Err((e, _)) => {
-                tracing::warn!(consumer = name, error = %e, "final commit failed; the next owner re-processes from the last commit");
-                break;
-            }
-        }
-    }
-    {
-        let mut core = ctx.lock();
-        core.flush_metrics();
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if let Err(e) = core.effects.flush(remaining) {
-            tracing::warn!(error = %e, "not every alert was acknowledged before exit");
-        }
-    }
-    // The close gives every partition back through the revoke callback
-    // (drain, hand-over commit, drop) and then leaves the group, waiting for
-    // the coordinator's answer, so the rest of the group rebalances at once.
-    // (An `unsubscribe()` first revokes too, but under the classic protocol
-    // librdkafka 2.12 then often closes without a LeaveGroup: measured on
-    // Kafka 4.4, the remaining replicas waited a whole session timeout.)
-    if let Ok(mut d) = ctx.stop_deadline.lock() {
-        *d = Some(stop_started + stop_budget);
-    }
-    let close_budget = (stop_started + stop_budget).saturating_duration_since(Instant::now());
-    close_within(consumer, close_budget, name);
-    // A close still at work past its budget holds the state: not waited for.
-    if ctx.core.try_lock().map_or(true, |core| !core.slots.is_empty()) {
-        tracing::warn!(
-            consumer = name,
-            "shutdown timeout before every partition was revoked; uncommitted events will be re-processed"
-        );
-    }
-    tracing::info!(consumer = name, "stopped");
-    Ok(RunOutcome {
-        final_summary,
-        final_report,
-        status,
-    })
+    Ok(stop(consumer, &ctx, &shared, &options, &metrics))
 }
 
 fn partition_list(topic: &str, partitions: &[i32]) -> TopicPartitionList {
@@ -624,26 +532,5 @@ fn pause_partitions<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str,
 fn resume_partitions<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partitions: &[i32]) {
     if let Err(e) = consumer.resume(&partition_list(topic, partitions)) {
         tracing::warn!(error = %e, "cannot resume fetching");
-    }
-}
-
-/// Closes the Kafka consumer (leave the group, destroy the client), waiting
-/// at most `budget`. Everything that matters (drain, handoff commit, alert
-/// flush) is done by now; librdkafka's destroy can still block on a request
-/// a broker never answers (seen with the embedded broker's coordinator), and
-/// a pod must exit within its grace period regardless.
-fn close_within<C: ConsumerContext + 'static>(consumer: BaseConsumer<C>, budget: Duration, name: &str) {
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let closer = std::thread::Builder::new()
-        .name(format!("{name}-close"))
-        .spawn(move || {
-            drop(consumer);
-            let _ = done_tx.send(());
-        });
-    if closer.is_err() || done_rx.recv_timeout(budget).is_err() {
-        tracing::warn!(
-            consumer = name,
-            "the Kafka client did not close within the shutdown budget; exiting anyway"
-        );
     }
 }
