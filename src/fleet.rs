@@ -19,8 +19,8 @@
 //! move when the group's session timeout expires.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -290,8 +290,11 @@ impl Drop for Fleet {
 
 /// `GET /report` of a replica, reduced to what the table shows.
 fn fetch_ownership(addr: SocketAddr) -> Option<Ownership> {
-    let body = http_get(addr, "/report")?;
-    let report: crate::runtime::Report<serde::de::IgnoredAny> = serde_json::from_str(&body).ok()?;
+    let response = crate::http::client::get(addr, "/report", &REPORT_LIMITS).ok()?;
+    if response.status != 200 {
+        return None;
+    }
+    let report: crate::runtime::Report<serde::de::IgnoredAny> = serde_json::from_slice(&response.body).ok()?;
     let c = report.consumer;
     Some(Ownership {
         partitions: c.partitions.iter().map(|p| p.partition).collect(),
@@ -301,20 +304,12 @@ fn fetch_ownership(addr: SocketAddr) -> Option<Ownership> {
     })
 }
 
-/// A minimal HTTP/1.1 GET returning the body of a 200 response.
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-}
+/// How long a replica's `/report` may take, and how large it may be.
+const REPORT_LIMITS: crate::http::client::Limits = crate::http::client::Limits {
+    connect_timeout: Duration::from_millis(500),
+    read_timeout: Duration::from_secs(2),
+    max_response_bytes: 4 << 20,
+};
 
 /// Options of the `fleet` command.
 #[derive(Clone, Debug)]

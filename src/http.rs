@@ -11,6 +11,11 @@
 //! Everything is read-only: no endpoint changes state, so exposing the port
 //! to a scraper or a load balancer's health check is safe. Other methods get
 //! 405.
+//!
+//! [`client`] is the other side: the small HTTP client that the fleet, the
+//! probe and the integration tests read endpoints like these with.
+
+pub mod client;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

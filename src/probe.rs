@@ -6,11 +6,12 @@
 //! container's own server (HTTP_ADDR, with an unspecified address probed on
 //! loopback). Exit status 0 means a 2xx answer within the timeout.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+
+use crate::http::client;
 
 /// Where to send the request.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,56 +76,38 @@ fn split_host_port(authority: &str) -> anyhow::Result<(String, Option<u16>)> {
     Ok((host.to_string(), port))
 }
 
-/// Sends `GET path` and returns the status code.
+/// Sends `GET path` and returns the status code. Each address the host
+/// resolves to is tried until one accepts the connection.
 pub fn get(target: &Target, timeout: Duration) -> anyhow::Result<u16> {
     let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {}", target.host))?
         .collect();
+    let host = if target.host.contains(':') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    let request = client::Request {
+        host: Some(&host),
+        headers: &[("User-Agent", "activity-tracker-probe")],
+        ..client::Request::get(&target.path)
+    };
+    let limits = client::Limits {
+        connect_timeout: timeout,
+        read_timeout: timeout,
+        // Health answers are a line; this only stops an endless one.
+        max_response_bytes: 1 << 20,
+    };
     let mut last = None;
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(mut stream) => {
-                stream.set_read_timeout(Some(timeout))?;
-                stream.set_write_timeout(Some(timeout))?;
-                let host = if target.host.contains(':') {
-                    format!("[{}]", target.host)
-                } else {
-                    target.host.clone()
-                };
-                let request = format!(
-                    "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: activity-tracker-probe\r\nConnection: close\r\n\r\n",
-                    target.path, host, target.port
-                );
-                stream.write_all(request.as_bytes())?;
-                // The status line is all we need; read at most a little.
-                let mut head = [0u8; 64];
-                let mut n = 0;
-                while n < 12 {
-                    let r = stream.read(&mut head[n..])?;
-                    if r == 0 {
-                        break;
-                    }
-                    n += r;
-                }
-                return status(&head[..n]);
-            }
-            Err(e) => last = Some(anyhow!(e).context(format!("cannot connect to {addr}"))),
+        match client::send(addr, &request, &limits) {
+            Ok(response) => return Ok(response.status),
+            Err(e @ client::Error::Connect { .. }) => last = Some(anyhow!(e)),
+            Err(e) => return Err(e.into()),
         }
     }
     Err(last.unwrap_or_else(|| anyhow!("{} resolves to no address", target.host)))
-}
-
-fn status(head: &[u8]) -> anyhow::Result<u16> {
-    let line = std::str::from_utf8(head).unwrap_or("");
-    let mut parts = line.split(' ');
-    match (parts.next(), parts.next()) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/") => code
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| anyhow!("bad status line {line:?}")),
-        _ => bail!("not an HTTP response: {line:?}"),
-    }
 }
 
 /// The subcommand: checks `target_arg` (a bare path is resolved against
@@ -143,6 +126,7 @@ pub fn run_command(target_arg: &str, http_addr: Option<&str>, timeout: Duration)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     #[test]
     fn urls_and_paths_resolve_to_targets() {

@@ -29,6 +29,13 @@
 //! open at once (capped), and the session whose next step is due soonest
 //! speaks next, so each session's events are spaced like a person's (or a
 //! bot's) and the overall rate is exactly what the caller asks for.
+//!
+//! Ordinary users' homes and sessions are built in `shoppers`, the fraud
+//! scenarios in `fraud`; this module schedules the sessions and renders
+//! their steps as events.
+
+mod fraud;
+mod shoppers;
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -39,65 +46,13 @@ use rand::{RngExt, SeedableRng};
 
 use super::catalog::{self, DeviceProfile, Place};
 use crate::event::{Device, Event, EventType, Location, Properties};
-use crate::fraud::Rule;
+pub use fraud::{FraudActor, Scenario};
 
-/// Share of normal sessions that end in a purchase (tuned so purchases are
-/// ~2 % of events, like the seed).
-const BUYER_SHARE: f64 = 0.075;
-/// Share of browsing sessions that put something in the cart and leave.
-const ABANDON_SHARE: f64 = 0.01;
 /// Mean gap between a person's events; sets concurrency for a given rate.
 const MEAN_THINK_MS: f64 = 4_500.0;
 /// Upper bound on open sessions, which bounds memory at any rate.
 const MAX_OPEN_SESSIONS: usize = 20_000;
 const MIN_OPEN_SESSIONS: usize = 8;
-
-/// The kinds of injected fraud.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Scenario {
-    Bot,
-    CardTester,
-    AccountTakeover,
-    HighValue,
-}
-
-impl Scenario {
-    const ROTATION: [Scenario; 4] = [
-        Scenario::Bot,
-        Scenario::CardTester,
-        Scenario::AccountTakeover,
-        Scenario::HighValue,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scenario::Bot => "bot",
-            Scenario::CardTester => "card_tester",
-            Scenario::AccountTakeover => "account_takeover",
-            Scenario::HighValue => "high_value_purchase",
-        }
-    }
-
-    /// The rules any one of which should flag this actor.
-    pub fn expected_rules(self) -> &'static [Rule] {
-        match self {
-            Scenario::Bot => &[Rule::HighVelocity],
-            Scenario::CardTester => &[Rule::RapidPurchases, Rule::PurchaseWithoutActivity],
-            Scenario::AccountTakeover => &[Rule::RapidLocationChange, Rule::MultipleIps],
-            Scenario::HighValue => &[Rule::HighValuePurchase],
-        }
-    }
-}
-
-/// One injected fraudulent actor, for the `--truth-file`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct FraudActor {
-    pub user_id: String,
-    pub scenario: &'static str,
-    pub expected_rules: Vec<&'static str>,
-    pub session_id: String,
-    pub started_at: String,
-}
 
 #[derive(Clone, Debug)]
 pub struct SimulatorConfig {
@@ -488,213 +443,6 @@ impl Simulator {
         self.free_slots.push(slot);
     }
 
-    fn normal_session(&mut self) -> Session {
-        // Prefer a user without an open session; a person browses in one tab.
-        let mut number = self.rng.random_range(0..self.users);
-        for _ in 0..4 {
-            if !self.busy_users.contains(&number) {
-                break;
-            }
-            number = self.rng.random_range(0..self.users);
-        }
-        let home = self.home_of(number);
-        let buyer = self.rng.random_bool(BUYER_SHARE);
-        let mut steps = Vec::with_capacity(12);
-        let landing = self.browse_page();
-        steps.push(Step::View(landing));
-        let browse = if buyer {
-            self.geometric(4.0)
-        } else {
-            self.geometric(2.0)
-        };
-        for _ in 0..browse {
-            let step = self.browse_step();
-            steps.push(step);
-        }
-        if buyer {
-            let items = if self.rng.random_bool(0.95) { 2 } else { 3 };
-            for _ in 0..items {
-                let product = self.pick_product();
-                let at = self.rng.random_range(1..=steps.len());
-                steps.insert(at, Step::AddToCart(product));
-                steps.insert(at, Step::View(Page::Product(product)));
-            }
-            steps.push(Step::Purchase);
-        } else if self.rng.random_bool(ABANDON_SHARE) {
-            let product = self.pick_product();
-            steps.push(Step::View(Page::Product(product)));
-            steps.push(Step::AddToCart(product));
-        }
-        let referrer_index = weighted(&mut self.rng, &self.referrer_pick);
-        Session {
-            user_id: user_id(number),
-            session_id: self.uuid(),
-            ip: home.ip,
-            next_ip: None,
-            place: home.place,
-            device: home.device,
-            referrer: catalog::REFERRERS[referrer_index].0,
-            steps,
-            next_step: 0,
-            think_ms: (1_000, 8_000),
-            cart_value: 0.0,
-            last_product: None,
-            previous_page: None,
-            user_number: Some(number),
-            emitted: 0,
-            fraud: false,
-            actor: None,
-        }
-    }
-
-    fn fraud_session(&mut self, now_ms: i64) -> Option<Session> {
-        for _ in 0..Scenario::ROTATION.len() {
-            let scenario = Scenario::ROTATION[self.next_scenario % Scenario::ROTATION.len()];
-            self.next_scenario += 1;
-            if let Some(mut session) = self.build_fraud(scenario) {
-                session.actor = Some(FraudActor {
-                    user_id: session.user_id.clone(),
-                    scenario: scenario.as_str(),
-                    expected_rules: scenario.expected_rules().iter().map(|r| r.as_str()).collect(),
-                    session_id: session.session_id.clone(),
-                    started_at: crate::eventtime::format_rfc3339_ms(now_ms),
-                });
-                return Some(session);
-            }
-        }
-        None
-    }
-
-    fn build_fraud(&mut self, scenario: Scenario) -> Option<Session> {
-        let mut steps = vec![Step::View(Page::Static(0))];
-        let hostile = &catalog::HOSTILE_PLACES[self.rng.random_range(0..catalog::HOSTILE_PLACES.len())];
-        let mut session = Session {
-            user_id: String::new(),
-            session_id: self.uuid(),
-            ip: String::new(),
-            next_ip: None,
-            place: hostile,
-            device: &catalog::DEVICES[0],
-            referrer: None,
-            steps: Vec::new(),
-            next_step: 0,
-            think_ms: (2_000, 8_000),
-            cart_value: 0.0,
-            last_product: None,
-            previous_page: None,
-            user_number: None,
-            emitted: 0,
-            fraud: true,
-            actor: None,
-        };
-        match scenario {
-            Scenario::Bot => {
-                session.device = &catalog::BOT_DEVICES[self.rng.random_range(0..catalog::BOT_DEVICES.len())];
-                session.think_ms = (500, 2_500);
-                for _ in 0..self.rng.random_range(6..=12) {
-                    let product = self.pick_product();
-                    steps.push(Step::AddToCart(product));
-                }
-                if self.rng.random_bool(0.5) {
-                    steps.push(Step::Purchase);
-                }
-            }
-            Scenario::CardTester => {
-                session.think_ms = (3_000, 10_000);
-                // Gift cards, a paperback, a bottle: cheap, instantly usable.
-                const CHEAP: [usize; 3] = [19, 15, 8];
-                for _ in 0..self.rng.random_range(3..=5) {
-                    steps.push(Step::BuyNow(CHEAP[self.rng.random_range(0..CHEAP.len())]));
-                }
-            }
-            Scenario::AccountTakeover => {
-                // The victim is someone active right now: their last event is
-                // seconds old, so the attacker's first event is a rapid
-                // location change, and the second address makes three IPs.
-                let victim = self
-                    .sessions
-                    .iter()
-                    .flatten()
-                    .filter(|s| !s.fraud && s.emitted > 0)
-                    .map(|s| s.user_id.clone())
-                    .nth(self.rng.random_range(0..8))?;
-                session.user_id = victim;
-                session.device = &catalog::DEVICES[weighted(&mut self.rng, &self.device_pick)];
-                session.think_ms = (2_000, 8_000);
-                let premium = catalog::PREMIUM_PRODUCTS[self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
-                steps = vec![
-                    Step::View(Page::Static(6)),
-                    Step::View(Page::Product(premium)),
-                    Step::SwitchIp,
-                    Step::AddToCart(premium),
-                    Step::AddToCart(self.pick_product()),
-                    Step::Purchase,
-                ];
-                session.next_ip = Some(self.random_ip(hostile.ip_octet));
-            }
-            Scenario::HighValue => {
-                let place = &catalog::PLACES[weighted(&mut self.rng, &self.place_pick)];
-                session.place = place;
-                session.device = &catalog::DEVICES[weighted(&mut self.rng, &self.device_pick)];
-                session.think_ms = (2_000, 6_000);
-                let a = catalog::PREMIUM_PRODUCTS[self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
-                let b = catalog::PREMIUM_PRODUCTS[self.rng.random_range(0..catalog::PREMIUM_PRODUCTS.len())];
-                steps.extend([
-                    Step::View(Page::Product(a)),
-                    Step::AddToCart(a),
-                    Step::View(Page::Product(b)),
-                    Step::AddToCart(b),
-                    Step::Purchase,
-                ]);
-            }
-        }
-        if session.user_id.is_empty() {
-            self.fresh_identities += 1;
-            session.user_id = user_id(self.users + self.fresh_identities - 1);
-        }
-        session.ip = self.random_ip(session.place.ip_octet);
-        session.steps = steps;
-        Some(session)
-    }
-
-    fn browse_page(&mut self) -> Page {
-        match self.rng.random_range(0..10) {
-            0..=3 => Page::Product(self.pick_product()),
-            4 => Page::Category(self.rng.random_range(0..catalog::CATEGORIES.len())),
-            _ => Page::Static(weighted(&mut self.rng, &self.page_pick)),
-        }
-    }
-
-    fn browse_step(&mut self) -> Step {
-        // Weights chosen so that, landing pages included, page views, clicks
-        // and searches come out near the seed's 60/25/10.
-        match self.rng.random_range(0..1000) {
-            0..=419 => Step::View(self.browse_page()),
-            420..=829 => {
-                if self.rng.random_bool(0.7) {
-                    Step::Click(Page::Product(self.pick_product()))
-                } else {
-                    Step::Click(self.browse_page())
-                }
-            }
-            _ => Step::Search(self.rng.random_range(0..catalog::SEARCH_QUERIES.len())),
-        }
-    }
-
-    fn pick_product(&mut self) -> usize {
-        weighted(&mut self.rng, &self.product_pick)
-    }
-
-    /// Number of extra browse steps: geometric with the given mean.
-    fn geometric(&mut self, mean: f64) -> usize {
-        let p = 1.0 / (mean + 1.0);
-        let mut n = 0;
-        while n < 40 && !self.rng.random_bool(p) {
-            n += 1;
-        }
-        n
-    }
-
     fn uuid(&mut self) -> String {
         let mut s = String::with_capacity(36);
         write_uuid(&mut self.rng, &mut s);
@@ -710,33 +458,6 @@ impl Simulator {
             (x & 0xfe).max(1)
         )
     }
-
-    /// A user's stable home, derived from the seed and the user's number
-    /// without storing anything, so populations of millions cost nothing.
-    fn home_of(&self, number: u64) -> Home {
-        let h = splitmix64(self.seed ^ splitmix64(number.wrapping_add(0x9e37_79b9)));
-        let pick = |cumulative: &[u32], x: u64| {
-            let total = u64::from(*cumulative.last().unwrap_or(&1));
-            let x = (x % total) as u32;
-            cumulative.partition_point(|&c| c <= x)
-        };
-        let place = &catalog::PLACES[pick(&self.place_pick, h)];
-        let device = &catalog::DEVICES[pick(&self.device_pick, h >> 20)];
-        let ip = format!(
-            "{}.{}.{}.{}",
-            place.ip_octet,
-            (h >> 40) & 0xff,
-            (h >> 48) & 0xff,
-            ((h >> 56) & 0xfe).max(1)
-        );
-        Home { place, device, ip }
-    }
-}
-
-struct Home {
-    place: &'static Place,
-    device: &'static DeviceProfile,
-    ip: String,
 }
 
 /// An index drawn with the weights whose running totals are `cumulative`.
@@ -780,13 +501,6 @@ pub fn user_id(number: u64) -> String {
     format!("user-{}", 1000 + number)
 }
 
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 /// Writes a random (version 4) UUID in its 36-character text form.
 fn write_uuid(rng: &mut Xoshiro256PlusPlus, out: &mut String) {
     let hi: u64 = rng.random();
@@ -798,150 +512,4 @@ fn write_uuid(rng: &mut Xoshiro256PlusPlus, out: &mut String) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{DecodeLimits, decode};
-    use std::collections::HashMap;
-
-    fn simulator(seed: u64, fraud_rate: f64) -> Simulator {
-        Simulator::new(&SimulatorConfig {
-            seed,
-            users: 9_000,
-            fraud_rate,
-            events_per_second: 100.0,
-        })
-    }
-
-    const START: i64 = 1_705_312_800_000; // 2024-01-15T10:00:00Z
-
-    #[test]
-    fn same_seed_same_bytes() {
-        let mut a = simulator(7, 0.1);
-        let mut b = simulator(7, 0.1);
-        for i in 0..5_000 {
-            let t = START + i * 10;
-            assert_eq!(a.next_event(t).to_json(), b.next_event(t).to_json());
-        }
-        let mut c = simulator(8, 0.1);
-        assert_ne!(a.next_event(START).to_json(), c.next_event(START).to_json());
-    }
-
-    #[test]
-    fn events_are_valid_seed_format() {
-        let mut sim = simulator(1, 0.2);
-        for i in 0..20_000 {
-            let t = START + i * 10;
-            let json = sim.next_event(t).to_json();
-            let e = decode(&json, t, &DecodeLimits::default()).expect("simulated events are valid");
-            assert!(e.ip_address.is_some() && e.location.country.is_some());
-            if e.event_type == EventType::Purchase {
-                assert!(
-                    e.properties.cart_value.unwrap() > 0.0,
-                    "{}",
-                    String::from_utf8_lossy(&json)
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn mix_is_close_to_the_seed() {
-        let mut sim = simulator(3, 0.0);
-        let mut counts = [0u64; 5];
-        let n = 200_000;
-        for i in 0..n {
-            counts[sim.next_event(START + i * 10).event_type.index()] += 1;
-        }
-        let share: Vec<f64> = counts.iter().map(|c| *c as f64 * 100.0 / n as f64).collect();
-        let target = [58.5, 25.0, 10.0, 4.5, 2.0];
-        for (i, (got, want)) in share.iter().zip(target).enumerate() {
-            assert!(
-                (got - want).abs() < 1.0,
-                "{} is {got:.2}% (want ~{want}%): {share:?}",
-                EventType::ALL[i]
-            );
-        }
-    }
-
-    #[test]
-    fn carts_accumulate_and_buyers_add_at_least_two_items_first() {
-        let mut sim = simulator(5, 0.0);
-        let mut carts: HashMap<String, (u32, f64)> = HashMap::new();
-        for i in 0..50_000 {
-            let e = sim.next_event(START + i * 10);
-            let session = e.session_id.clone().unwrap().into_owned();
-            match e.event_type {
-                EventType::AddToCart => {
-                    let entry = carts.entry(session).or_default();
-                    entry.0 += 1;
-                    let expected = ((entry.1 + e.properties.price.unwrap()) * 100.0).round() / 100.0;
-                    assert_eq!(e.properties.cart_value, Some(expected));
-                    entry.1 = expected;
-                }
-                EventType::Purchase => {
-                    let (items, value) = carts.remove(&session).expect("a purchase follows cart additions");
-                    assert!(items >= 2);
-                    assert_eq!(e.properties.cart_value, Some(value));
-                }
-                _ => {}
-            }
-        }
-    }
-
-    #[test]
-    fn a_session_keeps_its_device_ip_and_location() {
-        let mut sim = simulator(9, 0.0);
-        let mut seen: HashMap<String, (String, String, String)> = HashMap::new();
-        for i in 0..30_000 {
-            let e = sim.next_event(START + i * 10);
-            let key = e.session_id.as_deref().unwrap().to_string();
-            let value = (
-                e.ip_address.as_deref().unwrap().to_string(),
-                e.location.city.as_deref().unwrap().to_string(),
-                e.device.browser.as_deref().unwrap().to_string(),
-            );
-            let prev = seen.entry(key).or_insert_with(|| value.clone());
-            assert_eq!(*prev, value);
-        }
-    }
-
-    #[test]
-    fn fraud_actors_rotate_through_every_scenario_and_are_reported_once() {
-        let mut sim = simulator(11, 0.1);
-        let mut actors = Vec::new();
-        for i in 0..20_000 {
-            sim.next_event(START + i * 10);
-            actors.extend(sim.take_new_actors());
-        }
-        let mut by_scenario: HashMap<&str, usize> = HashMap::new();
-        for a in &actors {
-            *by_scenario.entry(a.scenario).or_default() += 1;
-        }
-        for s in Scenario::ROTATION {
-            assert!(
-                by_scenario.get(s.as_str()).copied().unwrap_or(0) >= 5,
-                "{by_scenario:?}"
-            );
-        }
-        let ids: HashSet<_> = actors.iter().map(|a| &a.session_id).collect();
-        assert_eq!(ids.len(), actors.len());
-    }
-
-    #[test]
-    fn concurrency_follows_the_rate() {
-        let slow = Simulator::new(&SimulatorConfig {
-            seed: 1,
-            users: 100,
-            fraud_rate: 0.0,
-            events_per_second: 10.0,
-        });
-        assert_eq!(slow.target_open, 45);
-        let fast = Simulator::new(&SimulatorConfig {
-            seed: 1,
-            users: 100,
-            fraud_rate: 0.0,
-            events_per_second: 1e7,
-        });
-        assert_eq!(fast.target_open, MAX_OPEN_SESSIONS);
-    }
-}
+mod tests;

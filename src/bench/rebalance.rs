@@ -1,0 +1,200 @@
+//! Phase 5: the pause a rebalance causes under load, under either group
+//! protocol, and the time a new owner takes to rebuild a partition's state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use crate::broker::EmbeddedBroker;
+use crate::config::{Config, GroupProtocol};
+use crate::consumers;
+use crate::shutdown::Shutdown;
+use crate::telemetry::Telemetry;
+
+use super::{
+    BenchOptions, Row, STALL, phase_config, produce, produce_with, start, stop, thousands, wait_handled, wait_live,
+    wait_ready,
+};
+
+/// A second fraud replica joins a group under load, then leaves it
+/// gracefully, under group `protocol`. For each moved partition the pause
+/// is the time from the last event the old owner processed to the first
+/// live event on the new one (drain, commit, hand-over and state rebuild
+/// included), from the audit trail's wall times.
+pub(super) fn rebalance_pause(
+    broker: Option<&EmbeddedBroker>,
+    config: &Config,
+    options: &BenchOptions,
+    run_id: &str,
+    protocol: GroupProtocol,
+) -> anyhow::Result<Vec<Row>> {
+    let name = format!("rebalance-{}", protocol.as_str());
+    let mut c = phase_config(broker, config, &name, run_id, 12)?;
+    let dir = std::env::temp_dir().join(format!("activity-tracker-bench-{name}-{run_id}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    c.consumer.audit_log = Some(dir.clone());
+    c.consumer.group_protocol = protocol;
+    let rate = options.rates.iter().copied().find(|&r| r >= 5_000).unwrap_or(5_000);
+    // The mock broker completes a rebalance only after a session timeout.
+    c.consumer.session_timeout = Duration::from_secs(6);
+    let group = format!("bench-{name}-{run_id}");
+    let first_stop = Shutdown::new();
+    let first = start(&c, consumers::Kind::Fraud, &group, &first_stop)?;
+    wait_ready(&[&first])?;
+    let load_stop = Shutdown::new();
+    let (producer_config, stop_load) = (c.clone(), load_stop.clone());
+    let load = std::thread::spawn(move || produce_with(&producer_config, None, rate as f64, &stop_load));
+    std::thread::sleep(Duration::from_secs(2)); // let the load settle
+    let second_stop = Shutdown::new();
+    let second = start(&c, consumers::Kind::Fraud, &group, &second_stop)?;
+    let joined = wait_ready(&[&second]).and_then(|()| wait_live(&first, |n| (1..12).contains(&n)));
+    std::thread::sleep(Duration::from_secs(1)); // both owners under load
+    let second_shared = second.shared.clone();
+    let left = stop(&second_stop, vec![second]).and_then(|()| wait_live(&first, |n| n == 12));
+    std::thread::sleep(Duration::from_secs(1)); // the first owner alone under load
+    load_stop.trigger();
+    let (n, _) = load.join().map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
+    joined?;
+    left?;
+    // Graceful hand-overs process nothing twice: the first replica handles
+    // whatever the second did not.
+    let by_second = second_shared.handled.load(Ordering::Relaxed);
+    wait_handled(&[&first], n.saturating_sub(by_second))?;
+    stop(&first_stop, vec![first])?;
+
+    // partition → (owner file, wall ms) of every live-processed event.
+    let mut times: BTreeMap<i32, Vec<(usize, i64)>> = BTreeMap::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    for (i, path) in files.iter().enumerate() {
+        for line in std::fs::read_to_string(path)?.lines() {
+            let mut parts = line.split_whitespace();
+            let (Some(p), Some(_), Some(t)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            if let (Ok(p), Ok(t)) = (p.parse(), t.parse()) {
+                times.entry(p).or_default().push((i, t));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    // Each change of owner in a partition's wall-time order is a hand-over:
+    // to the joining replica, then back when it leaves.
+    let (mut join_pauses, mut leave_pauses) = (Vec::new(), Vec::new());
+    for entries in times.values_mut() {
+        entries.sort_by_key(|&(_, t)| t);
+        let original = entries[0].0;
+        for w in entries.windows(2) {
+            if w[0].0 != w[1].0 {
+                let pause = w[1].1 - w[0].1;
+                if w[1].0 == original {
+                    leave_pauses.push(pause);
+                } else {
+                    join_pauses.push(pause);
+                }
+            }
+        }
+    }
+    let strategy = match protocol {
+        GroupProtocol::Classic => format!("classic {}", c.consumer.assignment_strategy),
+        GroupProtocol::Consumer => "KIP-848 (group.protocol=consumer)".to_string(),
+    };
+    Ok([("joins", join_pauses), ("leaves", leave_pauses)]
+        .into_iter()
+        .map(|(what, mut pauses)| {
+            pauses.sort_unstable();
+            let median = pauses.get(pauses.len() / 2).copied().unwrap_or(0);
+            Row {
+                what: format!("rebalance pause, a replica {what} under load, {strategy}"),
+                value: format!("max {} ms · median {median} ms", pauses.last().copied().unwrap_or(0)),
+                note: format!(
+                    "{} of 12 partitions moved at {} events/s; last event on the old owner → first live on the new (drain, commit, rebuild)",
+                    pauses.len(),
+                    thousands(rate as f64)
+                ),
+            }
+        })
+        .collect())
+}
+
+/// Rebuild time against replay volume: one partition holding `volume`
+/// events within the fraud window is processed and committed by one owner,
+/// which then leaves; a fresh owner rebuilds the state by replaying them.
+/// The time is the runtime's own, from assignment to live.
+pub(super) fn rebuild_time(
+    broker: Option<&EmbeddedBroker>,
+    config: &Config,
+    volume: u64,
+    run_id: &str,
+) -> anyhow::Result<Row> {
+    let name = format!("rebuild-{volume}");
+    let mut c = phase_config(broker, config, &name, run_id, 1)?;
+    c.consumer.session_timeout = Duration::from_secs(6);
+    let (n, _) = produce(&c, volume, 0.0)?;
+    let group = format!("bench-{name}-{run_id}");
+    let first_stop = Shutdown::new();
+    let first = start(&c, consumers::Kind::Fraud, &group, &first_stop)?;
+    wait_handled(&[&first], n)?;
+    stop(&first_stop, vec![first])?;
+    let telemetry = Telemetry::new();
+    let second_stop = Shutdown::new();
+    let second = consumers::spawn(
+        consumers::fraud_app(&c).quiet(),
+        &c,
+        group,
+        &telemetry,
+        second_stop.clone(),
+    )?;
+    let deadline = Instant::now() + STALL;
+    let rebuilt = loop {
+        let (count, seconds, replayed, by_time) = rebuild_metrics(&telemetry);
+        if count >= 1.0 {
+            break (seconds, replayed, by_time);
+        }
+        if Instant::now() > deadline || second.thread.is_finished() {
+            bail!("the partition of {volume} events was not rebuilt");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stop(&second_stop, vec![second])?;
+    let (seconds, replayed, by_time) = rebuilt;
+    Ok(Row {
+        what: format!("state rebuild, {} events to replay", thousands(n as f64)),
+        value: format!("{:.2} s", seconds),
+        note: format!(
+            "{} events replayed ({} events/s), start found by {}; fraud consumer, one partition",
+            thousands(replayed),
+            thousands(replayed / seconds.max(1e-9)),
+            if by_time { "timestamp" } else { "commit metadata" }
+        ),
+    })
+}
+
+/// (rebuilds finished, their seconds, events replayed, whether one found
+/// its start by timestamp) from a consumer's telemetry.
+fn rebuild_metrics(telemetry: &Telemetry) -> (f64, f64, f64, bool) {
+    let mut out = (0.0, 0.0, 0.0, false);
+    for line in telemetry.render().lines() {
+        let value = || {
+            line.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        if line.starts_with("activity_state_rebuild_seconds_count") {
+            out.0 += value();
+        } else if line.starts_with("activity_state_rebuild_seconds_sum") {
+            out.1 += value();
+        } else if line.starts_with("activity_state_rebuild_events_total") {
+            out.2 += value();
+        } else if line.starts_with("activity_state_rebuilds_total") && line.contains("method=\"timestamp\"") {
+            out.3 |= value() > 0.0;
+        }
+    }
+    out
+}

@@ -1,0 +1,318 @@
+//! Scaling and crashing a fleet of replica processes changes no result:
+//! not the fraud alerts, not the analytics totals, and a revocation under
+//! heavy load loses and duplicates nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::support::*;
+use activity_tracker::producer::simulator::{Simulator, SimulatorConfig};
+use activity_tracker::shutdown::Shutdown;
+use serde_json::{Value, json};
+
+use super::{
+    CHUNK, PARTITIONS, Replica, alert_ids, in_process_fraud, owns, report, scratch, start, start_with, stop, stream,
+    wait_committed, wait_settled,
+};
+
+#[test]
+fn scaling_and_crashing_the_fraud_fleet_changes_no_alert_classic_protocol() {
+    fraud_fleet("classic");
+}
+
+#[test]
+fn scaling_and_crashing_the_fraud_fleet_changes_no_alert_kip848_protocol() {
+    fraud_fleet("consumer");
+}
+
+/// One replica against a fleet that scales 1 → 3 → 2 → 4 with a graceful
+/// stop and a kill -9, on real Kafka under group `protocol`.
+fn fraud_fleet(protocol: &str) {
+    let events = stream();
+
+    // (a) one replica, start to end.
+    let single = kafka(PARTITIONS);
+    let bootstrap_a = single.bootstrap_servers().to_string();
+    let dir_a = scratch(&format!("fraud-single-{protocol}"));
+    produce(&bootstrap_a, ACTIVITIES, &events);
+    let mut only = start_with("fraud", &bootstrap_a, &dir_a, 1, protocol);
+    wait_committed(&bootstrap_a, "fraud-detectors");
+    stop(&mut only);
+    let expected: BTreeSet<String> = alert_ids(&bootstrap_a).into_iter().collect();
+    assert!(expected.len() >= 50, "the stream raises alerts: {}", expected.len());
+
+    // (b) a fleet that goes 1 → 3 → 2 → 4 mid-stream, with one graceful
+    // stop and one kill -9.
+    let fleet = kafka(PARTITIONS);
+    let bootstrap = fleet.bootstrap_servers().to_string();
+    let dir = scratch(&format!("fraud-fleet-{protocol}"));
+    let chunks: Vec<&[Outgoing]> = events.chunks(CHUNK).collect();
+
+    let r1 = start_with("fraud", &bootstrap, &dir, 1, protocol);
+    produce(&bootstrap, ACTIVITIES, chunks[0]);
+    wait_committed(&bootstrap, "fraud-detectors");
+
+    let r2 = start_with("fraud", &bootstrap, &dir, 2, protocol);
+    let mut r3 = start_with("fraud", &bootstrap, &dir, 3, protocol);
+    println!("1 → 3 replicas: {:?}", wait_settled(&[&r1, &r2, &r3]));
+    produce(&bootstrap, ACTIVITIES, chunks[1]);
+    wait_committed(&bootstrap, "fraud-detectors");
+
+    stop(&mut r3);
+    println!("3 → 2 replicas (graceful stop): {:?}", wait_settled(&[&r1, &r2]));
+    let before = report(&r2)
+        .map(|v| v["consumer"]["events_processed"].as_u64().unwrap_or(0))
+        .unwrap_or(0);
+    produce(&bootstrap, ACTIVITIES, chunks[2]);
+    // Crash replica 2 while it works through the chunk.
+    wait_until(
+        "replica 2 to be working on the new chunk",
+        Duration::from_secs(30),
+        || report(&r2).is_some_and(|v| v["consumer"]["events_processed"].as_u64().unwrap_or(0) > before),
+    );
+    let mut r2 = r2;
+    r2.process.signal("KILL");
+    r2.process.wait(Duration::from_secs(10));
+    let r4 = start_with("fraud", &bootstrap, &dir, 4, protocol);
+    let r5 = start_with("fraud", &bootstrap, &dir, 5, protocol);
+    let r6 = start_with("fraud", &bootstrap, &dir, 6, protocol);
+    println!(
+        "2 → 4 replicas (after kill -9 of one): {:?}",
+        wait_settled(&[&r1, &r4, &r5, &r6])
+    );
+    produce(&bootstrap, ACTIVITIES, chunks[3]);
+    wait_committed(&bootstrap, "fraud-detectors");
+    // Real Kafka answers ListOffsets by timestamp: every rebuild took that
+    // path, none fell back to the previous owner's commit metadata.
+    let by_time: f64 = [&r1, &r4, &r5, &r6].iter().map(|r| rebuilds(r, "timestamp")).sum();
+    let by_metadata: f64 = [&r1, &r4, &r5, &r6]
+        .iter()
+        .map(|r| rebuilds(r, "commit_metadata"))
+        .sum();
+    // Commits the coordinator refused (a stale member epoch under KIP-848,
+    // a rebalance in progress under the classic protocol): counted, not
+    // fatal — the next commit carries the same offsets.
+    let refused: f64 = [&r1, &r4, &r5, &r6]
+        .iter()
+        .map(|r| metric_sum(r.http, "activity_consumer_commits_total", &[("result", "error")]))
+        .sum();
+    assert!(by_time > 0.0, "moved partitions were rebuilt by timestamp");
+    assert_eq!(by_metadata, 0.0, "no rebuild fell back to commit metadata");
+    for mut r in [r1, r4, r5, r6] {
+        stop(&mut r);
+    }
+
+    let ids = alert_ids(&bootstrap);
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    // Every offset was processed at least once (a killed replica's audit
+    // lines after its last commit may be lost; those events were processed
+    // again by the new owner, so they still appear).
+    assert_every_offset_processed(&bootstrap, ACTIVITIES, PARTITIONS, &audit(&dir.join("audit"), ""));
+    println!(
+        "fleet ({protocol}): {} events, {} alerts published ({} unique; {} copies re-sent after the kill -9, dropped by alert_id); every offset processed at least once; {by_time} rebuilds by timestamp; {refused} commits refused by the coordinator",
+        events.len(),
+        ids.len(),
+        unique.len(),
+        ids.len() - unique.len()
+    );
+    assert_eq!(unique, expected, "the fleet raises exactly the single replica's alerts");
+    let single = audit(&dir_a.join("audit"), "");
+    assert_eq!(single.len(), events.len(), "the single replica processed every event");
+    assert!(
+        single.values().all(|&n| n == 1),
+        "the single replica processed each event once"
+    );
+}
+
+#[test]
+fn analytics_totals_of_a_graceful_fleet_add_up_to_one_replicas() {
+    let events = stream();
+    let sum_cents = |v: &Value| (v.as_f64().unwrap() * 100.0).round() as i64;
+
+    let single = kafka(PARTITIONS);
+    let bootstrap_a = single.bootstrap_servers().to_string();
+    let dir_a = scratch("analytics-single");
+    produce(&bootstrap_a, ACTIVITIES, &events);
+    let mut only = start("analytics", &bootstrap_a, &dir_a, 1);
+    wait_committed(&bootstrap_a, "analytics-processors");
+    let windowed_a = fresh_reports(&bootstrap_a, &[&only]).remove(0);
+    assert_eq!(windowed_a["total_events"], json!(events.len()));
+    stop(&mut only);
+    let totals_a: Value = serde_json::from_str(&std::fs::read_to_string(&only.report).unwrap()).unwrap();
+
+    let fleet = kafka(PARTITIONS);
+    let bootstrap = fleet.bootstrap_servers().to_string();
+    let dir = scratch("analytics-fleet");
+    let chunks: Vec<&[Outgoing]> = events.chunks(CHUNK).collect();
+    let r1 = start("analytics", &bootstrap, &dir, 1);
+    produce(&bootstrap, ACTIVITIES, chunks[0]);
+    wait_committed(&bootstrap, "analytics-processors");
+    let r2 = start("analytics", &bootstrap, &dir, 2);
+    let mut r3 = start("analytics", &bootstrap, &dir, 3);
+    wait_settled(&[&r1, &r2, &r3]);
+    produce(&bootstrap, ACTIVITIES, chunks[1]);
+    wait_committed(&bootstrap, "analytics-processors");
+    stop(&mut r3);
+    wait_settled(&[&r1, &r2]);
+    produce(&bootstrap, ACTIVITIES, chunks[2]);
+    wait_committed(&bootstrap, "analytics-processors");
+    let r4 = start("analytics", &bootstrap, &dir, 4);
+    let r5 = start("analytics", &bootstrap, &dir, 5);
+    wait_settled(&[&r1, &r2, &r4, &r5]);
+    produce(&bootstrap, ACTIVITIES, chunks[3]);
+    wait_committed(&bootstrap, "analytics-processors");
+
+    // Distinct users: the replicas alive now own every partition once.
+    let windowed = fresh_reports(&bootstrap, &[&r1, &r2, &r4, &r5]);
+    for stage in ["page_view", "click", "search", "add_to_cart", "purchase"] {
+        let sum: u64 = windowed
+            .iter()
+            .map(|v| v["funnel_users"][stage].as_u64().unwrap())
+            .sum();
+        assert_eq!(json!(sum), windowed_a["funnel_users"][stage], "funnel {stage}");
+    }
+    let active: u64 = windowed.iter().map(|v| v["active_users"].as_u64().unwrap()).sum();
+    assert_eq!(json!(active), windowed_a["active_users"]);
+
+    // Volume totals: every replica that ever ran, from its final report.
+    let mut live = [r1, r2, r4, r5];
+    for r in &live {
+        r.process.signal("TERM");
+    }
+    for r in &mut live {
+        assert_eq!(r.process.wait(Duration::from_secs(30)), 0);
+    }
+    let finals: Vec<Value> = live
+        .iter()
+        .chain([&r3])
+        .map(|r| serde_json::from_str(&std::fs::read_to_string(&r.report).unwrap()).unwrap())
+        .collect();
+    assert_eq!(finals.len(), 5, "every replica that ran left a final report");
+    let total = |key: &str| finals.iter().map(|f| f[key].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(total("total_events"), events.len() as u64, "each event counted once");
+    assert_eq!(json!(total("total_events")), totals_a["total_events"]);
+    assert_eq!(json!(total("purchase_count")), totals_a["purchase_count"]);
+    let revenue: i64 = finals.iter().map(|f| sum_cents(&f["revenue_total"])).sum();
+    assert_eq!(revenue, sum_cents(&totals_a["revenue_total"]));
+    for key in ["event_types", "countries", "device_types"] {
+        let mut merged: BTreeMap<String, u64> = BTreeMap::new();
+        for f in &finals {
+            for (k, v) in f[key].as_object().unwrap() {
+                *merged.entry(k.clone()).or_default() += v.as_u64().unwrap();
+            }
+        }
+        assert_eq!(serde_json::to_value(&merged).unwrap(), totals_a[key], "{key}");
+    }
+    let duplicates = assert_every_offset_processed(&bootstrap, ACTIVITIES, PARTITIONS, &audit(&dir.join("audit"), ""));
+    assert_eq!(duplicates, 0, "graceful moves process nothing twice");
+    println!(
+        "analytics fleet: {} events over 5 replicas summed to the single replica's totals; funnel and active users match",
+        total("total_events")
+    );
+}
+
+#[test]
+fn revoking_partitions_under_heavy_load_loses_and_duplicates_nothing() {
+    let broker = kafka(PARTITIONS);
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let dir = scratch("revoke-load");
+    let audit_dir = dir.join("audit");
+    let audit_setting = [("AUDIT_LOG", audit_dir.to_str().unwrap())];
+    let mut sim = Simulator::new(&SimulatorConfig {
+        seed: 9,
+        users: 50_000,
+        fraud_rate: 0.1,
+        events_per_second: 1_000.0,
+    });
+    sim.warm_up(T0);
+    let events: Vec<Outgoing> = (0..48_000)
+        .map(|i| {
+            let t = T0 + i;
+            let e = sim.next_event(t);
+            Outgoing::keyed(&e.user_id, e.to_json(), t)
+        })
+        .collect();
+    let total = events.len() as u64;
+    let (backlog, rest) = events.split_at(8_000);
+    produce(&bootstrap, ACTIVITIES, backlog);
+
+    let a_stop = Shutdown::new();
+    let a = in_process_fraud(&bootstrap, &audit_setting, &a_stop);
+    // Keep the load on: the rest arrives in batches while partitions move.
+    let feeder = {
+        let bootstrap = bootstrap.clone();
+        let rest: Vec<Outgoing> = rest
+            .iter()
+            .map(|o| {
+                Outgoing::keyed(
+                    std::str::from_utf8(o.key.as_deref().unwrap()).unwrap(),
+                    o.payload.clone().unwrap(),
+                    o.timestamp_ms,
+                )
+            })
+            .collect();
+        std::thread::spawn(move || {
+            for batch in rest.chunks(2_000) {
+                produce(&bootstrap, ACTIVITIES, batch);
+            }
+        })
+    };
+    wait_until("the first replica to be under way", Duration::from_secs(60), || {
+        a.shared
+            .status
+            .read()
+            .map(|s| s.events_processed > 3_000)
+            .unwrap_or(false)
+    });
+    // Scale up under load: about half the partitions are revoked from A
+    // while it is busy, drained, committed and handed to B.
+    let b_stop = Shutdown::new();
+    let b = in_process_fraud(&bootstrap, &audit_setting, &b_stop);
+    wait_until("partitions to be shared", Duration::from_secs(90), || {
+        !owns(&b).is_empty() && !owns(&a).is_empty()
+    });
+    let a_processed_at_move = a.shared.status.read().unwrap().events_processed;
+    // Then stop A gracefully while B is still busy.
+    feeder.join().unwrap();
+    a_stop.trigger();
+    a.thread.join().unwrap().unwrap();
+    wait_committed(&bootstrap, "fraud-detectors");
+    b_stop.trigger();
+    b.thread.join().unwrap().unwrap();
+
+    let seen = audit(&dir.join("audit"), "");
+    let duplicates = assert_every_offset_processed(&bootstrap, ACTIVITIES, PARTITIONS, &seen);
+    println!(
+        "revoke under load: {} events, {} processed by the first replica when partitions moved, {} duplicates",
+        total, a_processed_at_move, duplicates
+    );
+    assert!(a_processed_at_move < total, "the move happened mid-stream");
+    assert_eq!(duplicates, 0, "a graceful revoke processes nothing twice");
+}
+
+/// Rebuilds a replica made so far, by how it found the replay's start.
+fn rebuilds(r: &Replica, method: &str) -> f64 {
+    metric_sum(r.http, "activity_state_rebuilds_total", &[("method", method)])
+}
+
+/// Waits until the replicas' reports were taken after they reached the end
+/// of every partition they own, and returns them.
+fn fresh_reports(bootstrap: &str, replicas: &[&Replica]) -> Vec<Value> {
+    let ends = high_watermarks(bootstrap, ACTIVITIES, PARTITIONS);
+    let mut reports = Vec::new();
+    wait_until("reports that include every event", Duration::from_secs(30), || {
+        let views: Option<Vec<Value>> = replicas.iter().map(|r| report(r)).collect();
+        let Some(views) = views else { return false };
+        let complete = views.iter().all(|v| {
+            v["consumer"]["partitions"].as_array().is_some_and(|parts| {
+                parts.iter().all(|p| {
+                    let partition = p["partition"].as_i64().unwrap_or(-1) as i32;
+                    p["position"].as_i64() == ends.get(&partition).copied()
+                })
+            })
+        });
+        reports = views;
+        complete
+    });
+    reports
+}
