@@ -41,11 +41,66 @@ pub struct HttpState {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
         .route("/report", get(report))
         .route("/report/{consumer}", get(report_of))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(probes(Arc::new(state)))
+}
+
+/// What `/healthz` and `/readyz` ask of a process: every listener answers
+/// them the same way, from its own [`Health`].
+pub trait Health: Send + Sync + 'static {
+    /// `Err(why)` when the process should be restarted.
+    fn alive(&self) -> Result<(), String>;
+    /// `Err(why)` when it should get no traffic (or, for a consumer, when it
+    /// is not yet doing its share).
+    fn ready(&self) -> Result<(), String>;
+}
+
+/// `GET /healthz` and `GET /readyz` from `health`: 200 `ok`/`ready`, or 503
+/// with the reason on one line.
+pub fn probes(health: Arc<dyn Health>) -> Router {
+    fn answer(result: Result<(), String>, ok: &'static str) -> Response {
+        match result {
+            Ok(()) => (StatusCode::OK, ok).into_response(),
+            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+        }
+    }
+    Router::new()
+        .route(
+            "/healthz",
+            get(|State(h): State<Arc<dyn Health>>| async move { answer(h.alive(), "ok\n") }),
+        )
+        .route(
+            "/readyz",
+            get(|State(h): State<Arc<dyn Health>>| async move { answer(h.ready(), "ready\n") }),
+        )
+        .with_state(health)
+}
+
+impl Health for HttpState {
+    fn alive(&self) -> Result<(), String> {
+        match self.consumers.iter().find(|(_, c)| !c.healthy()) {
+            None => Ok(()),
+            Some((name, _)) => Err(format!("{name}: consumer loop stalled")),
+        }
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        for (name, c) in &self.consumers {
+            if !c.ready() {
+                let why = if !c.healthy() {
+                    "consumer loop stalled"
+                } else if c.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                    "stopping"
+                } else {
+                    "not yet joined its consumer group"
+                };
+                return Err(format!("{name}: {why}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The bounds of a pod's own port (Prometheus scrapes and probes): in a
@@ -86,33 +141,6 @@ pub async fn metrics_response(telemetry: Arc<Telemetry>) -> Response {
         body,
     )
         .into_response()
-}
-
-async fn healthz(State(state): State<HttpState>) -> Response {
-    match state.consumers.iter().find(|(_, c)| !c.healthy()) {
-        None => (StatusCode::OK, "ok\n").into_response(),
-        Some((name, _)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{name}: consumer loop stalled\n"),
-        )
-            .into_response(),
-    }
-}
-
-async fn readyz(State(state): State<HttpState>) -> Response {
-    for (name, c) in &state.consumers {
-        if !c.ready() {
-            let why = if !c.healthy() {
-                "consumer loop stalled"
-            } else if c.stopping.load(std::sync::atomic::Ordering::Relaxed) {
-                "stopping"
-            } else {
-                "not yet joined its consumer group"
-            };
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("{name}: {why}\n")).into_response();
-        }
-    }
-    (StatusCode::OK, "ready\n").into_response()
 }
 
 fn report_json(shared: &ConsumerShared) -> Response {

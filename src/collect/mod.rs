@@ -45,7 +45,7 @@ use crate::telemetry::metrics::{LATENCY_BUCKETS, counter_vec, gauge_vec, histogr
 use crate::telemetry::{ProducerMetrics, Telemetry};
 use delivery::CollectContext;
 use enrich::{DeviceParser, GeoIp, ParsedDevice, Place};
-pub use routes::router;
+pub use routes::{Answer, RejectedEvent, router};
 
 /// The browser tracker served at `/v1/tracker.js`.
 pub const TRACKER_JS: &str = include_str!("tracker.js");

@@ -13,7 +13,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rdkafka::producer::Producer;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::admission::Refusal;
 use super::delivery::produce;
@@ -26,9 +27,8 @@ pub fn router(collector: Arc<Collector>) -> Router {
         .route("/v1/events", axum::routing::post(post_events).options(preflight))
         .route("/v1/tracker.js", get(tracker_js))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(collector)
+        .with_state(collector.clone())
+        .merge(crate::http::probes(collector))
 }
 
 /// CORS headers for a browser request, so the page can read the answer
@@ -47,13 +47,50 @@ fn cors(response: &mut Response, origin: Option<&HeaderValue>) {
     }
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        format!("{body}\n"),
-    )
-        .into_response()
+/// The collector's answer to `POST /v1/events`, the contract clients and
+/// the tracker read: how many events were accepted (all or none), and when
+/// none, why.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub accepted: usize,
+    /// A code: `invalid_events`, `rate_limited`, `too_large`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// With `invalid_events`: each event that failed, by its index in the
+    /// batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedEvent>,
+}
+
+/// One invalid event of a refused batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RejectedEvent {
+    pub detail: String,
+    pub index: usize,
+    /// A dead-letter reason code (`missing_field`, ...) or `not_an_object`.
+    pub reason: String,
+}
+
+impl Answer {
+    fn accepted(n: usize) -> Answer {
+        Answer {
+            accepted: n,
+            ..Answer::default()
+        }
+    }
+
+    fn into_response(self, status: StatusCode) -> Response {
+        let body = serde_json::to_string(&self).unwrap_or_default();
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{body}\n"),
+        )
+            .into_response()
+    }
 }
 
 impl Collector {
@@ -64,10 +101,12 @@ impl Collector {
                 .with_label_values(&[refusal.reason])
                 .inc_by(events);
         }
-        let mut response = json_response(
-            refusal.status,
-            json!({"accepted": 0, "error": refusal.reason, "message": refusal.message}),
-        );
+        let mut response = Answer {
+            error: Some(refusal.reason.to_string()),
+            message: Some(refusal.message),
+            ..Answer::default()
+        }
+        .into_response(refusal.status);
         if let Some(seconds) = refusal.retry_after
             && let Ok(v) = HeaderValue::from_str(&seconds.to_string())
         {
@@ -179,7 +218,7 @@ async fn handle_events(
         );
     }
     if n == 0 {
-        return json_response(StatusCode::ACCEPTED, json!({"accepted": 0}));
+        return Answer::accepted(0).into_response(StatusCode::ACCEPTED);
     }
     let ip = enrich::client_ip(peer, &parts.headers, c.config.trusted_proxies);
     if let Err(refusal) = c.rate_limit(ip, n) {
@@ -202,8 +241,11 @@ async fn handle_events(
     let mut rejected = Vec::new();
     for (index, value) in values.into_iter().enumerate() {
         let Value::Object(mut event) = value else {
-            rejected
-                .push(json!({"index": index, "reason": "not_an_object", "detail": "each event must be a JSON object"}));
+            rejected.push(RejectedEvent {
+                index,
+                reason: "not_an_object".into(),
+                detail: "each event must be a JSON object".into(),
+            });
             continue;
         };
         enrich::enrich(&mut event, &ctx);
@@ -213,13 +255,16 @@ async fn handle_events(
                 let key = e.user_id.into_owned();
                 records.push((key, payload));
             }
-            Err(r) => rejected.push(json!({"index": index, "reason": r.reason.code(), "detail": r.detail})),
+            Err(r) => rejected.push(RejectedEvent {
+                index,
+                reason: r.reason.code().into(),
+                detail: r.detail,
+            }),
         }
     }
     if !rejected.is_empty() {
         for r in &rejected {
-            let reason = r["reason"].as_str().unwrap_or("invalid");
-            c.metrics.rejected.with_label_values(&[reason]).inc();
+            c.metrics.rejected.with_label_values(&[r.reason.as_str()]).inc();
         }
         let refused_valid = (n - rejected.len()) as u64;
         if refused_valid > 0 {
@@ -228,10 +273,16 @@ async fn handle_events(
                 .with_label_values(&["invalid_batch"])
                 .inc_by(refused_valid);
         }
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            json!({"accepted": 0, "error": "invalid_events", "message": format!("{} of {n} events are invalid; nothing was accepted", rejected.len()), "rejected": rejected}),
-        );
+        return Answer {
+            accepted: 0,
+            error: Some("invalid_events".into()),
+            message: Some(format!(
+                "{} of {n} events are invalid; nothing was accepted",
+                rejected.len()
+            )),
+            rejected,
+        }
+        .into_response(StatusCode::BAD_REQUEST);
     }
     let span = c.trace.then(|| {
         let span = tracing::info_span!(
@@ -252,7 +303,7 @@ async fn handle_events(
     match produce(c, records, received_ms, &trace_headers).await {
         Ok(()) => {
             c.metrics.accepted.inc_by(n as u64);
-            json_response(StatusCode::ACCEPTED, json!({"accepted": n}))
+            Answer::accepted(n).into_response(StatusCode::ACCEPTED)
         }
         Err(refusal) => c.refuse(refusal, n as u64),
     }
@@ -351,16 +402,19 @@ async fn metrics(State(c): State<Arc<Collector>>) -> Response {
     crate::http::metrics_response(c.telemetry.clone()).await
 }
 
-async fn readyz(State(c): State<Arc<Collector>>) -> Response {
-    if c.stopping.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response()
-    } else if !c.kafka_up.load(Ordering::Relaxed) {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("brokers or topic {} unreachable\n", c.topic),
-        )
-            .into_response()
-    } else {
-        (StatusCode::OK, "ready\n").into_response()
+impl crate::http::Health for Collector {
+    /// The collector has no loop of its own to stall: alive while it serves.
+    fn alive(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        if self.stopping.load(Ordering::Relaxed) {
+            Err("stopping".into())
+        } else if !self.kafka_up.load(Ordering::Relaxed) {
+            Err(format!("brokers or topic {} unreachable", self.topic))
+        } else {
+            Ok(())
+        }
     }
 }

@@ -173,12 +173,10 @@ fn refused_requests_get_the_right_status_and_nothing_reaches_kafka() {
     ]);
     let r = post(c.addr, &[auth], batch.to_string().as_bytes());
     assert_eq!(r.status, 400, "{r:?}");
-    let reasons: Vec<(u64, String)> = r.json()["rejected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| (x["index"].as_u64().unwrap(), x["reason"].as_str().unwrap().to_string()))
-        .collect();
+    // The answer's contract, read through the collector's own type.
+    let answer: activity_tracker::collect::Answer = serde_json::from_value(r.json()).unwrap();
+    assert_eq!((answer.accepted, answer.error.as_deref()), (0, Some("invalid_events")));
+    let reasons: Vec<(usize, String)> = answer.rejected.into_iter().map(|x| (x.index, x.reason)).collect();
     assert_eq!(
         reasons,
         vec![
