@@ -1,3 +1,6 @@
+//! The command line's specification: the tree, flags from the settings
+//! table and only the settings a command reads, nested subcommands.
+
 use std::path::PathBuf;
 
 use super::*;

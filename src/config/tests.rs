@@ -1,3 +1,6 @@
+//! The configuration's specification: defaults, errors that name the
+//! variable and the form, precedence, secrets, and the README table.
+
 use super::*;
 
 /// Every setting read, as `demo` reads them, on demo's port.
