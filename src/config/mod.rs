@@ -262,6 +262,19 @@ impl Config {
                 r.whole("ANALYTICS_MAX_USERS_PER_PARTITION")?,
             )?,
             report_user_ids: given("REPORT_USER_IDS", r.flag("REPORT_USER_IDS")?)?,
+            site_domains: r
+                .form("SITE_DOMAINS", |t| {
+                    let domains: Vec<String> = t
+                        .split(',')
+                        .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+                        .filter(|d| !d.is_empty())
+                        .collect();
+                    let valid = |d: &String| {
+                        d.len() <= 253 && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                    };
+                    (!domains.is_empty() && domains.iter().all(valid)).then_some(domains)
+                })?
+                .unwrap_or_default(),
         };
 
         let fraud = FraudConfig {

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use prometheus::proto::MetricFamily;
 
+use crate::analytics::acquisition::Channel;
 use crate::analytics::{AnalyticsReport, AnalyticsTotals};
 use crate::fraud::{FraudTotals, Rule};
 use crate::telemetry::FamilySource;
@@ -53,6 +54,13 @@ impl FamilySource for AnalyticsMetrics {
                 .map(|(k, v)| (vec![g(), (label, k.to_string())], v as f64))
                 .collect::<Vec<_>>()
         };
+        let cents = |label: &'static str, counts: &crate::analytics::bounded::BoundedCounts| {
+            counts
+                .iter()
+                .map(|(k, v)| (vec![g(), (label, k.to_string())], v as f64 / 100.0))
+                .collect::<Vec<_>>()
+        };
+        let st = &totals.sessions;
         vec![
             family::counter(
                 "activity_late_events_total",
@@ -146,6 +154,89 @@ impl FamilySource for AnalyticsMetrics {
                 "Duration of closed sessions.",
                 vec![g()],
                 &totals.session_durations,
+            ),
+            family::counter(
+                "activity_sessions_total",
+                "Sessions counted (once the watermark passed their landing event), by acquisition channel.",
+                Channel::ALL
+                    .iter()
+                    .map(|c| {
+                        (
+                            vec![g(), ("channel", c.as_str().to_string())],
+                            st.channels[c.index()] as f64,
+                        )
+                    })
+                    .collect(),
+            ),
+            family::counter(
+                "activity_source_sessions_total",
+                "Sessions by traffic source (utm_source, else the referrer's domain, else direct; bounded set).",
+                keyed("source", &st.sources),
+            ),
+            family::counter(
+                "activity_source_conversions_total",
+                "Sessions with a purchase, by traffic source.",
+                keyed("source", &st.source_conversions),
+            ),
+            family::counter(
+                "activity_source_revenue_total",
+                "Revenue of purchases, by the traffic source of their session.",
+                cents("source", &st.source_revenue_cents),
+            ),
+            family::counter(
+                "activity_campaign_sessions_total",
+                "Sessions by utm_campaign of their landing page (bounded set).",
+                keyed("campaign", &st.campaigns),
+            ),
+            family::counter(
+                "activity_campaign_conversions_total",
+                "Sessions with a purchase, by campaign.",
+                keyed("campaign", &st.campaign_conversions),
+            ),
+            family::counter(
+                "activity_campaign_revenue_total",
+                "Revenue of purchases, by the campaign of their session.",
+                cents("campaign", &st.campaign_revenue_cents),
+            ),
+            family::counter(
+                "activity_entry_page_sessions_total",
+                "Sessions by landing page path (bounded set).",
+                keyed("page", &st.entry_pages),
+            ),
+            family::gauge(
+                "activity_exit_page_sessions",
+                "Sessions by the page of their latest page view (exit pages; open sessions by their current page). Per pod it can be negative when a session another pod counted moved on here: sum over pods.",
+                report
+                    .exit_pages
+                    .iter()
+                    .map(|(k, v)| (vec![g(), ("page", k.clone())], *v as f64))
+                    .collect(),
+            ),
+            family::counter(
+                "activity_engaged_sessions_total",
+                "Counted sessions that engaged (over 10 s, 2+ page views, or a purchase); bounce rate = 1 - engaged / sessions.",
+                vec![(vec![g()], st.engaged as f64)],
+            ),
+            family::counter(
+                "activity_session_page_views_total",
+                "Page views within counted sessions (pages per session = this / sessions).",
+                vec![(vec![g()], st.page_views as f64)],
+            ),
+            family::counter(
+                "activity_session_users_total",
+                "Counted sessions by visitor: new, or returning (seen before within ANALYTICS_WINDOW).",
+                vec![
+                    (vec![g(), ("visitor", "new".to_string())], st.new_users as f64),
+                    (
+                        vec![g(), ("visitor", "returning".to_string())],
+                        st.returning_users as f64,
+                    ),
+                ],
+            ),
+            family::gauge(
+                "activity_live_visitors",
+                "Users active in the last 5 minutes of event time (owned partitions).",
+                vec![(vec![g()], report.live_visitors as f64)],
             ),
             family::gauge(
                 "activity_analytics_tracked_users",

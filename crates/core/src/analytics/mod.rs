@@ -26,21 +26,25 @@
 //! hand-over, and sessions open at a hand-over are not counted as closed.
 //!
 //! Memory is bounded: label sets are capped ([`bounded`]); each partition
-//! tracks at most `ANALYTICS_MAX_USERS_PER_PARTITION` users exactly (48
-//! bytes of state, about 120 with the hash table's headroom at the cap) and
+//! tracks at most `ANALYTICS_MAX_USERS_PER_PARTITION` users exactly (60
+//! bytes of state, about 140 with the hash table's headroom at the cap) and
 //! counts any further users with HyperLogLog sketches
 //! ([`hll`], 120 KiB per partition, ~1.6 % error), flagging the report as
 //! approximate.
 
+pub mod acquisition;
 pub mod bounded;
 pub mod hll;
 pub mod report;
+mod sessions;
+mod users;
 
 use std::hash::BuildHasher;
 use std::time::Duration;
 
 use bounded::BoundedCounts;
-use hll::HyperLogLog;
+use sessions::{Ctx, Labels, Session};
+use users::{OverflowSketch, UserActivity};
 
 use crate::event::{Event, EventType, page_path};
 use crate::eventtime::{EventClock, hour_of_day};
@@ -48,6 +52,7 @@ use crate::prehashed::PrehashedMap;
 use crate::processor::{Mode, Processor};
 
 pub use report::AnalyticsReport;
+pub use sessions::{ENGAGED_SECONDS, SessionTotals};
 
 /// The analytics settings (ANALYTICS_WINDOW, ANALYTICS_SESSION_TIMEOUT,
 /// ANALYTICS_MAX_USERS_PER_PARTITION, ALLOWED_LATENESS, REPORT_USER_IDS).
@@ -60,6 +65,9 @@ pub struct AnalyticsConfig {
     pub allowed_lateness: Duration,
     /// REPORT_USER_IDS: `top_users` in /report.
     pub report_user_ids: bool,
+    /// SITE_DOMAINS: the site's own domains, whose referrers are not a
+    /// traffic source (lower case).
+    pub site_domains: Vec<String>,
 }
 
 impl Default for AnalyticsConfig {
@@ -70,6 +78,7 @@ impl Default for AnalyticsConfig {
             max_users_per_partition: 250_000,
             allowed_lateness: crate::eventtime::DEFAULT_ALLOWED_LATENESS,
             report_user_ids: false,
+            site_domains: Vec::new(),
         }
     }
 }
@@ -80,6 +89,13 @@ pub const MAX_PRODUCTS: usize = 500;
 pub const MAX_COUNTRIES: usize = 300;
 pub const MAX_CITIES: usize = 1_000;
 pub const MAX_DEVICE_LABELS: usize = 50;
+pub const MAX_SOURCES: usize = 100;
+pub const MAX_CAMPAIGNS: usize = 100;
+
+/// Live visitors: users active within this much event time.
+pub const LIVE_SECONDS: u32 = 300;
+/// Events per minute: this many minutes, the newest last.
+pub const LIVE_MINUTES: usize = 30;
 
 /// Events in the window a user needs to be listed among the top users.
 pub const TOP_USER_MIN_EVENTS: u32 = 3;
@@ -142,6 +158,8 @@ pub struct AnalyticsTotals {
     pub browsers: BoundedCounts,
     pub operating_systems: BoundedCounts,
     pub session_durations: Histogram,
+    /// Acquisition and engagement, per counted session.
+    pub sessions: SessionTotals,
 }
 
 impl Default for AnalyticsTotals {
@@ -164,111 +182,8 @@ impl Default for AnalyticsTotals {
             browsers: BoundedCounts::new(MAX_DEVICE_LABELS),
             operating_systems: BoundedCounts::new(MAX_DEVICE_LABELS),
             session_durations: Histogram::new(&SESSION_DURATION_BUCKETS),
+            sessions: SessionTotals::default(),
         }
-    }
-}
-
-/// Quarter-window buckets of a user's event count: the window's four and
-/// the one it is sliding into.
-const COUNT_BUCKETS: usize = 5;
-
-/// One user's recent activity. Times are seconds since the epoch; 0 = never.
-#[derive(Clone, Copy, Debug, Default)]
-struct UserActivity {
-    last_seen: u32,
-    stage_seen: [u32; 5],
-    /// Events per quarter-window bucket of event time (`counts[b % 5]` for
-    /// bucket `b`; the newest is `last_seen`'s): "events in the window" is a
-    /// sum over whole buckets, so it depends only on events a rebuild
-    /// replays (window plus one quarter), never on older history. 16 bits
-    /// saturate at 65,535 events per user per quarter-window — a bot's
-    /// figure, shown as that.
-    counts: [u16; COUNT_BUCKETS],
-    session_key: u32,
-    session_start: u32,
-    session_last: u32,
-}
-
-impl UserActivity {
-    /// Counts an event at `ts` in buckets of `quarter` seconds; call before
-    /// `last_seen` takes the event into account. Late events in a bucket
-    /// already slid out are not counted.
-    fn count(&mut self, ts: u32, quarter: u32) {
-        let b = ts / quarter;
-        let newest = self.last_seen / quarter;
-        if self.last_seen == 0 || b > newest {
-            let fresh = if self.last_seen == 0 {
-                COUNT_BUCKETS as u32
-            } else {
-                (b - newest).min(COUNT_BUCKETS as u32)
-            };
-            for i in 0..fresh {
-                self.counts[(b.wrapping_sub(i) as usize) % COUNT_BUCKETS] = 0;
-            }
-        } else if newest - b >= COUNT_BUCKETS as u32 {
-            return;
-        }
-        let slot = &mut self.counts[(b as usize) % COUNT_BUCKETS];
-        *slot = slot.saturating_add(1);
-    }
-
-    /// Events in buckets `first..` (the window as of some watermark).
-    fn events_since(&self, first: u32, quarter: u32) -> u32 {
-        let newest = self.last_seen / quarter;
-        let oldest = newest.saturating_sub(COUNT_BUCKETS as u32 - 1).max(first);
-        (oldest..=newest)
-            .map(|b| u32::from(self.counts[(b as usize) % COUNT_BUCKETS]))
-            .sum()
-    }
-}
-
-/// Distinct users beyond the exact cap, in time buckets of a quarter window,
-/// so that old buckets can be dropped as the window slides.
-#[derive(Default)]
-struct OverflowSketch {
-    /// (bucket number, [all users, users per stage]).
-    buckets: Vec<(u32, Box<[HyperLogLog; 6]>)>,
-}
-
-const OVERFLOW_BUCKETS: usize = 5;
-
-impl OverflowSketch {
-    fn insert(&mut self, bucket: u32, user_hash: u64, stage: usize) {
-        let position = match self.buckets.iter().position(|(b, _)| *b == bucket) {
-            Some(p) => p,
-            None => {
-                self.buckets.push((bucket, Box::default()));
-                self.buckets.sort_by_key(|(b, _)| *b);
-                if self.buckets.len() > OVERFLOW_BUCKETS {
-                    self.buckets.remove(0);
-                }
-                match self.buckets.iter().position(|(b, _)| *b == bucket) {
-                    Some(p) => p,
-                    None => return, // older than every kept bucket
-                }
-            }
-        };
-        let sketches = &mut self.buckets[position].1;
-        sketches[0].insert_hash(user_hash);
-        sketches[1 + stage].insert_hash(user_hash);
-    }
-
-    /// Estimated distinct users (index 0) and per stage (1..=5) in buckets
-    /// from `first_bucket` on.
-    fn estimates(&self, first_bucket: u32) -> [u64; 6] {
-        let mut union: [HyperLogLog; 6] = Default::default();
-        for (b, sketches) in &self.buckets {
-            if *b >= first_bucket {
-                for (u, s) in union.iter_mut().zip(sketches.iter()) {
-                    u.merge(s);
-                }
-            }
-        }
-        let mut out = [0; 6];
-        for (o, u) in out.iter_mut().zip(union.iter()) {
-            *o = u.estimate();
-        }
-        out
     }
 }
 
@@ -282,6 +197,14 @@ pub struct AnalyticsPartition {
     overflow: Option<Box<OverflowSketch>>,
     /// User ids of the exactly tracked users, for "top users".
     names: PrehashedMap<Box<str>>,
+    /// Open sessions of the exactly tracked users.
+    sessions: PrehashedMap<Session>,
+    /// (start ms, session) of the sessions not counted yet: counted when the
+    /// watermark passes their start.
+    uncounted: std::collections::BTreeSet<(i64, u64)>,
+    labels: Labels,
+    /// Events per minute of event time: (minute, events), by minute % 32.
+    minutes: [(u32, u32); 32],
 }
 
 impl AnalyticsPartition {
@@ -298,7 +221,10 @@ impl AnalyticsPartition {
     pub fn heap_bytes(&self) -> usize {
         let map = self.users.capacity() * (std::mem::size_of::<(u64, UserActivity)>() + 1)
             + self.names.capacity() * (std::mem::size_of::<(u64, Box<str>)>() + 1)
-            + self.names.values().map(|n| n.len()).sum::<usize>();
+            + self.names.values().map(|n| n.len()).sum::<usize>()
+            + self.sessions.capacity() * (std::mem::size_of::<(u64, Session)>() + 1)
+            + self.uncounted.len() * 2 * std::mem::size_of::<(i64, u64)>()
+            + self.labels.heap_bytes();
         let sketches = self.overflow.as_ref().map_or(0, |o| o.buckets.len() * 6 * 4096);
         map + sketches
     }
@@ -314,6 +240,12 @@ pub struct WindowFigures {
     pub open_session_seconds: u64,
     pub top_users: Vec<(String, u64)>,
     pub exact: bool,
+    /// Users in the window by the source of their latest session.
+    pub users_by_source: std::collections::BTreeMap<String, u64>,
+    /// Users active within [`LIVE_SECONDS`].
+    pub live_visitors: u64,
+    /// Events in each of the last [`LIVE_MINUTES`] minutes, the newest last.
+    pub events_per_minute: [u64; LIVE_MINUTES],
 }
 
 /// The analytics processor.
@@ -382,6 +314,12 @@ impl AnalyticsProcessor {
             }
             f.active_users += 1;
             f.events_in_window += u64::from(user.events_since(first_bucket, quarter));
+            if user.last_seen + LIVE_SECONDS >= as_of_s {
+                f.live_visitors += 1;
+            }
+            if let Some(source) = state.labels.name(user.source) {
+                *f.users_by_source.entry(source.to_string()).or_default() += 1;
+            }
             for (stage, &seen) in user.stage_seen.iter().enumerate() {
                 if seen >= from && seen != 0 {
                     f.funnel_users[stage] += 1;
@@ -424,6 +362,14 @@ impl AnalyticsProcessor {
             }
         }
         f.top_users = top.into_iter().map(|(e, n)| (n.to_string(), u64::from(e))).collect();
+        let now_minute = as_of_s / 60;
+        for (i, slot) in f.events_per_minute.iter_mut().enumerate() {
+            let minute = now_minute.wrapping_sub((LIVE_MINUTES - 1 - i) as u32);
+            let (tag, n) = state.minutes[minute as usize % 32];
+            if tag == minute && minute <= now_minute {
+                *slot = u64::from(n);
+            }
+        }
         f
     }
 
@@ -451,6 +397,32 @@ impl AnalyticsProcessor {
             .watermark_s
             .saturating_sub(self.config.session_timeout.as_secs() as u32);
         let totals = &mut self.totals;
+        // Sessions idle for the session timeout close (counted first if the
+        // watermark had not passed their start yet), before their users go.
+        let AnalyticsPartition {
+            users,
+            sessions,
+            uncounted,
+            labels,
+            ..
+        } = state;
+        let mut ctx = Ctx {
+            totals: &mut totals.sessions,
+            labels,
+            live: mode.counts(),
+            site_domains: &self.config.site_domains,
+        };
+        let idle_ms = i64::from(session_cutoff) * 1000;
+        sessions.retain(|id, session| {
+            if session.latest_ms >= idle_ms {
+                return true;
+            }
+            if uncounted.remove(&(session.start_ms, *id)) {
+                let returning = users.get(&session.user).is_some_and(|u| u.returning(session));
+                session.count(returning, &mut ctx);
+            }
+            false
+        });
         state.users.retain(|_, user| {
             if user.session_start != 0 && user.session_last < session_cutoff {
                 if mode.counts() {
@@ -538,6 +510,10 @@ impl Processor for AnalyticsProcessor {
             last_sweep_s: 0,
             overflow: None,
             names: PrehashedMap::default(),
+            sessions: PrehashedMap::default(),
+            uncounted: std::collections::BTreeSet::new(),
+            labels: Labels::default(),
+            minutes: [(0, 0); 32],
         }
     }
 
@@ -567,6 +543,14 @@ impl Processor for AnalyticsProcessor {
             return;
         }
         state.clock.observe(key, event.timestamp_ms);
+        let minute = (event.timestamp_ms.max(0) / 60_000).min(i64::from(u32::MAX)) as u32;
+        let slot = &mut state.minutes[minute as usize % 32];
+        if slot.0 < minute {
+            *slot = (minute, 0);
+        }
+        if slot.0 == minute {
+            slot.1 += 1;
+        }
         let to_s = |ms: i64| (ms.max(1000) / 1000).min(i64::from(u32::MAX)) as u32;
         let ts = to_s(event.timestamp_ms);
         let now_s = to_s(state.clock.time());
@@ -595,6 +579,7 @@ impl Processor for AnalyticsProcessor {
         let quarter = self.quarter_s();
         user.count(ts, quarter);
         user.last_seen = user.last_seen.max(ts);
+        user.earliest = if user.earliest == 0 { ts } else { user.earliest.min(ts) };
         user.stage_seen[stage] = user.stage_seen[stage].max(ts);
         // Names are kept for the users who can be "top users" (at least
         // TOP_USER_MIN_EVENTS in the window), not for the many one-visit
@@ -623,6 +608,40 @@ impl Processor for AnalyticsProcessor {
                 user.session_start = ts;
             }
             user.session_last = user.session_last.max(ts);
+        }
+        let mut ctx = Ctx {
+            totals: &mut self.totals.sessions,
+            labels: &mut state.labels,
+            live: mode.counts(),
+            site_domains: &self.config.site_domains,
+        };
+        // Acquisition and engagement: one session per (user, session_id),
+        // whatever order its events arrive in.
+        if let Some(session_key) = session_key {
+            let id = self.hasher.hash_one((key, session_key));
+            let session = state.sessions.entry(id).or_insert_with(|| {
+                let session = Session::new(event, key, &mut ctx);
+                state.uncounted.insert((session.start_ms, id));
+                session
+            });
+            let start = session.start_ms;
+            session.observe(event, &mut ctx);
+            if session.start_ms != start && state.uncounted.remove(&(start, id)) {
+                state.uncounted.insert((session.start_ms, id));
+            }
+            user.latest_session(session, &ctx);
+        }
+        // Sessions whose start the watermark has passed: their landing event
+        // is final, so they count now.
+        let watermark_ms = state.clock.watermark(lateness);
+        while let Some(&(start_ms, id)) = state.uncounted.first()
+            && start_ms < watermark_ms
+        {
+            state.uncounted.pop_first();
+            if let Some(session) = state.sessions.get_mut(&id) {
+                let returning = state.users.get(&session.user).is_some_and(|u| u.returning(session));
+                session.count(returning, &mut ctx);
+            }
         }
     }
 }

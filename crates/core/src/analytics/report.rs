@@ -11,13 +11,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{AnalyticsTotals, WindowFigures};
+use super::acquisition::Channel;
+use super::{AnalyticsTotals, LIVE_MINUTES, WindowFigures};
 use crate::event::{EventType, printable};
 
 /// Pages in the report's top list (the seed's "Top 10 Pages").
 pub const TOP_PAGES: usize = 10;
 /// Products in each top list (the seed's "Top 5 Popular Products").
 pub const TOP_PRODUCTS: usize = 5;
+/// Sources and campaigns in the console report.
+pub const TOP_SOURCES: usize = 5;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PageCount {
@@ -36,6 +39,27 @@ pub struct ProductFigure {
 pub struct UserCount {
     pub user_id: String,
     pub events: u64,
+}
+
+/// A traffic source's sessions and what they sold. `users` are the
+/// window's users whose latest session came from the source.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SourceFigures {
+    pub sessions: u64,
+    pub users: u64,
+    pub conversions: u64,
+    pub revenue: f64,
+    /// conversions / sessions.
+    pub conversion_rate: f64,
+}
+
+/// A campaign's sessions and what they sold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CampaignFigures {
+    pub sessions: u64,
+    pub conversions: u64,
+    pub revenue: f64,
+    pub conversion_rate: f64,
 }
 
 /// Everything the analytics consumer reports. Volume figures are this
@@ -71,6 +95,26 @@ pub struct AnalyticsReport {
     /// False when a partition tracks more users than its exact cap and
     /// distinct counts include HyperLogLog estimates.
     pub distinct_counts_exact: bool,
+    /// Acquisition: counted sessions by source, channel and campaign.
+    pub sources: BTreeMap<String, SourceFigures>,
+    pub channels: BTreeMap<String, u64>,
+    pub campaigns: BTreeMap<String, CampaignFigures>,
+    /// Engagement: counted sessions, their landing and (latest) exit pages.
+    pub sessions: u64,
+    pub engaged_sessions: u64,
+    pub entry_pages: BTreeMap<String, u64>,
+    /// Signed: a pod counts a page's exits out when a session it did not
+    /// count moves on; summed over pods the figures are the sessions'.
+    pub exit_pages: BTreeMap<String, i64>,
+    /// Share of counted sessions not engaged (0–1).
+    pub bounce_rate: f64,
+    pub pages_per_session: f64,
+    pub new_users: u64,
+    pub returning_users: u64,
+    /// Live: users active in the last 5 minutes of event time, and events
+    /// in each of the last 30 minutes (the newest last).
+    pub live_visitors: u64,
+    pub events_per_minute: Vec<u64>,
 }
 
 impl AnalyticsReport {
@@ -99,6 +143,66 @@ impl AnalyticsReport {
         users.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.user_id.cmp(&b.user_id)));
         users.truncate(5);
 
+        let mut users_by_source: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut live_visitors = 0;
+        let mut per_minute = [0u64; LIVE_MINUTES];
+        for p in partitions {
+            for (source, n) in &p.users_by_source {
+                *users_by_source.entry(source).or_default() += n;
+            }
+            live_visitors += p.live_visitors;
+            for (total, n) in per_minute.iter_mut().zip(p.events_per_minute) {
+                *total += n;
+            }
+        }
+        let st = &totals.sessions;
+        let rate = |part: u64, whole: u64| {
+            if whole > 0 {
+                round4(part as f64 / whole as f64)
+            } else {
+                0.0
+            }
+        };
+        let mut sources: BTreeMap<String, SourceFigures> = BTreeMap::new();
+        for (source, sessions) in st.sources.iter() {
+            let conversions = st.source_conversions.get(source);
+            sources.insert(
+                source.to_string(),
+                SourceFigures {
+                    sessions,
+                    users: users_by_source.get(source).copied().unwrap_or(0),
+                    conversions,
+                    revenue: st.source_revenue_cents.get(source) as f64 / 100.0,
+                    conversion_rate: rate(conversions, sessions),
+                },
+            );
+        }
+        for (source, users) in users_by_source {
+            sources.entry(source.to_string()).or_default().users = users;
+        }
+        let campaigns = st
+            .campaigns
+            .iter()
+            .map(|(campaign, sessions)| {
+                let conversions = st.campaign_conversions.get(campaign);
+                let figures = CampaignFigures {
+                    sessions,
+                    conversions,
+                    revenue: st.campaign_revenue_cents.get(campaign) as f64 / 100.0,
+                    conversion_rate: rate(conversions, sessions),
+                };
+                (campaign.to_string(), figures)
+            })
+            .collect();
+        let mut exit_pages: BTreeMap<String, i64> = st
+            .exits_in
+            .iter()
+            .map(|(page, n)| (page.to_string(), n as i64))
+            .collect();
+        for (page, n) in st.exits_out.iter() {
+            *exit_pages.entry(page.to_string()).or_default() -= n as i64;
+        }
+        exit_pages.retain(|_, n| *n != 0);
         let name_of = |id: &str| totals.product_names.get(id).cloned().unwrap_or_else(|| id.to_string());
         let sessions = totals.session_durations.count + open_sessions;
         let session_seconds = totals.session_durations.sum + open_seconds as f64;
@@ -177,6 +281,26 @@ impl AnalyticsReport {
                 0.0
             },
             distinct_counts_exact: exact,
+            sources,
+            channels: Channel::ALL
+                .iter()
+                .map(|c| (c.as_str().to_string(), st.channels[c.index()]))
+                .collect(),
+            campaigns,
+            sessions: st.sessions,
+            engaged_sessions: st.engaged,
+            entry_pages: st.entry_pages.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            exit_pages,
+            bounce_rate: rate(st.sessions.saturating_sub(st.engaged), st.sessions),
+            pages_per_session: if st.sessions > 0 {
+                round2(st.page_views as f64 / st.sessions as f64)
+            } else {
+                0.0
+            },
+            new_users: st.new_users,
+            returning_users: st.returning_users,
+            live_visitors,
+            events_per_minute: per_minute.to_vec(),
         }
     }
 
@@ -268,8 +392,83 @@ impl AnalyticsReport {
             "  Avg Session       : {}",
             format_duration(self.avg_session_duration_seconds)
         );
+        self.render_acquisition(&mut s);
         s
     }
+
+    /// The sections GA leads with: sources, campaigns, engagement, live.
+    fn render_acquisition(&self, s: &mut String) {
+        let _ = writeln!(s, "\n🔗 Traffic Sources ({} sessions):", self.sessions);
+        let mut sources: Vec<(&String, &SourceFigures)> = self.sources.iter().collect();
+        sources.sort_by(|a, b| b.1.sessions.cmp(&a.1.sessions).then_with(|| a.0.cmp(b.0)));
+        for (name, f) in sources.into_iter().take(TOP_SOURCES) {
+            sold_line(s, name, f.sessions, f.conversions, f.conversion_rate, f.revenue);
+        }
+        let channels: BTreeMap<String, u64> = self
+            .channels
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let _ = writeln!(s, "  Channels: {}", top_line(&channels, 9, self.sessions.max(1) as f64));
+
+        let _ = writeln!(s, "\n📣 Campaigns:");
+        let mut campaigns: Vec<(&String, &CampaignFigures)> = self.campaigns.iter().collect();
+        campaigns.sort_by(|a, b| b.1.revenue.total_cmp(&a.1.revenue).then_with(|| a.0.cmp(b.0)));
+        if campaigns.is_empty() {
+            let _ = writeln!(s, "  (no utm_campaign on any landing page yet)");
+        }
+        for (name, f) in campaigns.into_iter().take(TOP_SOURCES) {
+            sold_line(s, name, f.sessions, f.conversions, f.conversion_rate, f.revenue);
+        }
+
+        let _ = writeln!(s, "\n🚪 Engagement:");
+        let _ = writeln!(
+            s,
+            "  Bounce Rate       : {:.1}% ({} of {} sessions engaged)",
+            self.bounce_rate * 100.0,
+            self.engaged_sessions,
+            self.sessions
+        );
+        let _ = writeln!(s, "  Pages / Session   : {:.2}", self.pages_per_session);
+        let _ = writeln!(s, "  New / Returning   : {} / {}", self.new_users, self.returning_users);
+        let total = self.sessions.max(1) as f64;
+        let _ = writeln!(s, "  Entry Pages       : {}", top_line(&self.entry_pages, 3, total));
+        let exits: BTreeMap<String, u64> = self
+            .exit_pages
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, v)| (k.clone(), *v as u64))
+            .collect();
+        let _ = writeln!(s, "  Exit Pages        : {}", top_line(&exits, 3, total));
+        let recent: Vec<String> = self
+            .events_per_minute
+            .iter()
+            .rev()
+            .take(10)
+            .rev()
+            .map(u64::to_string)
+            .collect();
+        let _ = writeln!(
+            s,
+            "  Live              : {} visitors in the last 5 min; events/min {}",
+            self.live_visitors,
+            recent.join(" ")
+        );
+    }
+}
+
+/// One source's or campaign's line: sessions, conversions and revenue.
+fn sold_line(s: &mut String, name: &str, sessions: u64, conversions: u64, rate: f64, revenue: f64) {
+    let _ = writeln!(
+        s,
+        "  {:<24}: {:>6} sessions, {:>5} conversions ({:.1}%), ${}",
+        printable(name),
+        sessions,
+        conversions,
+        rate * 100.0,
+        money(revenue)
+    );
 }
 
 fn top_line(map: &BTreeMap<String, u64>, n: usize, total: f64) -> String {
@@ -292,6 +491,10 @@ fn percent(part: u64, whole: u64) -> String {
 
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
+}
+
+fn round4(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
 }
 
 pub use crate::money::money;

@@ -11,7 +11,11 @@ const T0: i64 = 1_705_312_800_000; // 2024-01-15T10:00:00Z
 
 use EventType::{AddToCart as Cart, Click, PageView as View, Purchase as Buy, Search};
 
+mod sessions;
+
+#[derive(Clone, Debug)]
 struct Spec {
+    referrer: Option<&'static str>,
     user: &'static str,
     session: &'static str,
     at_s: i64,
@@ -25,6 +29,7 @@ struct Spec {
 
 fn spec(user: &'static str, at_s: i64, kind: EventType) -> Spec {
     Spec {
+        referrer: None,
         user,
         session: "s",
         at_s,
@@ -55,6 +60,10 @@ impl Spec {
         self.device = device;
         self
     }
+    fn referred(mut self, r: &'static str) -> Spec {
+        self.referrer = Some(r);
+        self
+    }
     fn session(mut self, s: &'static str) -> Spec {
         self.session = s;
         self
@@ -67,7 +76,7 @@ impl Spec {
             session_id: Some(Cow::Borrowed(self.session)),
             event_type: self.kind,
             page_url: Some(Cow::Borrowed(self.page)),
-            referrer: None,
+            referrer: self.referrer.map(Cow::Borrowed),
             user_agent: None,
             ip_address: None,
             properties: Properties {
