@@ -28,6 +28,7 @@ impl Run for Analytics {
         name: "analytics",
         uses: CONSUMER.or(Uses::ANALYTICS),
         http_port: 9101,
+        defaults: &[],
     };
 
     async fn run(self, config: Config, context: Context) -> anyhow::Result<()> {

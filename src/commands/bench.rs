@@ -32,6 +32,7 @@ impl Run for Bench {
             .or(Uses::IP_PRIVACY)
             .or(Uses::LOGS),
         http_port: 0,
+        defaults: &[],
     };
 
     async fn run(self, config: Config, _: Context) -> anyhow::Result<()> {

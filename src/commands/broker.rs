@@ -16,6 +16,7 @@ impl Run for Broker {
         name: "broker",
         uses: Uses::TOPICS.or(Uses::TOPIC_ADMIN).or(Uses::LOGS),
         http_port: 0,
+        defaults: &[],
     };
 
     async fn run(self, config: Config, context: Context) -> anyhow::Result<()> {

@@ -18,6 +18,7 @@ impl Run for Collect {
             .or(Uses::SERVICE)
             .or(Uses::LOGS),
         http_port: 8080,
+        defaults: &[],
     };
 
     async fn run(self, config: Config, context: Context) -> anyhow::Result<()> {

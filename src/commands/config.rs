@@ -16,6 +16,7 @@ impl Run for Describe {
         name: "config",
         uses: Uses::ALL,
         http_port: 0,
+        defaults: &[],
     };
 
     async fn run(self, config: Config, _: Context) -> anyhow::Result<()> {

@@ -20,6 +20,9 @@ impl Run for Demo {
         name: "demo",
         uses: PIPELINE,
         http_port: 9100,
+        // Ten seconds of lateness instead of a minute: sessions count and
+        // PURCHASE_WITHOUT_ACTIVITY decides within seconds of watching.
+        defaults: &[("ALLOWED_LATENESS", "10s")],
     };
 
     async fn run(self, config: Config, context: Context) -> anyhow::Result<()> {

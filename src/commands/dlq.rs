@@ -40,6 +40,7 @@ impl Run for Dlq {
             .or(Uses::DEAD_LETTERS)
             .or(Uses::LOGS),
         http_port: 0,
+        defaults: &[],
     };
 
     async fn run(self, config: Config, _: Context) -> anyhow::Result<()> {

@@ -38,6 +38,7 @@ impl Run for Fleet {
         name: "fleet",
         uses: super::demo::PIPELINE,
         http_port: 0,
+        defaults: &[],
     };
 
     fn prepare(&mut self, sources: &mut Sources) -> Result<(), clap::Error> {

@@ -19,6 +19,7 @@ impl Run for Fraud {
         name: "fraud",
         uses: super::analytics::CONSUMER.or(Uses::FRAUD).or(Uses::IP_PRIVACY),
         http_port: 9102,
+        defaults: &[],
     };
 
     async fn run(self, config: Config, context: Context) -> anyhow::Result<()> {

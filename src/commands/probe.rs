@@ -21,6 +21,7 @@ impl Run for Probe {
         name: "probe",
         uses: Uses::NONE,
         http_port: 0,
+        defaults: &[],
     };
 
     async fn run(self, config: Config, _: Context) -> anyhow::Result<()> {

@@ -22,6 +22,7 @@ impl Run for Produce {
             .or(Uses::SERVICE)
             .or(Uses::LOGS),
         http_port: 9103,
+        defaults: &[],
     };
 
     async fn run(self, config: Config, context: Context) -> anyhow::Result<()> {

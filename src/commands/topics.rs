@@ -20,6 +20,7 @@ impl Run for Topics {
         name: "topics",
         uses: Uses::KAFKA.or(Uses::TOPICS).or(Uses::TOPIC_ADMIN).or(Uses::LOGS),
         http_port: 0,
+        defaults: &[],
     };
 
     async fn run(self, config: Config, _: Context) -> anyhow::Result<()> {

@@ -145,7 +145,7 @@ fn log_filter(text: &str) -> Option<String> {
 impl Config {
     /// Reads and validates every setting, for the command `profile` describes.
     pub fn load(profile: Profile, sources: &Sources) -> Result<Config, ConfigError> {
-        let mut r = Reader::new(sources);
+        let mut r = Reader::new(sources, profile.defaults);
 
         let bootstrap_servers_set = sources.raw("KAFKA_BOOTSTRAP_SERVERS").is_some();
         let bootstrap_servers = given(

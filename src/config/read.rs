@@ -9,14 +9,17 @@ use super::{ConfigError, Secret, Sources};
 
 pub(super) struct Reader<'a> {
     pub sources: &'a Sources,
+    /// The command's own defaults, over the table's.
+    defaults: &'static [(&'static str, &'static str)],
     /// Every setting read, with its effective value (secrets as `***`).
     pub effective: Vec<(&'static str, String)>,
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(sources: &'a Sources) -> Reader<'a> {
+    pub fn new(sources: &'a Sources, defaults: &'static [(&'static str, &'static str)]) -> Reader<'a> {
         Reader {
             sources,
+            defaults,
             effective: Vec::new(),
         }
     }
@@ -24,10 +27,10 @@ impl<'a> Reader<'a> {
     /// The raw text of a setting, with the name to blame, or its default.
     fn raw(&mut self, var: &'static str) -> Option<(String, String)> {
         let setting = Setting::named(var);
-        let found = self
-            .sources
-            .raw(var)
-            .or_else(|| setting.default.map(|d| (var.to_string(), d.to_string())));
+        let found = self.sources.raw(var).or_else(|| {
+            let own = self.defaults.iter().find(|(v, _)| *v == var).map(|(_, d)| *d);
+            own.or(setting.default).map(|d| (var.to_string(), d.to_string()))
+        });
         let shown = match (&found, setting.secret()) {
             (Some(_), true) => "***".to_string(),
             (Some((_, v)), false) => v.clone(),

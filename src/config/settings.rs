@@ -62,6 +62,9 @@ pub struct Profile {
     pub uses: Uses,
     /// The port of HTTP_ADDR when unset (0: any free port).
     pub http_port: u16,
+    /// Defaults of its own, over the table's (`demo` waits less for late
+    /// events); the environment and flags still win.
+    pub defaults: &'static [(&'static str, &'static str)],
 }
 
 /// The values a setting accepts.
@@ -387,7 +390,7 @@ pub const SETTINGS: &[Setting] = &[
     s("STATE_REBUILD", Some("true"), CONSUMER, BOOL, "Rebuild a newly assigned partition's windowed state by replaying its recent events before going live."),
     s("SHUTDOWN_TIMEOUT", Some("20s"), Uses::SERVICE, duration(1, FOREVER), "Upper bound on a graceful stop (drain, commit, leave the group); keep it below Kubernetes' terminationGracePeriodSeconds."),
     s("DRAIN_TIMEOUT", Some("10s"), CONSUMER, duration(1, FOREVER), "How long a revoked partition may wait for its in-flight alerts before its offsets are committed; below the session timeout."),
-    s("ALLOWED_LATENESS", Some("60s"), CONSUMER, duration(0, secs(3600)), "How far behind its partition's event time an event is still on time: windowed fraud rules and analytics windows take it at its own timestamp. Later events are late: counted, judged by HIGH_VALUE_PURCHASE, kept out of windows (activity_late_events_total). PURCHASE_WITHOUT_ACTIVITY alerts wait this long in event time."),
+    s("ALLOWED_LATENESS", Some("60s"), CONSUMER, duration(0, secs(3600)), "How far behind its partition's event time an event is still on time: windowed fraud rules and analytics windows take it at its own timestamp. Later events are late: counted, judged by HIGH_VALUE_PURCHASE, kept out of windows (activity_late_events_total). PURCHASE_WITHOUT_ACTIVITY alerts and session figures wait this long in event time. `demo` defaults to 10s."),
     s("AUDIT_LOG", None, CONSUMER, PATH, "Directory for a processing audit: each consumer process appends `partition offset unix_ms` per live-processed event to its own file, flushed before offsets are stored (for verifying delivery; costs one write per batch)."),
     s("MAX_EVENT_BYTES", Some("65536"), DECODER, whole(256, 104_857_600, "bytes"), "Largest accepted event; bigger ones are dead-lettered as too_large."),
     s("MAX_EVENT_FUTURE_SKEW", Some("5m"), DECODER, duration(0, FOREVER), "How far after its Kafka timestamp (or receipt) an event may be stamped."),

@@ -8,6 +8,7 @@ const EVERYTHING: Profile = Profile {
     name: "demo",
     uses: Uses::ALL,
     http_port: 9100,
+    defaults: &[],
 };
 
 fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -206,4 +207,29 @@ fn readme_configuration_table_is_generated_from_settings() {
 fn drain_must_fit_in_the_session() {
     let err = load(&[("DRAIN_TIMEOUT", "60s"), ("KAFKA_SESSION_TIMEOUT_MS", "30000")]).unwrap_err();
     assert!(err.to_string().contains("DRAIN_TIMEOUT"));
+}
+
+#[test]
+fn a_command_can_default_a_setting_of_its_own() {
+    const QUICK: Profile = Profile {
+        defaults: &[("ALLOWED_LATENESS", "10s")],
+        ..EVERYTHING
+    };
+    let lateness = |profile, pairs: &[(&str, &str)]| {
+        Config::load(profile, &Sources::from_pairs(pairs.iter().copied()))
+            .unwrap()
+            .analytics
+            .allowed_lateness
+    };
+    assert_eq!(lateness(QUICK, &[]), std::time::Duration::from_secs(10));
+    assert_eq!(
+        lateness(QUICK, &[("ALLOWED_LATENESS", "30s")]),
+        std::time::Duration::from_secs(30),
+        "the environment wins"
+    );
+    assert_eq!(
+        lateness(EVERYTHING, &[]),
+        std::time::Duration::from_secs(60),
+        "the table's default"
+    );
 }

@@ -95,15 +95,59 @@ pub const SEARCH_QUERIES: &[&str] = &[
     "kafka",
 ];
 
-/// `None` is direct traffic (`"referrer": null`).
-pub const REFERRERS: &[(Option<&str>, u32)] = &[
-    (None, 35),
-    (Some("https://www.google.com/"), 35),
-    (Some("https://www.bing.com/"), 5),
-    (Some("https://www.facebook.com/"), 10),
-    (Some("https://twitter.com/"), 5),
-    (Some("https://newsletter.example.com/"), 10),
+/// Where a simulated session comes from: the referrer of its landing page
+/// (`None`: direct, `"referrer": null`), the `utm_*` query of its landing
+/// URL, how often, and how likely it is to buy relative to the average
+/// session (search ads and the newsletter sell best, social visits least).
+pub struct Acquisition {
+    pub referrer: Option<&'static str>,
+    pub utm: Option<&'static str>,
+    pub weight: u32,
+    pub buys: f64,
+}
+
+const fn acquired(referrer: Option<&'static str>, utm: Option<&'static str>, weight: u32, buys: f64) -> Acquisition {
+    Acquisition {
+        referrer,
+        utm,
+        weight,
+        buys,
+    }
+}
+
+pub const ACQUISITION: &[Acquisition] = &[
+    acquired(None, None, 30, 1.0),
+    acquired(Some("https://www.google.com/"), None, 25, 1.0),
+    acquired(Some("https://www.bing.com/"), None, 5, 0.9),
+    acquired(
+        Some("https://www.google.com/"),
+        Some("utm_source=google&utm_medium=cpc&utm_campaign=winter_sale"),
+        10,
+        1.8,
+    ),
+    acquired(Some("https://www.facebook.com/"), None, 8, 0.5),
+    acquired(
+        Some("https://l.instagram.com/"),
+        Some("utm_source=instagram&utm_medium=paid_social&utm_campaign=new_arrivals"),
+        5,
+        0.8,
+    ),
+    acquired(Some("https://t.co/"), None, 4, 0.4),
+    acquired(
+        None,
+        Some("utm_source=newsletter&utm_medium=email&utm_campaign=weekly_digest"),
+        8,
+        2.5,
+    ),
+    acquired(Some("https://www.techreviews.example/best-desk-lamps"), None, 5, 1.5),
 ];
+
+/// The average of [`ACQUISITION`]'s `buys`, weighted: dividing by it keeps
+/// the overall share of buyers (and so the event mix) where it was.
+pub fn mean_buys() -> f64 {
+    let total: u32 = ACQUISITION.iter().map(|a| a.weight).sum();
+    ACQUISITION.iter().map(|a| a.buys * f64::from(a.weight)).sum::<f64>() / f64::from(total)
+}
 
 pub struct Place {
     pub country: &'static str,

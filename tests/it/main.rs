@@ -11,6 +11,7 @@
 
 mod support;
 
+mod acquisition;
 mod auth;
 mod browser;
 mod cli;

@@ -83,6 +83,7 @@ impl Simulator {
             place: hostile,
             device: &catalog::DEVICES[0],
             referrer: None,
+            utm: None,
             steps: Vec::new(),
             next_step: 0,
             think_ms: (2_000, 8_000),

@@ -16,6 +16,11 @@
 //!   prior transactional events; the resulting mix is about
 //!   58/25/10/4.5/2 % (page_view/click/search/add_to_cart/purchase): the
 //!   seed's 60/25/10/3/2 with 1.5 points moved from page views to carts.
+//! - **Acquisition**: each session comes from somewhere (`catalog::ACQUISITION`):
+//!   direct, organic search, social sites, a review blog, Google search ads,
+//!   Instagram ads and a newsletter, the last three with `utm_*` parameters
+//!   on the landing URL. Sources convert differently (ads and the newsletter
+//!   best, social visits least), around the same overall share of buyers.
 //! - **Fraud** (`FRAUD_RATE` of new sessions, scenarios in rotation): bots
 //!   (bursts of cart additions), card testers (several small purchases in
 //!   minutes), account takeovers (a live user's account used from another
@@ -96,6 +101,8 @@ struct Session {
     place: &'static Place,
     device: &'static DeviceProfile,
     referrer: Option<&'static str>,
+    /// The `utm_*` query of the landing URL.
+    utm: Option<&'static str>,
     steps: Vec<Step>,
     next_step: usize,
     think_ms: (u32, u32),
@@ -135,7 +142,7 @@ pub struct Simulator {
     checkout_url: String,
     product_pick: Vec<u32>,
     page_pick: Vec<u32>,
-    referrer_pick: Vec<u32>,
+    acquisition_pick: Vec<u32>,
     place_pick: Vec<u32>,
     device_pick: Vec<u32>,
     event_id: String,
@@ -196,7 +203,7 @@ impl Simulator {
             checkout_url: format!("{}/checkout", catalog::ORIGIN),
             product_pick: cumulative(&mut catalog::PRODUCT_WEIGHTS.iter().copied()),
             page_pick: cumulative(&mut catalog::PAGES.iter().map(|(_, w)| *w)),
-            referrer_pick: cumulative(&mut catalog::REFERRERS.iter().map(|(_, w)| *w)),
+            acquisition_pick: cumulative(&mut catalog::ACQUISITION.iter().map(|a| a.weight)),
             place_pick: cumulative(&mut catalog::PLACES.iter().map(|p| p.weight)),
             device_pick: cumulative(&mut catalog::DEVICES.iter().map(|d| d.weight)),
             event_id: String::with_capacity(36),
@@ -357,6 +364,7 @@ impl Simulator {
             // Consumed above, before a step is chosen to emit.
             Step::SwitchIp => (EventType::PageView, Page::Static(0)),
         };
+        let first = session.previous_page.is_none();
         let referrer = match session.previous_page {
             None => session.referrer.map(Cow::Borrowed),
             Some(prev) => Some(Cow::Borrowed(url_of(
@@ -376,14 +384,17 @@ impl Simulator {
             user_id: Cow::Borrowed(session.user_id.as_str()),
             session_id: Some(Cow::Borrowed(session.session_id.as_str())),
             event_type,
-            page_url: Some(Cow::Borrowed(url_of(
-                page,
-                &self.static_urls,
-                &self.product_urls,
-                &self.category_urls,
-                &self.search_urls,
-                &self.checkout_url,
-            ))),
+            page_url: Some(landing_url(
+                url_of(
+                    page,
+                    &self.static_urls,
+                    &self.product_urls,
+                    &self.category_urls,
+                    &self.search_urls,
+                    &self.checkout_url,
+                ),
+                first.then_some(session.utm).flatten(),
+            )),
             referrer,
             user_agent: Some(Cow::Borrowed(session.device.user_agent)),
             ip_address: Some(Cow::Borrowed(session.ip.as_str())),
@@ -513,3 +524,14 @@ fn write_uuid(rng: &mut Xoshiro256PlusPlus, out: &mut String) {
 
 #[cfg(test)]
 mod tests;
+
+/// The landing page's URL with the session's `utm_*` query, if any.
+fn landing_url<'a>(url: &'a str, utm: Option<&str>) -> Cow<'a, str> {
+    match utm {
+        None => Cow::Borrowed(url),
+        Some(query) => {
+            let joint = if url.contains('?') { '&' } else { '?' };
+            Cow::Owned(format!("{url}{joint}{query}"))
+        }
+    }
+}

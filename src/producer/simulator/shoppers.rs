@@ -7,7 +7,8 @@ use super::catalog::{self, DeviceProfile, Place};
 use super::{Page, Session, Simulator, Step, user_id, weighted};
 
 /// Share of normal sessions that end in a purchase (tuned so purchases are
-/// ~2 % of events, like the seed).
+/// ~2 % of events, like the seed), on average over the sources: each source
+/// scales it (see `catalog::ACQUISITION`).
 const BUYER_SHARE: f64 = 0.075;
 /// Share of browsing sessions that put something in the cart and leave.
 const ABANDON_SHARE: f64 = 0.01;
@@ -23,7 +24,10 @@ impl Simulator {
             number = self.rng.random_range(0..self.users);
         }
         let home = self.home_of(number);
-        let buyer = self.rng.random_bool(BUYER_SHARE);
+        let acquisition = &catalog::ACQUISITION[weighted(&mut self.rng, &self.acquisition_pick)];
+        let buyer = self
+            .rng
+            .random_bool((BUYER_SHARE * acquisition.buys / catalog::mean_buys()).min(1.0));
         let mut steps = Vec::with_capacity(12);
         let landing = self.browse_page();
         steps.push(Step::View(landing));
@@ -50,7 +54,6 @@ impl Simulator {
             steps.push(Step::View(Page::Product(product)));
             steps.push(Step::AddToCart(product));
         }
-        let referrer_index = weighted(&mut self.rng, &self.referrer_pick);
         Session {
             user_id: user_id(number),
             session_id: self.uuid(),
@@ -58,7 +61,8 @@ impl Simulator {
             next_ip: None,
             place: home.place,
             device: home.device,
-            referrer: catalog::REFERRERS[referrer_index].0,
+            referrer: acquisition.referrer,
+            utm: acquisition.utm,
             steps,
             next_step: 0,
             think_ms: (1_000, 8_000),

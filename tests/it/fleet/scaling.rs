@@ -203,10 +203,59 @@ fn analytics_totals_of_a_graceful_fleet_add_up_to_one_replicas() {
         }
         assert_eq!(serde_json::to_value(&merged).unwrap(), totals_a[key], "{key}");
     }
+    // Acquisition and engagement: each session counted once, by whichever
+    // replica owned its partition when the watermark passed its landing
+    // event; the replay of a moved partition counts nothing.
+    assert!(
+        totals_a["sessions"].as_u64().unwrap() > 100,
+        "the stream has sessions: {}",
+        totals_a["sessions"]
+    );
+    for key in ["sessions", "engaged_sessions", "new_users", "returning_users"] {
+        assert_eq!(json!(total(key)), totals_a[key], "{key}");
+    }
+    for key in ["channels", "entry_pages", "exit_pages"] {
+        let mut merged: BTreeMap<String, i64> = BTreeMap::new();
+        for f in &finals {
+            for (k, v) in f[key].as_object().unwrap() {
+                *merged.entry(k.clone()).or_default() += v.as_i64().unwrap();
+            }
+        }
+        merged.retain(|_, v| *v != 0);
+        let mut single: BTreeMap<String, i64> = serde_json::from_value(totals_a[key].clone()).unwrap();
+        single.retain(|_, v| *v != 0);
+        assert_eq!(merged, single, "{key}");
+    }
+    for key in ["sources", "campaigns"] {
+        let mut merged: BTreeMap<String, (u64, u64, i64)> = BTreeMap::new();
+        let figures = |f: &Value| {
+            f[key]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| {
+                    let n = |field: &str| v[field].as_u64().unwrap();
+                    (k.clone(), (n("sessions"), n("conversions"), sum_cents(&v["revenue"])))
+                })
+                .collect::<Vec<_>>()
+        };
+        for f in &finals {
+            for (k, (s, c, r)) in figures(f) {
+                let m = merged.entry(k).or_default();
+                *m = (m.0 + s, m.1 + c, m.2 + r);
+            }
+        }
+        merged.retain(|_, v| *v != (0, 0, 0));
+        let single: BTreeMap<String, (u64, u64, i64)> = figures(&totals_a)
+            .into_iter()
+            .filter(|(_, v)| *v != (0, 0, 0))
+            .collect();
+        assert_eq!(merged, single, "{key}");
+    }
     let duplicates = assert_every_offset_processed(&bootstrap, ACTIVITIES, PARTITIONS, &audit(&dir.join("audit"), ""));
     assert_eq!(duplicates, 0, "graceful moves process nothing twice");
     println!(
-        "analytics fleet: {} events over 5 replicas summed to the single replica's totals; funnel and active users match",
+        "analytics fleet: {} events over 5 replicas summed to the single replica's totals; funnel, active users, sources, campaigns and engagement match",
         total("total_events")
     );
 }
