@@ -109,17 +109,7 @@ fn acquisition_and_engagement_reach_report_as_hand_computed() {
         &[("SITE_DOMAINS", "shop.example.com"), ("ALLOWED_LATENESS", "60s")],
     ));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let state = activity_tracker::http::HttpState {
-        telemetry: running.telemetry.clone(),
-        consumers: vec![("analytics", running.analytics.shared.clone())],
-    };
-    let addr = rt
-        .block_on(activity_tracker::http::serve(
-            "127.0.0.1:0".parse().unwrap(),
-            state,
-            running.shutdown.clone(),
-        ))
-        .unwrap();
+    let addr = running.serve_http(&rt);
     let mut report = Value::Null;
     wait_until("every event in /report", Duration::from_secs(60), || {
         let (status, body) = http_get(addr, "/report");

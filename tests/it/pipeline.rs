@@ -338,20 +338,7 @@ fn http_endpoints_serve_report_metrics_and_health() {
     produce(&bootstrap, ACTIVITIES, &messages);
     let running = start_consumers(&bootstrap, &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let state = activity_tracker::http::HttpState {
-        telemetry: running.telemetry.clone(),
-        consumers: vec![
-            ("analytics", running.analytics.shared.clone()),
-            ("fraud", running.fraud.shared.clone()),
-        ],
-    };
-    let addr = rt
-        .block_on(activity_tracker::http::serve(
-            "127.0.0.1:0".parse().unwrap(),
-            state,
-            running.shutdown.clone(),
-        ))
-        .unwrap();
+    let addr = running.serve_http(&rt);
     wait_until("readiness", Duration::from_secs(30), || {
         http_get(addr, "/readyz").0 == 200
     });

@@ -73,6 +73,24 @@ pub struct InProcess {
 }
 
 impl InProcess {
+    /// Serves the pods' endpoints (/report, /metrics, /readyz …) for both
+    /// consumers on a free port, on `rt`, until the pipeline stops.
+    pub fn serve_http(&self, rt: &tokio::runtime::Runtime) -> std::net::SocketAddr {
+        let state = activity_tracker::http::HttpState {
+            telemetry: self.telemetry.clone(),
+            consumers: vec![
+                ("analytics", self.analytics.shared.clone()),
+                ("fraud", self.fraud.shared.clone()),
+            ],
+        };
+        rt.block_on(activity_tracker::http::serve(
+            "127.0.0.1:0".parse().unwrap(),
+            state,
+            self.shutdown.clone(),
+        ))
+        .unwrap()
+    }
+
     pub fn start(config: &Config) -> InProcess {
         use activity_tracker::consumers::{self, Kind};
         let shutdown = activity_tracker::shutdown::Shutdown::new();
