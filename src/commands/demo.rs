@@ -21,8 +21,9 @@ impl Run for Demo {
         uses: PIPELINE,
         http_port: 9100,
         // Ten seconds of lateness instead of a minute: sessions count and
-        // PURCHASE_WITHOUT_ACTIVITY decides within seconds of watching.
-        defaults: &[("ALLOWED_LATENESS", "10s")],
+        // PURCHASE_WITHOUT_ACTIVITY decides within seconds of watching. The
+        // simulated shop's own pages are not a traffic source.
+        defaults: &[("ALLOWED_LATENESS", "10s"), ("SITE_DOMAINS", "shop.example.com")],
     };
 
     async fn run(self, config: Config, context: Context) -> anyhow::Result<()> {
