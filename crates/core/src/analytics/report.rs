@@ -5,13 +5,14 @@
 //! `total_events`, `event_types`, `revenue_total`, `purchase_count`,
 //! `funnel_users`, `countries`, `device_types`, `active_users`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::acquisition::Channel;
+use super::bounded::BoundedCounts;
 use super::{AnalyticsTotals, LIVE_MINUTES, WindowFigures};
 use crate::event::{EventType, printable};
 
@@ -163,35 +164,39 @@ impl AnalyticsReport {
                 0.0
             }
         };
+        // Every key any of a source's counters has: a pod can count a
+        // purchase of a session another pod counted.
+        let keys = |sets: [&BoundedCounts; 3]| -> BTreeSet<String> {
+            sets.iter()
+                .flat_map(|set| set.iter().map(|(k, _)| k.to_string()))
+                .collect()
+        };
         let mut sources: BTreeMap<String, SourceFigures> = BTreeMap::new();
-        for (source, sessions) in st.sources.iter() {
-            let conversions = st.source_conversions.get(source);
-            sources.insert(
-                source.to_string(),
-                SourceFigures {
-                    sessions,
-                    users: users_by_source.get(source).copied().unwrap_or(0),
-                    conversions,
-                    revenue: st.source_revenue_cents.get(source) as f64 / 100.0,
-                    conversion_rate: rate(conversions, sessions),
-                },
-            );
+        for source in keys([&st.sources, &st.source_conversions, &st.source_revenue_cents]) {
+            let (sessions, conversions) = (st.sources.get(&source), st.source_conversions.get(&source));
+            let figures = SourceFigures {
+                sessions,
+                users: users_by_source.get(source.as_str()).copied().unwrap_or(0),
+                conversions,
+                revenue: st.source_revenue_cents.get(&source) as f64 / 100.0,
+                conversion_rate: rate(conversions, sessions),
+            };
+            sources.insert(source, figures);
         }
         for (source, users) in users_by_source {
             sources.entry(source.to_string()).or_default().users = users;
         }
-        let campaigns = st
-            .campaigns
-            .iter()
-            .map(|(campaign, sessions)| {
-                let conversions = st.campaign_conversions.get(campaign);
+        let campaigns = keys([&st.campaigns, &st.campaign_conversions, &st.campaign_revenue_cents])
+            .into_iter()
+            .map(|campaign| {
+                let (sessions, conversions) = (st.campaigns.get(&campaign), st.campaign_conversions.get(&campaign));
                 let figures = CampaignFigures {
                     sessions,
                     conversions,
-                    revenue: st.campaign_revenue_cents.get(campaign) as f64 / 100.0,
+                    revenue: st.campaign_revenue_cents.get(&campaign) as f64 / 100.0,
                     conversion_rate: rate(conversions, sessions),
                 };
-                (campaign.to_string(), figures)
+                (campaign, figures)
             })
             .collect();
         let mut exit_pages: BTreeMap<String, i64> = st

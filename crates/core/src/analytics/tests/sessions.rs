@@ -307,3 +307,28 @@ fn per_user_and_per_session_state_stay_small() {
     assert_eq!(std::mem::size_of::<crate::analytics::users::UserActivity>(), 60);
     assert!(std::mem::size_of::<crate::analytics::sessions::Session>() <= 80);
 }
+
+#[test]
+fn a_pod_reports_the_purchases_of_sessions_another_pod_counted() {
+    // u1 lands; u2-u4 move event time past the landing; u1 buys later.
+    let events = vec![
+        spec("u1", 0, View).session("a"),
+        spec("u2", 100, View).session("b"),
+        spec("u3", 101, View).session("c"),
+        spec("u4", 102, View).session("d"),
+        spec("u1", 110, Buy).product("p1", "Lamp", 40.0).session("a"),
+    ];
+    // The partition moves to a new owner just before the purchase.
+    let mut after = configured();
+    let mut state = after.new_state();
+    run(&mut after, &mut state, &events[..4], Mode::Warmup);
+    let mut out = Vec::new();
+    after.process(&mut state, &events[4].event(4), Mode::Live, &mut out);
+    let r = after.report(std::iter::once(&state));
+    let direct = &r.sources["direct"];
+    assert_eq!(
+        (direct.sessions, direct.conversions, direct.revenue),
+        (0, 1, 40.0),
+        "the session was counted by the previous owner, its purchase here"
+    );
+}
