@@ -311,7 +311,7 @@ fn per_user_and_per_session_state_stay_small() {
 #[test]
 fn a_pod_reports_the_purchases_of_sessions_another_pod_counted() {
     // u1 lands; u2-u4 move event time past the landing; u1 buys later.
-    let events = vec![
+    let events = [
         spec("u1", 0, View).session("a"),
         spec("u2", 100, View).session("b"),
         spec("u3", 101, View).session("c"),
