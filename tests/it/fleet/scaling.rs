@@ -173,6 +173,22 @@ fn analytics_totals_of_a_graceful_fleet_add_up_to_one_replicas() {
     }
     let active: u64 = windowed.iter().map(|v| v["active_users"].as_u64().unwrap()).sum();
     assert_eq!(json!(active), windowed_a["active_users"]);
+    // Users by the source of their latest session, over the same window.
+    let users_by_source = |reports: &[&Value]| -> BTreeMap<String, u64> {
+        let mut merged = BTreeMap::new();
+        for r in reports {
+            for (source, f) in r["sources"].as_object().unwrap() {
+                *merged.entry(source.clone()).or_default() += f["users"].as_u64().unwrap();
+            }
+        }
+        merged.retain(|_, n| *n != 0);
+        merged
+    };
+    assert_eq!(
+        users_by_source(&windowed.iter().collect::<Vec<_>>()),
+        users_by_source(&[&windowed_a]),
+        "users by source"
+    );
 
     // Volume totals: every replica that ever ran, from its final report.
     let mut live = [r1, r2, r4, r5];
