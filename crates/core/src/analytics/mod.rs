@@ -617,8 +617,12 @@ impl Processor for AnalyticsProcessor {
         };
         // Acquisition and engagement: one session per (user, session_id),
         // whatever order its events arrive in.
-        if let Some(session_key) = session_key {
-            let id = self.hasher.hash_one((key, session_key));
+        // Open sessions are bounded like tracked users: a client inventing a
+        // session id per event cannot grow them past the cap (its further
+        // sessions are not tracked).
+        let id = session_key.map(|session_key| self.hasher.hash_one((key, session_key)));
+        let room = state.sessions.len() < cap;
+        if let Some(id) = id.filter(|id| room || state.sessions.contains_key(id)) {
             let session = state.sessions.entry(id).or_insert_with(|| {
                 let session = Session::new(event, key, &mut ctx);
                 state.uncounted.insert((session.start_ms, id));

@@ -33,7 +33,7 @@
 //!
 //! Only exactly tracked users have sessions (users beyond
 //! `ANALYTICS_MAX_USERS_PER_PARTITION` are counted by sketch, without
-//! sessions). Labels are interned per partition, at most [`MAX_LABELS`].
+//! sessions), and a partition keeps at most that many open sessions. Labels are interned per partition, at most [`MAX_LABELS`].
 
 use std::collections::HashMap;
 

@@ -332,3 +332,25 @@ fn a_pod_reports_the_purchases_of_sessions_another_pod_counted() {
         "the session was counted by the previous owner, its purchase here"
     );
 }
+
+#[test]
+fn a_session_id_per_event_cannot_grow_the_sessions_past_the_cap() {
+    let mut p = AnalyticsProcessor::new(AnalyticsConfig {
+        max_users_per_partition: 1000,
+        ..AnalyticsConfig::default()
+    });
+    let mut state = p.new_state();
+    let mut out = Vec::new();
+    let ids: Vec<String> = (0..5000).map(|i| format!("forged-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let mut e = spec("bot", i as i64 / 100, View).event(i);
+        e.session_id = Some(std::borrow::Cow::Borrowed(id.as_str()));
+        p.process(&mut state, &e, Mode::Live, &mut out);
+    }
+    assert_eq!(
+        state.sessions.len(),
+        1000,
+        "bounded by ANALYTICS_MAX_USERS_PER_PARTITION"
+    );
+    assert!(state.uncounted.len() <= 1000);
+}
