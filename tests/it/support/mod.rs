@@ -204,8 +204,14 @@ fn create_real_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&
 }
 
 /// A configuration pointing at `bootstrap`, with test-friendly timeouts and
-/// any extra `VAR=value` settings.
+/// any extra `VAR=value` settings. The profile's settings and port, not its
+/// own defaults: the tests run the pipeline as the consumer commands do (a
+/// minute of lateness), not as `demo` shows it.
 pub fn config(profile: activity_tracker::config::Profile, bootstrap: &str, extra: &[(&str, &str)]) -> Config {
+    let profile = activity_tracker::config::Profile {
+        defaults: &[],
+        ..profile
+    };
     let mut pairs: Vec<(&str, &str)> = vec![
         ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
         ("HTTP_ADDR", "127.0.0.1:0"),

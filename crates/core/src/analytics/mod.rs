@@ -314,7 +314,7 @@ impl AnalyticsProcessor {
             }
             f.active_users += 1;
             f.events_in_window += u64::from(user.events_since(first_bucket, quarter));
-            if user.last_seen + LIVE_SECONDS >= as_of_s {
+            if user.last_seen.saturating_add(LIVE_SECONDS) >= as_of_s {
                 f.live_visitors += 1;
             }
             if let Some(source) = state.labels.name(user.source) {

@@ -199,7 +199,9 @@ impl Session {
     }
 
     fn engaged_now(&self) -> bool {
-        self.latest_ms - self.start_ms > i64::from(ENGAGED_SECONDS) * 1000 || self.pages >= 2 || self.is(CONVERTED)
+        self.latest_ms.saturating_sub(self.start_ms) > i64::from(ENGAGED_SECONDS) * 1000
+            || self.pages >= 2
+            || self.is(CONVERTED)
     }
 
     pub fn label(labels: &Labels, id: u32) -> &str {
