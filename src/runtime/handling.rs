@@ -1,16 +1,23 @@
-//! Handling one message: decode, process in the slot's mode (warm-up,
-//! redo, live), publish the effects, track the offset, count.
+//! Handling one decoded message: process it in the slot's mode (warm-up,
+//! redo, live), publish the effects, track the offset, count. (Decoding
+//! happens before, a batch at a time: `batch`.)
 
 use super::*;
 
 impl<A: ConsumerApp> Core<A> {
-    /// Handles one message of an owned partition.
-    pub(super) fn handle(&mut self, message: &BorrowedMessage<'_>, now: i64) {
+    /// Handles one message of an owned partition, polled when its slot had
+    /// `epoch`, decoded into `decoded`.
+    pub(super) fn handle(&mut self, message: &BorrowedMessage<'_>, epoch: u64, decoded: Decoded<'_>, now: i64) {
         let partition = message.partition();
         let offset = message.offset();
         let Some(slot) = self.slots.get_mut(&partition) else {
             return; // revoked between fetch and poll
         };
+        if slot.epoch != epoch {
+            // Revoked and assigned again since the poll: the new assignment
+            // starts from its own position and fetches this message again.
+            return;
+        }
         let mode = if offset < slot.live_from {
             Mode::Warmup
         } else if offset < slot.count_from {
@@ -38,8 +45,6 @@ impl<A: ConsumerApp> Core<A> {
         } else if slot.rebuild.is_some() {
             Self::finish_rebuild(&self.metrics, partition, slot);
         }
-        let reference_ms = message.timestamp().to_millis().unwrap_or(now);
-        let payload = message.payload().unwrap_or_default();
         // With tracing on, each live event is a span in the trace its
         // producer started (W3C context from the message headers).
         let span = (self.options.trace && mode == Mode::Live).then(|| {
@@ -59,17 +64,15 @@ impl<A: ConsumerApp> Core<A> {
             span
         });
         let _entered = span.as_ref().map(tracing::Span::enter);
-        // Processing time is sampled (one live event in PROCESSING_SAMPLE):
-        // two clock reads per event would cost more than a quantile needs.
-        let started = (mode == Mode::Live && {
-            self.sampled = self.sampled.wrapping_add(1);
-            self.sampled.is_multiple_of(PROCESSING_SAMPLE)
-        })
-        .then(Instant::now);
-        let decoded = decode(payload, reference_ms, &self.options.limits)
-            .and_then(|event| check_key(message.key(), &event).map(|()| event));
+        // Processing time is sampled (the messages whose decoding was
+        // timed): two clock reads per event would cost more than a quantile
+        // needs.
+        let started = decoded
+            .took
+            .filter(|_| mode == Mode::Live)
+            .map(|took| (Instant::now(), took));
         let slot = self.slots.get_mut(&partition).expect("slot checked above");
-        match decoded {
+        match decoded.result {
             Ok(mut event) => {
                 event.record = Some((partition, offset));
                 let processor = self.app.processor();
@@ -78,8 +81,8 @@ impl<A: ConsumerApp> Core<A> {
                 if mode.counts() {
                     self.counts.consumed += 1;
                     self.counts.processed += 1;
-                    if let Some(started) = started {
-                        self.processing.observe(started.elapsed().as_secs_f64());
+                    if let Some((started, decoding)) = started {
+                        self.processing.observe((started.elapsed() + decoding).as_secs_f64());
                     }
                     self.e2e.observe((now - event.timestamp_ms).max(0) as f64 / 1000.0);
                     self.live_since_report += 1;

@@ -30,18 +30,22 @@
 //!   validation is published to the dead-letter topic with its reason, and
 //!   its offset moves on once that copy is acknowledged.
 //!
-//! Everything happens on one thread: the poll loop calls into the rebalance
+//! State is touched on one thread: the poll loop calls into the rebalance
 //! callback, so state is never touched concurrently; the mutex around it only
-//! satisfies librdkafka's callback signature and is never contended.
+//! satisfies librdkafka's callback signature and is never contended. Only
+//! decoding, which needs no state, spreads a large batch of polled messages
+//! over the machine's cores before they are processed in order.
 //!
 //! This file holds the types and [`run`] (the poll loop and the stop);
-//! each concern has its own file: `handling` (one message), `rebalance`
+//! each concern has its own file: `batch` (what one iteration polls, decoded
+//! in parallel), `handling` (one message), `rebalance`
 //! (revocation, hand-over commits, assignment and where replay starts),
 //! [`effects`] (records awaiting acknowledgement), [`tracker`] (which
 //! offsets may be committed), `dead_letter` (the copy of a rejected
 //! message), `status` (`/report` and the console report) and `ffi` (the one
 //! unsafe call, with its SAFETY note).
 
+mod batch;
 mod dead_letter;
 pub mod effects;
 mod ffi;
@@ -51,6 +55,7 @@ mod status;
 mod stop;
 pub mod tracker;
 
+use batch::{Decoded, Polled};
 use dead_letter::*;
 use ffi::*;
 use rebalance::*;
@@ -70,7 +75,7 @@ use rdkafka::{ClientContext, Message, Offset, Statistics, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConsumerConfig, KafkaConfig};
-use crate::event::{DecodeLimits, RejectReason, Rejection, check_key, decode};
+use crate::event::{DecodeLimits, RejectReason, Rejection};
 use crate::eventtime::{Rfc3339, now_ms};
 use crate::processor::{Mode, Processor};
 use crate::shutdown::Shutdown;
@@ -85,8 +90,6 @@ const MAX_IN_FLIGHT_EFFECTS: usize = 10_000;
 /// Fetching resumes once the records awaiting acknowledgement drop below
 /// this (hysteresis: not a pause and resume per acknowledgement).
 const RESUME_IN_FLIGHT_EFFECTS: usize = MAX_IN_FLIGHT_EFFECTS / 2;
-/// One live event in this many has its processing time measured.
-const PROCESSING_SAMPLE: u64 = 8;
 /// Timeout of the blocking broker calls made during a rebalance.
 const REBALANCE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between questions to a group coordinator that is loading or moving.
@@ -272,8 +275,6 @@ struct Core<A: ConsumerApp> {
     effects: Effects,
     metrics: ConsumerMetrics,
     processing: prometheus::local::LocalHistogram,
-    /// Live events seen, for sampling the processing-time histogram.
-    sampled: u64,
     e2e: prometheus::local::LocalHistogram,
     counts: LocalCounts,
     totals: LocalCounts,
@@ -382,7 +383,6 @@ pub fn run<A: ConsumerApp>(
             slots: BTreeMap::new(),
             effects,
             processing: metrics.processing.local(),
-            sampled: 0,
             e2e: metrics.e2e_processed.local(),
             metrics: metrics.clone(),
             counts: LocalCounts::default(),
@@ -436,6 +436,8 @@ pub fn run<A: ConsumerApp>(
     // was 10 % of a consumer thread's profile).
     let mut handled_at: Option<i64> = None;
     let mut paused = false;
+    let decode_threads = batch::decode_threads();
+    let mut polled: Vec<Polled<'_>> = Vec::with_capacity(batch::MAX_BATCH);
     while !shutdown.is_triggered() {
         let now = handled_at.take().unwrap_or_else(now_ms);
         shared.heartbeat_ms.store(now, Ordering::Relaxed);
@@ -488,27 +490,43 @@ pub fn run<A: ConsumerApp>(
             publish_snapshot(&consumer, &ctx, &shared, false);
             last_snapshot = tick;
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(e)) => {
-                if let Some(suppressed) = poll_errors.allow() {
-                    tracing::warn!(consumer = name, error = %e, suppressed, "consumer error (librdkafka retries by itself)");
+        // What librdkafka already holds, up to MAX_BATCH messages: the first
+        // poll waits, the others do not.
+        let mut next = consumer.poll(Duration::from_millis(100));
+        while let Some(result) = next.take() {
+            match result {
+                Ok(message) => {
+                    let epoch = ctx.lock().slots.get(&message.partition()).map_or(0, |s| s.epoch);
+                    polled.push(Polled { message, epoch });
+                    if polled.len() < batch::MAX_BATCH {
+                        next = consumer.poll(Duration::ZERO);
+                    }
+                }
+                Err(e) => {
+                    if let Some(suppressed) = poll_errors.allow() {
+                        tracing::warn!(consumer = name, error = %e, suppressed, "consumer error (librdkafka retries by itself)");
+                    }
                 }
             }
-            Some(Ok(message)) => {
-                let mut core = ctx.lock();
-                let at = now_ms();
-                core.handle(&message, at);
-                handled_at = Some(at);
-                shared.handled.fetch_add(1, Ordering::Relaxed);
-                let interval = core.options.consumer.stats_interval;
-                if core.live_since_report >= interval && core.last_report.elapsed() >= Duration::from_secs(1) {
-                    core.live_since_report = 0;
-                    core.last_report = Instant::now();
-                    drop(core);
-                    print_console_report(&consumer, &ctx, &shared);
-                }
-            }
+        }
+        if polled.is_empty() {
+            continue;
+        }
+        let decoded = batch::decode_batch(&polled, &options.limits, now_ms(), decode_threads);
+        let mut core = ctx.lock();
+        for (message, decoded) in polled.iter().zip(decoded) {
+            let at = now_ms();
+            core.handle(&message.message, message.epoch, decoded, at);
+            handled_at = Some(at);
+        }
+        shared.handled.fetch_add(polled.len() as u64, Ordering::Relaxed);
+        polled.clear();
+        let interval = core.options.consumer.stats_interval;
+        if core.live_since_report >= interval && core.last_report.elapsed() >= Duration::from_secs(1) {
+            core.live_since_report = 0;
+            core.last_report = Instant::now();
+            drop(core);
+            print_console_report(&consumer, &ctx, &shared);
         }
     }
 

@@ -131,7 +131,7 @@ impl Telemetry {
             processing: histogram_vec(
                 &r,
                 "activity_event_processing_seconds",
-                "Time to decode and process one event (one live event in 8 is timed).",
+                "Time to decode and process one event (live events at offsets divisible by 8 are timed).",
                 c,
                 PROCESSING_BUCKETS,
             ),
