@@ -10,6 +10,7 @@ use crate::consumers;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Telemetry;
 
+use super::targets::{Figures, LATENCY_RATE};
 use super::{BenchOptions, Row, phase_config, produce, stop, thousands, wait_handled, wait_ready};
 
 pub(super) fn latency(
@@ -17,6 +18,7 @@ pub(super) fn latency(
     config: &Config,
     options: &BenchOptions,
     run_id: &str,
+    figures: &mut Figures,
 ) -> anyhow::Result<Vec<Row>> {
     let c = phase_config(broker, config, "latency", run_id, 12)?;
     let shutdown = Shutdown::new();
@@ -73,6 +75,15 @@ pub(super) fn latency(
         for (stage, label) in [("processed", "processed"), ("alert_published", "alert acknowledged")] {
             let counts = diff(&after, &before, "fraud", stage);
             let total = counts.last().map_or(0, |(_, c)| *c);
+            if rate == LATENCY_RATE {
+                match stage {
+                    "processed" => figures.processed_p99 = quantile(&counts, 0.99),
+                    _ => {
+                        figures.alert_p99 = quantile(&counts, 0.99);
+                        figures.alert_p999 = quantile(&counts, 0.999);
+                    }
+                }
+            }
             rows.push(Row {
                 what: format!("latency at {} events/s, event → {label}", thousands(rate as f64)),
                 value: format!(

@@ -8,11 +8,12 @@ use crate::fraud::{FraudDetector, FraudRules};
 use crate::privacy::IpRenderer;
 use crate::processor::{Mode, Processor};
 
+use super::targets::{Figures, POD_USERS};
 use super::{BenchOptions, Row, rss_bytes, thousands};
 
 /// Memory of the pure processors: per tracked fraud user, and analytics at
 /// many distinct users.
-pub(super) fn memory(config: &Config, options: &BenchOptions) -> Vec<Row> {
+pub(super) fn memory(config: &Config, options: &BenchOptions, figures: &mut Figures) -> Vec<Row> {
     let mut rows = Vec::new();
     let t0 = 1_705_312_800_000;
     for &users in &options.fraud_users {
@@ -39,6 +40,11 @@ pub(super) fn memory(config: &Config, options: &BenchOptions) -> Vec<Row> {
             }
         }
         let rss = rss_bytes().saturating_sub(rss0);
+        let per_user = state.heap_bytes() as f64 / state.tracked_users().max(1) as f64;
+        figures.fraud_bytes_per_user = Some(per_user);
+        if users == POD_USERS {
+            figures.fraud_pod_bytes = Some(state.heap_bytes() as f64);
+        }
         rows.push(Row {
             what: format!("fraud state, {} users", thousands(users as f64)),
             value: format!(
@@ -67,6 +73,9 @@ pub(super) fn memory(config: &Config, options: &BenchOptions) -> Vec<Row> {
     }
     let heap: usize = states.iter().map(|s| s.heap_bytes()).sum();
     let tracked: usize = states.iter().map(|s| s.tracked_users()).sum();
+    if users == POD_USERS {
+        figures.analytics_pod_bytes = Some(heap as f64);
+    }
     rows.push(Row {
         what: format!("analytics state, {} distinct users", thousands(users as f64)),
         value: format!("{} MB", heap / 1_000_000),

@@ -16,8 +16,13 @@
 //!    KIP-848; per moved partition, last event on the old owner → first
 //!    live event on the new one, from the audit trail; and **rebuild time**
 //!    against replay volume (one partition, 10k–1M events in the window);
-//! 6. **memory**: fraud state bytes per tracked user at 100k and 1M users,
-//!    analytics memory at 10M distinct users (pure processors, no broker).
+//! 6. **memory**: fraud state bytes per tracked user at 100k, 1M and 10M
+//!    users, analytics memory at 10M distinct users (pure processors, no
+//!    broker);
+//! 7. **processing**: decode + process on one core, no broker.
+//!
+//! Last it prints the targets table: each target with this run's figure
+//! and whether it was met ([`targets`]).
 //!
 //! With `KAFKA_BOOTSTRAP_SERVERS` set it runs against that cluster (real
 //! Kafka: `scripts/kafka`), else on the embedded broker. Throughput is
@@ -27,12 +32,14 @@
 //! absolute values, with a standalone broker's.
 //!
 //! Each phase has a module: `throughput` (1–3), `latency` (4),
-//! `rebalance` (5), `memory` (6); this one runs them and holds what they
-//! share.
+//! `rebalance` (5), `memory` (6), `processing` (7); this one runs them and
+//! holds what they share.
 
 mod latency;
 mod memory;
+mod processing;
 mod rebalance;
+pub mod targets;
 mod throughput;
 
 use std::sync::atomic::Ordering;
@@ -49,7 +56,9 @@ use crate::telemetry::Telemetry;
 
 use latency::latency;
 use memory::memory;
+use processing::per_core;
 use rebalance::{rebalance_pause, rebuild_time};
+use targets::Figures;
 use throughput::throughput;
 
 /// What `bench` measures, and how much of it.
@@ -67,6 +76,11 @@ pub struct BenchOptions {
     pub analytics_users: u64,
     /// Events a rebuilt partition replays, one measurement each.
     pub rebuild_volumes: Vec<u64>,
+    /// Also rebuild a partition holding the fraud detector's whole replay
+    /// window at [`targets::REBUILD_RATE`] (7.2 M events by default).
+    pub rebuild_at_target_rate: bool,
+    /// Simulated events the one-core processing phase decodes and processes.
+    pub processing_events: usize,
     /// The phases to run.
     pub phases: Vec<Phase>,
 }
@@ -79,10 +93,19 @@ pub enum Phase {
     Latency,
     Rebalance,
     Memory,
+    /// Decode + process on one core.
+    Processing,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 4] = [Phase::Throughput, Phase::Latency, Phase::Rebalance, Phase::Memory];
+    pub const ALL: [Phase; 5] = [
+        Phase::Throughput,
+        Phase::Latency,
+        Phase::Rebalance,
+        Phase::Memory,
+        Phase::Processing,
+    ];
+    pub const NAMES: [&str; 5] = ["throughput", "latency", "rebalance", "memory", "processing"];
 }
 
 impl std::str::FromStr for Phase {
@@ -93,6 +116,7 @@ impl std::str::FromStr for Phase {
             "latency" => Ok(Phase::Latency),
             "rebalance" => Ok(Phase::Rebalance),
             "memory" => Ok(Phase::Memory),
+            "processing" => Ok(Phase::Processing),
             other => Err(format!("unknown bench phase {other:?}")),
         }
     }
@@ -105,9 +129,11 @@ impl BenchOptions {
             events: 2_000_000,
             rates: vec![1_000, 10_000, 50_000],
             rate_seconds: 10,
-            fraud_users: vec![100_000, 1_000_000],
-            analytics_users: 10_000_000,
+            fraud_users: vec![100_000, 1_000_000, targets::POD_USERS],
+            analytics_users: targets::POD_USERS,
             rebuild_volumes: vec![10_000, 100_000, 1_000_000],
+            rebuild_at_target_rate: true,
+            processing_events: 200_000,
             phases: Phase::ALL.to_vec(),
         }
     }
@@ -121,6 +147,8 @@ impl BenchOptions {
             fraud_users: vec![10_000],
             analytics_users: 200_000,
             rebuild_volumes: vec![5_000],
+            rebuild_at_target_rate: false,
+            processing_events: 20_000,
             phases: Phase::ALL.to_vec(),
         }
     }
@@ -183,18 +211,40 @@ fn run(mut config: Config, options: &BenchOptions) -> anyhow::Result<()> {
     config.consumer.audit_log = None;
 
     let mut rows = Vec::new();
+    let mut figures = Figures::default();
     if options.phases.contains(&Phase::Throughput) {
-        rows.extend(throughput(&config, options, &run_id)?);
+        rows.extend(throughput(&config, options, &run_id, &mut figures)?);
     }
     // 4 and 5. Latency at offered rates; a replica joining under load.
     if options.phases.contains(&Phase::Latency) {
-        rows.extend(latency(broker.as_ref(), &config, options, &run_id)?);
+        rows.extend(latency(broker.as_ref(), &config, options, &run_id, &mut figures)?);
     }
     if options.phases.contains(&Phase::Rebalance) {
         for protocol in [GroupProtocol::Classic, GroupProtocol::Consumer] {
-            rows.extend(rebalance_pause(broker.as_ref(), &config, options, &run_id, protocol)?);
+            rows.extend(rebalance_pause(
+                broker.as_ref(),
+                &config,
+                options,
+                &run_id,
+                protocol,
+                &mut figures,
+            )?);
         }
-        for &volume in &options.rebuild_volumes {
+        let at_target_rate = options.rebuild_at_target_rate.then(|| {
+            use crate::processor::Processor;
+            let window_ms = crate::fraud::FraudDetector::new(
+                crate::fraud::FraudRules::from_config(&config.fraud),
+                crate::privacy::IpRenderer::new(config.ip_privacy.clone()),
+            )
+            .rebuild_window_ms();
+            window_ms.max(0) as u64 * targets::REBUILD_RATE / 1000
+        });
+        let volumes = options
+            .rebuild_volumes
+            .iter()
+            .map(|&v| (v, false))
+            .chain(at_target_rate.map(|v| (v, true)));
+        for (volume, at_rate) in volumes {
             if broker.is_some() && volume > EVENTS_PER_PARTITION {
                 rows.push(Row {
                     what: format!("state rebuild, {} events to replay", thousands(volume as f64)),
@@ -203,18 +253,41 @@ fn run(mut config: Config, options: &BenchOptions) -> anyhow::Result<()> {
                 });
                 continue;
             }
-            rows.push(rebuild_time(broker.as_ref(), &config, volume, &run_id)?);
+            rows.push(rebuild_time(
+                broker.as_ref(),
+                &config,
+                volume,
+                &run_id,
+                &mut figures,
+                at_rate,
+            )?);
         }
     }
-    // 6. Memory of the pure processors.
+    // 6 and 7. The pure processors: memory, and speed on one core.
     if options.phases.contains(&Phase::Memory) {
-        rows.extend(memory(&config, options));
+        rows.extend(memory(&config, options, &mut figures));
+    }
+    if options.phases.contains(&Phase::Processing) {
+        rows.extend(per_core(&config, options.processing_events, &mut figures));
     }
 
     println!("\n| measure | result | notes |\n|---|---|---|");
     for r in &rows {
         println!("| {} | {} | {} |", r.what, r.value, r.note);
     }
+    if broker.is_some() {
+        // The embedded broker's figures say little about Kafka's (see
+        // BENCHMARKS.md): judge the targets on a real cluster.
+        println!("\nTargets are judged on real Kafka: `scripts/kafka -- activity-tracker bench`.");
+        figures = Figures {
+            per_core: figures.per_core,
+            fraud_bytes_per_user: figures.fraud_bytes_per_user,
+            fraud_pod_bytes: figures.fraud_pod_bytes,
+            analytics_pod_bytes: figures.analytics_pod_bytes,
+            ..Figures::default()
+        };
+    }
+    println!("\n{}", targets::table(&figures));
     Ok(())
 }
 

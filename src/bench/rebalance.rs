@@ -14,6 +14,7 @@ use crate::consumers;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Telemetry;
 
+use super::targets::Figures;
 use super::{
     BenchOptions, Row, STALL, phase_config, produce, produce_with, start, stop, thousands, wait_handled, wait_live,
     wait_ready,
@@ -30,6 +31,7 @@ pub(super) fn rebalance_pause(
     options: &BenchOptions,
     run_id: &str,
     protocol: GroupProtocol,
+    figures: &mut Figures,
 ) -> anyhow::Result<Vec<Row>> {
     let name = format!("rebalance-{}", protocol.as_str());
     let mut c = phase_config(broker, config, &name, run_id, 12)?;
@@ -104,6 +106,15 @@ pub(super) fn rebalance_pause(
         GroupProtocol::Classic => format!("classic {}", c.consumer.assignment_strategy),
         GroupProtocol::Consumer => "KIP-848 (group.protocol=consumer)".to_string(),
     };
+    let longest = join_pauses
+        .iter()
+        .chain(&leave_pauses)
+        .max()
+        .map(|&ms| ms as f64 / 1000.0);
+    match protocol {
+        GroupProtocol::Classic => figures.pause_classic = longest,
+        GroupProtocol::Consumer => figures.pause_kip848 = longest,
+    }
     Ok([("joins", join_pauses), ("leaves", leave_pauses)]
         .into_iter()
         .map(|(what, mut pauses)| {
@@ -131,6 +142,8 @@ pub(super) fn rebuild_time(
     config: &Config,
     volume: u64,
     run_id: &str,
+    figures: &mut Figures,
+    at_target_rate: bool,
 ) -> anyhow::Result<Row> {
     let name = format!("rebuild-{volume}");
     let mut c = phase_config(broker, config, &name, run_id, 1)?;
@@ -163,6 +176,9 @@ pub(super) fn rebuild_time(
     };
     stop(&second_stop, vec![second])?;
     let (seconds, replayed, by_time) = rebuilt;
+    if at_target_rate {
+        figures.rebuild_at_rate = Some(seconds);
+    }
     Ok(Row {
         what: format!("state rebuild, {} events to replay", thousands(n as f64)),
         value: format!("{:.2} s", seconds),

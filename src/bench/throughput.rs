@@ -12,11 +12,17 @@ use crate::consumers;
 use crate::kafka::BaseContext;
 use crate::shutdown::Shutdown;
 
+use super::targets::{Drain, Figures};
 use super::{BenchOptions, Row, STALL, handled, process_cpu, produce, start, stop, thousands, wait_handled};
 
 /// 1–3: the producer's maximum rate (which preloads the backlog), the
 /// raw-consume ceiling and both consumers draining that backlog.
-pub(super) fn throughput(config: &Config, options: &BenchOptions, run_id: &str) -> anyhow::Result<Vec<Row>> {
+pub(super) fn throughput(
+    config: &Config,
+    options: &BenchOptions,
+    run_id: &str,
+    figures: &mut Figures,
+) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     // 1. Producer maximum rate (and the backlog).
     let produced = produce(config, options.events, 0.0)?;
@@ -33,6 +39,7 @@ pub(super) fn throughput(config: &Config, options: &BenchOptions, run_id: &str) 
 
     // 2. The ceiling.
     let ceiling = drain_ceiling(config, n)?;
+    figures.ceiling = Some(ceiling.rate());
     rows.push(Row {
         what: "ceiling: counting consumer".into(),
         value: format!("{} events/s", thousands(ceiling.rate())),
@@ -42,13 +49,22 @@ pub(super) fn throughput(config: &Config, options: &BenchOptions, run_id: &str) 
     // 3. The consumers on the same backlog.
     for kind in [consumers::Kind::Analytics, consumers::Kind::Fraud] {
         let drained = drain_consumer(config, kind, n, &format!("bench-{}-{run_id}", kind.name()))?;
+        let drain = Some(Drain {
+            rate: drained.rate(),
+            cores: drained.cpu.as_secs_f64() / drained.elapsed.as_secs_f64().max(1e-9),
+        });
+        match kind {
+            consumers::Kind::Analytics => figures.analytics = drain,
+            consumers::Kind::Fraud => figures.fraud = drain,
+        }
         rows.push(Row {
             what: format!("{} consumer", kind.name()),
             value: format!("{} events/s", thousands(drained.rate())),
             note: format!(
-                "{:.0} % of the ceiling; {:.2} CPU-s per million events",
+                "{:.0} % of the ceiling; {:.2} CPU-s per million events; {:.2} cores busy",
                 100.0 * drained.rate() / ceiling.rate(),
-                drained.cpu_per_million()
+                drained.cpu_per_million(),
+                drained.cpu.as_secs_f64() / drained.elapsed.as_secs_f64().max(1e-9)
             ),
         });
     }

@@ -13,8 +13,8 @@ pub struct Bench {
     /// Events in the backlog the throughput phases drain [default: 2000000, --quick 50000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1000..))]
     events: Option<u64>,
-    /// Run only these phases (comma-separated): throughput (producer, ceiling, consumers), latency, rebalance, memory [default: all]
-    #[arg(long, value_name = "PHASE", value_delimiter = ',', value_parser = ["throughput", "latency", "rebalance", "memory"])]
+    /// Run only these phases (comma-separated): throughput (producer, ceiling, consumers), latency, rebalance, memory, processing (decode + process on one core) [default: all]
+    #[arg(long, value_name = "PHASE", value_delimiter = ',', value_parser = crate::bench::Phase::NAMES)]
     only: Vec<String>,
 }
 
