@@ -149,7 +149,9 @@ pub fn consumer(k: &KafkaConfig, cc: &ConsumerConfig, group: &str, client_id: &s
             // to a group coordinator.
             .set(
                 "heartbeat.interval.ms",
-                (cc.session_timeout.as_millis() / 3).min(CLASSIC_HEARTBEAT_MS).to_string(),
+                (cc.session_timeout.as_millis() / 3)
+                    .min(CLASSIC_HEARTBEAT_MS)
+                    .to_string(),
             );
     }
     if let Some(id) = &cc.group_instance_id {

@@ -26,7 +26,9 @@ pub(super) fn memory(config: &Config, options: &BenchOptions, figures: &mut Figu
         let mut out = Vec::new();
         // Each user: a page view, an add-to-cart and a purchase from one
         // address, within the hour the widest rule remembers.
-        let span_ms = 3_000_000 / users.max(1) as i64;
+        // Spread over 50 minutes, within the widest window: every user is
+        // still tracked at the end, however many there are.
+        let at = |u: u64| t0 + (u as i64 * 3_000_000) / users.max(1) as i64;
         for u in 0..users {
             let user = format!("user-{u}");
             let ip = format!("10.{}.{}.{}", (u >> 16) & 255, (u >> 8) & 255, u & 255);
@@ -34,7 +36,7 @@ pub(super) fn memory(config: &Config, options: &BenchOptions, figures: &mut Figu
                 .into_iter()
                 .enumerate()
             {
-                let e = synthetic(&user, &ip, event_type, t0 + u as i64 * span_ms.max(1) + k as i64);
+                let e = synthetic(&user, &ip, event_type, at(u) + k as i64);
                 fraud.process(&mut state, &e, Mode::Live, &mut out);
                 out.clear();
             }

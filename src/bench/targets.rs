@@ -7,10 +7,12 @@
 //! state that fits a pod. A target this run did not measure (a phase left
 //! out, a quick run, the embedded broker) is marked as such, never as met.
 
-/// The chart's memory limit of each consumer pod
+/// The chart's memory limits of the consumer pods
 /// (`helm/activity-tracker/values.yaml`, `analytics.resources` and
-/// `fraud.resources`; a test keeps the two equal).
-pub const CHART_MEMORY_LIMIT_BYTES: f64 = 512.0 * 1024.0 * 1024.0;
+/// `fraud.resources`; a test keeps them equal).
+pub const ANALYTICS_MEMORY_LIMIT_BYTES: f64 = 1280.0 * MIB;
+pub const FRAUD_MEMORY_LIMIT_BYTES: f64 = 2048.0 * MIB;
+const MIB: f64 = 1024.0 * 1024.0;
 /// The rate of the partition whose rebuild has a target (events/s).
 pub const REBUILD_RATE: u64 = 1_000;
 /// The offered rate the latency targets are set at.
@@ -203,13 +205,13 @@ pub fn judge(f: &Figures) -> Vec<Target> {
         ),
         at_most(
             "fraud pod: 12 partitions, 10 M users, against the chart's memory limit",
-            CHART_MEMORY_LIMIT_BYTES,
+            FRAUD_MEMORY_LIMIT_BYTES,
             Unit::Bytes,
             f.fraud_pod_bytes,
         ),
         at_most(
             "analytics pod: 12 partitions, 10 M users, against the chart's memory limit",
-            CHART_MEMORY_LIMIT_BYTES,
+            ANALYTICS_MEMORY_LIMIT_BYTES,
             Unit::Bytes,
             f.analytics_pod_bytes,
         ),
@@ -270,7 +272,7 @@ mod tests {
             pause_kip848: Some(0.31),
             rebuild_at_rate: Some(1.5),
             fraud_bytes_per_user: Some(151.0),
-            fraud_pod_bytes: Some(CHART_MEMORY_LIMIT_BYTES + 1.0),
+            fraud_pod_bytes: Some(FRAUD_MEMORY_LIMIT_BYTES + 1.0),
             analytics_pod_bytes: Some(300e6),
         };
         assert_eq!(met(&f, "analytics consumer"), Some(true));
@@ -307,10 +309,10 @@ mod tests {
             let at = lines.iter().position(|l| l.trim() == "limits:")?;
             lines[at + 1].trim().strip_prefix("memory: ").map(str::to_string)
         };
-        for consumer in ["analytics", "fraud"] {
-            assert_eq!(limit(consumer).as_deref(), Some("512Mi"), "{consumer}");
-        }
-        assert_eq!(CHART_MEMORY_LIMIT_BYTES, 512.0 * 1024.0 * 1024.0);
+        assert_eq!(limit("analytics").as_deref(), Some("1280Mi"));
+        assert_eq!(ANALYTICS_MEMORY_LIMIT_BYTES, 1280.0 * 1024.0 * 1024.0);
+        assert_eq!(limit("fraud").as_deref(), Some("2Gi"));
+        assert_eq!(FRAUD_MEMORY_LIMIT_BYTES, 2.0 * 1024.0 * 1024.0 * 1024.0);
         assert_eq!(
             limit("producer").as_deref(),
             Some("256Mi"),

@@ -401,7 +401,7 @@ pub const SETTINGS: &[Setting] = &[
     s("ANALYTICS_SESSION_TIMEOUT", Some("30m"), ANALYTICS, duration(MINUTE, secs(86_400)), "Inactivity after which a session is closed for the session-duration figures."),
     s("REPORT_USER_IDS", Some("false"), ANALYTICS, BOOL, "List the most active users' ids in /report (`top_users`). Off by default: /report is served without authentication on the pod's HTTP port; the console report lists them either way."),
     s("SITE_DOMAINS", None, ANALYTICS, Kind::Form("comma-separated host names such as shop.example.com,example.com"), "The site's own domains (and their subdomains): a session whose referrer is one of them is direct traffic, not a referral from ourselves. `demo` defaults to the simulated shop's, shop.example.com."),
-    s("ANALYTICS_MAX_USERS_PER_PARTITION", Some("250000"), ANALYTICS, whole(1000, 100_000_000, "users"), "Users tracked exactly per partition (about 140 bytes each at the cap, hash-table headroom included, plus open sessions); beyond it distinct counts use a HyperLogLog sketch."),
+    s("ANALYTICS_MAX_USERS_PER_PARTITION", Some("250000"), ANALYTICS, whole(1000, 100_000_000, "users"), "Users tracked exactly per partition (about 300 bytes each at the cap with an open session, hash-table headroom included: 75 MB per partition at the default); beyond it distinct counts use a HyperLogLog sketch."),
     // Fraud.
     s("HIGH_VALUE_THRESHOLD", Some("500.0"), FRAUD, positive("currency units"), "HIGH_VALUE_PURCHASE: purchase amount at or above this."),
     s("VELOCITY_THRESHOLD", Some("5"), FRAUD, whole(2, 1000, "events"), "HIGH_VELOCITY: transactional events within 60 s, counting the current one."),
