@@ -32,7 +32,7 @@ pub(super) const MAX_BATCH: usize = 2048;
 const PARALLEL_FROM: usize = 384;
 /// One message in this many (by offset) has its decoding and processing
 /// timed for the processing-time histogram.
-pub(super) const TIMING_SAMPLE: i64 = 8;
+const TIMING_SAMPLE: i64 = 8;
 
 /// A message as the loop polled it.
 pub(super) struct Polled<'c> {
@@ -49,13 +49,13 @@ pub(super) struct Decoded<'m> {
 }
 
 /// Whether `offset` is one of the sampled for timing.
-pub(super) fn timed(offset: i64) -> bool {
+fn timed(offset: i64) -> bool {
     offset % TIMING_SAMPLE == 0
 }
 
 /// Decodes one message: the payload against the limits, the key against the
 /// user; `now_ms` is the reference when the message has no timestamp.
-pub(super) fn decode_message<'m>(message: &'m BorrowedMessage<'_>, limits: &DecodeLimits, now_ms: i64) -> Decoded<'m> {
+fn decode_message<'m>(message: &'m BorrowedMessage<'_>, limits: &DecodeLimits, now_ms: i64) -> Decoded<'m> {
     let started = timed(message.offset()).then(Instant::now);
     let reference_ms = message.timestamp().to_millis().unwrap_or(now_ms);
     let result = decode(message.payload().unwrap_or_default(), reference_ms, limits)
