@@ -22,6 +22,8 @@
 //!   hashed).
 //! - [`dead_letter`] — the `dlq.*` headers of a dead-letter copy, named once
 //!   and typed, with their encoding.
+//! - [`snapshot`] — a partition's state as bytes and back, so that a new
+//!   owner restores it and replays only the tail.
 //! - [`money`] and [`prehashed`] — amounts as people read them; maps keyed
 //!   by a hash already computed. Both processors use them, neither owns them.
 pub mod analytics;
@@ -33,3 +35,4 @@ pub mod money;
 pub mod prehashed;
 pub mod privacy;
 pub mod processor;
+pub mod snapshot;

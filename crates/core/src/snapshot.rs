@@ -1,0 +1,105 @@
+//! Partition snapshots: a processor's partition state as bytes and back, so
+//! that a new owner can restore a partition from the state topic and replay
+//! only the tail after it instead of the whole window
+//! (`docs/snapshots.md`).
+//!
+//! The encoding is postcard (serde, compact, not self-describing): a value
+//! is read back only as the type it was written as, so every snapshot is
+//! tagged with [`FORMAT_VERSION`] and the processor's
+//! [`state_fingerprint`](crate::processor::Processor::state_fingerprint) by
+//! the runtime, and a snapshot whose tags differ is not used.
+//!
+//! Decoding is safe on any bytes: it returns an error rather than panic,
+//! preallocates no more than serde's cautious size hints (at most 1 MiB per
+//! collection whatever a length prefix claims; postcard reports a sequence
+//! longer than the bytes left as having no hint at all), and the state types
+//! rebuild their derived indexes themselves and reject the structural
+//! inconsistencies that would make processing index out of bounds. It does
+//! not prove that a well-formed state is the one that was written: the
+//! runtime's checksum does that.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The version of the snapshot encoding. Bump it whenever the serialized
+/// layout of any partition state type changes (a field added, removed,
+/// reordered or retyped, in `fraud` or `analytics` or `eventtime`): a
+/// snapshot of another version is not used.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Why bytes are not a state.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// The bytes end early, hold an impossible value or describe an
+    /// inconsistent state.
+    #[error("malformed snapshot: {0}")]
+    Malformed(String),
+    /// A whole state was read and bytes remain: not what was written.
+    #[error("malformed snapshot: {0} bytes after the state")]
+    TrailingBytes(usize),
+}
+
+/// The bytes of `state`.
+///
+/// Encoding into a growing vector cannot fail for the state types: postcard
+/// fails only on a sequence of unknown length (the states hold vectors,
+/// maps and sets, whose lengths are known) or on an error a `Serialize`
+/// impl raises (theirs raise none).
+pub fn encode<S: Serialize>(state: &S) -> Vec<u8> {
+    postcard::to_allocvec(state).expect("partition states have sequences of known length and raise no errors")
+}
+
+/// The state `bytes` encode; every byte must belong to it.
+pub fn decode<S: DeserializeOwned>(bytes: &[u8]) -> Result<S, SnapshotError> {
+    let (state, rest) = postcard::take_from_bytes(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(SnapshotError::TrailingBytes(rest.len()));
+    }
+    Ok(state)
+}
+
+/// FNV-1a, 64 bits, of `text`: the same value in every build, on every
+/// platform and Rust version (unlike `std`'s hashers), so that two pods
+/// compare fingerprints they computed apart.
+pub fn fingerprint(text: &str) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    text.bytes()
+        .fold(OFFSET_BASIS, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_fnv_1a_64() {
+        // The reference vectors of the FNV authors.
+        assert_eq!(fingerprint(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fingerprint("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fingerprint("foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn decode_rejects_trailing_and_missing_bytes() {
+        let bytes = encode(&(7u32, String::from("seven")));
+        assert_eq!(decode::<(u32, String)>(&bytes), Ok((7, "seven".to_string())));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode::<(u32, String)>(&longer), Err(SnapshotError::TrailingBytes(1)));
+        assert!(matches!(
+            decode::<(u32, String)>(&bytes[..bytes.len() - 1]),
+            Err(SnapshotError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_huge_length_prefix_is_an_error_not_an_allocation() {
+        // A collection claiming 2^63 - 1 elements, with none behind them:
+        // preallocating that many would abort the process.
+        let mut bytes = vec![0xff; 9];
+        bytes.push(0x7f);
+        assert!(decode::<Vec<u64>>(&bytes).is_err());
+        assert!(decode::<std::collections::HashMap<u64, u64>>(&bytes).is_err());
+    }
+}
