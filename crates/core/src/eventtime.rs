@@ -176,11 +176,19 @@ pub const CLOCK_QUORUM: usize = 3;
 /// every event at or after `time() − window` ends with the same clock (each
 /// of the three pairs is such an event), which is what lets a new owner
 /// continue a partition exactly.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventClock {
     /// (user key, latest time), largest time first.
     top: [(u64, i64); CLOCK_QUORUM],
+    #[serde(deserialize_with = "quorum_len")]
     len: usize,
+}
+
+/// The number of users a snapshot's clock holds: at most [`CLOCK_QUORUM`].
+fn quorum_len<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let len = <usize as serde::Deserialize>::deserialize(d)?;
+    crate::snapshot::require(len <= CLOCK_QUORUM, "an event clock of more than three users")?;
+    Ok(len)
 }
 
 impl EventClock {

@@ -68,6 +68,76 @@ pub fn fingerprint(text: &str) -> u64 {
         .fold(OFFSET_BASIS, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
 }
 
+/// A cheap validation for a field read from a snapshot: `check` holds, or
+/// the field is rejected as `what`.
+pub(crate) fn require<E: serde::de::Error>(check: bool, what: &str) -> Result<(), E> {
+    if check { Ok(()) } else { Err(E::custom(what)) }
+}
+
+/// What the processors' snapshot tests share.
+#[cfg(test)]
+pub(crate) mod checks {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+
+    /// `bytes` (a real encoding of an `S`) cut short at `cut` is an error,
+    /// and with `flips` applied decodes or fails, never panics.
+    pub(crate) fn damaged_copies_fail_cleanly<S: DeserializeOwned>(
+        bytes: &[u8],
+        cut: Index,
+        flips: &[(Index, u8)],
+    ) -> Result<(), TestCaseError> {
+        let n = cut.index(bytes.len());
+        prop_assert!(
+            decode::<S>(&bytes[..n]).is_err(),
+            "a prefix of {} of {} bytes decoded",
+            n,
+            bytes.len()
+        );
+        let mut corrupted = bytes.to_vec();
+        for (at, bits) in flips {
+            corrupted[at.index(bytes.len())] ^= bits;
+        }
+        let _ = decode::<S>(&corrupted);
+        Ok(())
+    }
+
+    /// Prints the encoded bytes per user and the encoding and decoding
+    /// rates (median of five runs) of `state`, which tracks `users` users.
+    pub(crate) fn measure<S: Serialize + DeserializeOwned>(name: &str, state: &S, users: usize) {
+        use std::time::Instant;
+        let bytes = encode(state);
+        let mut encoding = Vec::new();
+        let mut decoding = Vec::new();
+        for _ in 0..5 {
+            let start = Instant::now();
+            let encoded = encode(std::hint::black_box(state));
+            encoding.push(start.elapsed().as_secs_f64());
+            assert_eq!(encoded.len(), bytes.len());
+            let start = Instant::now();
+            let decoded = decode::<S>(std::hint::black_box(&bytes));
+            decoding.push(start.elapsed().as_secs_f64());
+            assert!(decoded.is_ok(), "{name} decodes");
+        }
+        let median = |mut times: Vec<f64>| {
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        };
+        let rate = |seconds: f64| bytes.len() as f64 / seconds / 1e6;
+        println!(
+            "{name}: {users} users, {} bytes, {:.1} bytes per user; encode {:.0} MB/s ({:.1} ms), decode {:.0} MB/s ({:.1} ms)",
+            bytes.len(),
+            bytes.len() as f64 / users as f64,
+            rate(median(encoding.clone())),
+            median(encoding) * 1e3,
+            rate(median(decoding.clone())),
+            median(decoding) * 1e3,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use std::hash::BuildHasher;
 
 use super::evidence::{Evidence, Place};
 use super::partition::{
-    FraudPartition, LOCATION_NAME_OVERHEAD, LOCATION_NAMES_CAP, PENDING_PURCHASES_CAP, PendingPurchase,
+    FraudPartition, LOCATION_NAMES_CAP, PENDING_PURCHASES_CAP, PendingPurchase, location_name_bytes,
 };
 use super::state::{Times, densest_around};
 use super::{
@@ -58,7 +58,7 @@ impl FraudDetector {
                 let h = (self.hasher.hash_one((country, city)) as u32).max(1);
                 if state.location_names.len() < LOCATION_NAMES_CAP && !state.location_names.contains_key(&h) {
                     let (country, city) = (truncate(country, MAX_LABEL_BYTES), truncate(city, MAX_LABEL_BYTES));
-                    state.location_bytes += LOCATION_NAME_OVERHEAD + country.len() + city.len();
+                    state.location_bytes += location_name_bytes(country, city);
                     state.location_names.insert(h, (country.into(), city.into()));
                 }
                 Some(h)

@@ -29,6 +29,8 @@
 //! state; for a million tracked users per partition the chance that any pair
 //! collides is about 3·10⁻⁸.
 
+use serde::{Deserialize, Serialize};
+
 /// An age that means "never" / "empty slot".
 pub const NEVER: u32 = u32::MAX;
 
@@ -57,7 +59,11 @@ pub enum Times {
 }
 
 /// Where each part of a record lives, for the configured thresholds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// A snapshot holds the two numbers it is made of (`settled_slots`,
+/// `ip_slots`), each at most [`MAX_SLOTS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "LayoutSlots", try_from = "LayoutSlots")]
 pub struct Layout {
     /// Settled transactional events kept: HIGH_VELOCITY needs
     /// VELOCITY_THRESHOLD − 1 besides the current event,
@@ -73,7 +79,10 @@ pub struct Layout {
 impl Layout {
     pub fn new(velocity_threshold: u32, ip_threshold: u32) -> Layout {
         let settled_slots = (velocity_threshold.saturating_sub(1) as usize).max(2);
-        let ip_slots = ip_threshold as usize;
+        Layout::with_slots(settled_slots, ip_threshold as usize)
+    }
+
+    fn with_slots(settled_slots: usize, ip_slots: usize) -> Layout {
         let purchases = SETTLED + settled_slots;
         let locations = purchases + PURCHASE_SLOTS;
         let ips = locations + 2 * LOCATION_SLOTS;
@@ -100,9 +109,50 @@ impl Layout {
     }
 }
 
+/// The most settled or IP slots a layout read from a snapshot may have:
+/// beyond any threshold the service accepts (VELOCITY_THRESHOLD ≤ 1000,
+/// MULTIPLE_IP_THRESHOLD ≤ 100), and small enough that a record stays a few
+/// KiB whatever the bytes say.
+pub const MAX_SLOTS: usize = 1024;
+
+/// What a snapshot holds of a [`Layout`]: the rest follows from these two.
+#[derive(Serialize, Deserialize)]
+struct LayoutSlots {
+    settled_slots: usize,
+    ip_slots: usize,
+}
+
+impl From<Layout> for LayoutSlots {
+    fn from(layout: Layout) -> LayoutSlots {
+        LayoutSlots {
+            settled_slots: layout.settled_slots,
+            ip_slots: layout.ip_slots,
+        }
+    }
+}
+
+impl TryFrom<LayoutSlots> for Layout {
+    type Error = &'static str;
+
+    fn try_from(slots: LayoutSlots) -> Result<Layout, &'static str> {
+        if (2..=MAX_SLOTS).contains(&slots.settled_slots) && slots.ip_slots <= MAX_SLOTS {
+            Ok(Layout::with_slots(slots.settled_slots, slots.ip_slots))
+        } else {
+            Err("a record layout with too few or too many slots")
+        }
+    }
+}
+
 pub use crate::prehashed::{PrehashedKey, PrehashedMap};
 
 /// All tracked users of one partition.
+///
+/// A snapshot holds the layout and each tracked user's key and record
+/// ([`UserRecords`]); free and never-used slots are left out, and the table
+/// read back allocates its slots afresh (which slot holds a user changes
+/// nothing any reader sees).
+#[derive(Deserialize)]
+#[serde(try_from = "UserRecords")]
 pub struct UserTable {
     layout: Layout,
     slots: PrehashedMap<u32>,
@@ -196,10 +246,66 @@ impl UserTable {
         slot
     }
 
+    fn words(&self, slot: u32) -> &[u32] {
+        let stride = self.layout.stride;
+        let offset = (slot as usize % CHUNK_RECORDS) * stride;
+        &self.chunks[slot as usize / CHUNK_RECORDS][offset..offset + stride]
+    }
+
     fn words_mut(&mut self, slot: u32) -> &mut [u32] {
         let stride = self.layout.stride;
         let offset = (slot as usize % CHUNK_RECORDS) * stride;
         &mut self.chunks[slot as usize / CHUNK_RECORDS][offset..offset + stride]
+    }
+}
+
+/// A [`UserTable`] as a snapshot holds it.
+#[derive(Serialize, Deserialize)]
+struct UserRecords {
+    layout: Layout,
+    keys: Vec<u64>,
+    /// The records of `keys`, in that order, `stride` words each, every word
+    /// plus one (wrapping): an empty slot (`NEVER`) then takes one byte
+    /// instead of five.
+    words: Vec<u32>,
+}
+
+impl Serialize for UserTable {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let stride = self.layout.stride;
+        let mut records = UserRecords {
+            layout: self.layout,
+            keys: Vec::with_capacity(self.slots.len()),
+            words: Vec::with_capacity(self.slots.len() * stride),
+        };
+        for (&key, &slot) in &self.slots {
+            records.keys.push(key);
+            records.words.extend(self.words(slot).iter().map(|w| w.wrapping_add(1)));
+        }
+        records.serialize(serializer)
+    }
+}
+
+impl TryFrom<UserRecords> for UserTable {
+    type Error = &'static str;
+
+    fn try_from(records: UserRecords) -> Result<UserTable, &'static str> {
+        let stride = records.layout.stride;
+        if records.keys.len().checked_mul(stride) != Some(records.words.len()) || records.keys.len() > NEVER as usize {
+            return Err("a user table whose records do not match its keys");
+        }
+        let mut table = UserTable::new(records.layout);
+        table.slots.reserve(records.keys.len());
+        for (&key, record) in records.keys.iter().zip(records.words.chunks_exact(stride)) {
+            let slot = table.allocate();
+            if table.slots.insert(key, slot).is_some() {
+                return Err("a user table with a user twice");
+            }
+            for (word, &saved) in table.words_mut(slot).iter_mut().zip(record) {
+                *word = saved.wrapping_sub(1);
+            }
+        }
+        Ok(table)
     }
 }
 

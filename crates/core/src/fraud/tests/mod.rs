@@ -8,6 +8,7 @@ mod event_time;
 mod ips;
 mod location;
 mod purchases;
+mod snapshot;
 mod velocity;
 
 use std::borrow::Cow;
@@ -21,7 +22,7 @@ use EventType::{AddToCart as Cart, Click, PageView as View, Purchase as Buy};
 
 const T0: i64 = 1_705_312_800_000; // 2024-01-15T10:00:00Z
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct E {
     user: &'static str,
     at_s: f64,
@@ -98,15 +99,21 @@ fn run_with(config: FraudConfig, events: &[E]) -> Vec<(usize, Rule)> {
     let mut d = detector(config);
     let mut state = d.new_state();
     let mut out = Vec::new();
-    let mut all: Vec<E> = events.to_vec();
-    let end = events.iter().map(|e| e.at_s).fold(0.0, f64::max) + 86_400.0;
-    all.extend(["flush-1", "flush-2", "flush-3"].map(|u| e(u, end, View).place("", "").ip("")));
-    for (i, ev) in all.iter().enumerate() {
+    for (i, ev) in flushed(events).iter().enumerate() {
         d.process(&mut state, &ev.event(i), Mode::Live, &mut out);
     }
     out.into_iter()
         .map(|a| (a.event_id["evt-".len()..].parse().unwrap_or(usize::MAX), a.rule))
         .collect()
+}
+
+/// `events`, then three users a day after them: the watermark passes
+/// every event and every pending decision is made.
+fn flushed(events: &[E]) -> Vec<E> {
+    let mut all: Vec<E> = events.to_vec();
+    let end = events.iter().map(|e| e.at_s).fold(0.0, f64::max) + 86_400.0;
+    all.extend(["flush-1", "flush-2", "flush-3"].map(|u| e(u, end, View).place("", "").ip("")));
+    all
 }
 
 fn run(events: &[E]) -> Vec<(usize, Rule)> {
