@@ -7,9 +7,17 @@
 const PRECISION: u32 = 12;
 const REGISTERS: usize = 1 << PRECISION;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct HyperLogLog {
+    #[serde(deserialize_with = "registers")]
     registers: Box<[u8]>,
+}
+
+/// A snapshot's registers: exactly [`REGISTERS`] of them.
+fn registers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<[u8]>, D::Error> {
+    let registers = <Box<[u8]> as serde::Deserialize>::deserialize(d)?;
+    crate::snapshot::require(registers.len() == REGISTERS, "a sketch without 4,096 registers")?;
+    Ok(registers)
 }
 
 impl Default for HyperLogLog {

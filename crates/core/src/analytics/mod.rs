@@ -188,6 +188,7 @@ impl Default for AnalyticsTotals {
 }
 
 /// The windowed distinct-user state of one partition.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct AnalyticsPartition {
     users: PrehashedMap<UserActivity>,
     /// The partition's event time (shared definition with fraud).

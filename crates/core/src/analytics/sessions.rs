@@ -37,7 +37,9 @@
 
 use std::collections::HashMap;
 
-use super::acquisition::Acquisition;
+use serde::{Deserialize, Serialize};
+
+use super::acquisition::{Acquisition, Channel};
 use super::bounded::{BoundedCounts, OTHER};
 use super::{MAX_CAMPAIGNS, MAX_PAGES, MAX_SOURCES};
 use crate::event::{Event, EventType, page_path};
@@ -49,10 +51,40 @@ pub const ENGAGED_SECONDS: u32 = 10;
 pub const MAX_LABELS: usize = 4096;
 
 /// Label ids of one partition; 0 is "none", 1 is [`OTHER`].
-#[derive(Default)]
+///
+/// A snapshot holds the names; the ids are rebuilt from them.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(try_from = "LabelNames")]
 pub(super) struct Labels {
+    #[serde(skip_serializing)]
     ids: HashMap<Box<str>, u32, foldhash::fast::FixedState>,
     names: Vec<Box<str>>,
+}
+
+/// What a snapshot holds of [`Labels`].
+#[derive(Deserialize)]
+struct LabelNames {
+    names: Vec<Box<str>>,
+}
+
+impl TryFrom<LabelNames> for Labels {
+    type Error = &'static str;
+
+    fn try_from(LabelNames { names }: LabelNames) -> Result<Labels, &'static str> {
+        let reserved = names.is_empty() || (names.len() >= 2 && names[0].is_empty() && &*names[1] == OTHER);
+        if !reserved || names.len() > MAX_LABELS {
+            return Err("labels without the reserved ids, or too many");
+        }
+        // As `id` made them: every name from id 2 on, the latest of equal
+        // names winning (only "" can repeat, after id 0's).
+        let ids = names
+            .iter()
+            .enumerate()
+            .skip(2)
+            .map(|(id, name)| (name.clone(), id as u32))
+            .collect();
+        Ok(Labels { ids, names })
+    }
 }
 
 impl Labels {
@@ -87,7 +119,7 @@ const ENGAGED: u8 = 2;
 const CONVERTED: u8 = 4;
 
 /// One open session (a user's `session_id`) of an exactly tracked user.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub(super) struct Session {
     /// The user's key.
     pub user: u64,
@@ -98,6 +130,7 @@ pub(super) struct Session {
     pub latest_ms: i64,
     pub source: u32,
     campaign: u32,
+    #[serde(deserialize_with = "channel_index")]
     channel: u8,
     entry: u32,
     exit: u32,
@@ -105,6 +138,13 @@ pub(super) struct Session {
     pages: u32,
     pending_cents: u64,
     flags: u8,
+}
+
+/// A snapshot's session channel: the index of one of [`Channel::ALL`].
+fn channel_index<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let channel = u8::deserialize(d)?;
+    crate::snapshot::require(usize::from(channel) < Channel::ALL.len(), "a session of no channel")?;
+    Ok(channel)
 }
 
 /// What sessions add up to: the processor's monotonic counters.

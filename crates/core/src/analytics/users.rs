@@ -2,6 +2,8 @@
 //! the open session), and the HyperLogLog sketches that count users beyond
 //! the exact-tracking cap.
 
+use serde::{Deserialize, Serialize};
+
 use super::hll::HyperLogLog;
 use super::sessions::{Ctx, Session};
 
@@ -10,7 +12,7 @@ use super::sessions::{Ctx, Session};
 pub(super) const COUNT_BUCKETS: usize = 5;
 
 /// One user's recent activity. Times are seconds since the epoch; 0 = never.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub(super) struct UserActivity {
     pub(super) last_seen: u32,
     pub(super) stage_seen: [u32; 5],
@@ -86,13 +88,26 @@ impl UserActivity {
 
 /// Distinct users beyond the exact cap, in time buckets of a quarter window,
 /// so that old buckets can be dropped as the window slides.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(super) struct OverflowSketch {
-    /// (bucket number, [all users, users per stage]).
+    /// (bucket number, [all users, users per stage]), oldest first.
+    #[serde(deserialize_with = "overflow_buckets")]
     pub(super) buckets: Vec<(u32, Box<[HyperLogLog; 6]>)>,
 }
 
 pub(super) const OVERFLOW_BUCKETS: usize = 5;
+
+type Buckets = Vec<(u32, Box<[HyperLogLog; 6]>)>;
+
+/// A snapshot's sketch buckets: at most [`OVERFLOW_BUCKETS`], oldest first.
+fn overflow_buckets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Buckets, D::Error> {
+    let buckets = Buckets::deserialize(d)?;
+    crate::snapshot::require(
+        buckets.len() <= OVERFLOW_BUCKETS && buckets.is_sorted_by(|a, b| a.0 < b.0),
+        "sketch buckets too many or out of order",
+    )?;
+    Ok(buckets)
+}
 
 impl OverflowSketch {
     pub(super) fn insert(&mut self, bucket: u32, user_hash: u64, stage: usize) {

@@ -12,6 +12,7 @@ const T0: i64 = 1_705_312_800_000; // 2024-01-15T10:00:00Z
 use EventType::{AddToCart as Cart, Click, PageView as View, Purchase as Buy, Search};
 
 mod sessions;
+mod snapshot;
 
 #[derive(Clone, Debug)]
 struct Spec {

@@ -149,7 +149,7 @@ fn acquisition_and_engagement_match_the_hand_computed_stream() {
 }
 
 /// The session figures a fleet adds up.
-fn figures(t: &SessionTotals) -> Vec<(String, i64)> {
+pub(super) fn figures(t: &SessionTotals) -> Vec<(String, i64)> {
     let mut out = vec![
         ("sessions".to_string(), t.sessions as i64),
         ("engaged".to_string(), t.engaged as i64),
@@ -196,7 +196,7 @@ fn sum(a: Vec<(String, i64)>, b: Vec<(String, i64)>) -> Vec<(String, i64)> {
 
 /// A random shop day: users with sessions from assorted sources, pages and
 /// purchases, in timestamp order.
-fn day() -> impl Strategy<Value = Vec<Spec>> {
+pub(super) fn day() -> impl Strategy<Value = Vec<Spec>> {
     const LANDINGS: [(&str, Option<&str>); 5] = [
         ("https://shop.example.com/", None),
         (
@@ -248,6 +248,18 @@ fn day() -> impl Strategy<Value = Vec<Spec>> {
     })
 }
 
+/// `events` in the order they arrive: each `delays[i % delays.len()]`
+/// seconds after its time.
+pub(super) fn arriving(events: &[Spec], delays: &[i64]) -> Vec<Spec> {
+    let mut arrival: Vec<(i64, usize)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.at_s + delays[i % delays.len()], i))
+        .collect();
+    arrival.sort();
+    arrival.into_iter().map(|(_, i)| events[i].clone()).collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -258,13 +270,7 @@ proptest! {
         let mut ordered = configured();
         let mut state = ordered.new_state();
         run(&mut ordered, &mut state, &events, Mode::Live);
-        let mut arrival: Vec<(i64, usize)> = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.at_s + delays[i % delays.len()], i))
-            .collect();
-        arrival.sort();
-        let shuffled: Vec<&Spec> = arrival.iter().map(|(_, i)| &events[*i]).collect();
+        let shuffled = arriving(&events, &delays);
         let mut disordered = configured();
         let mut state = disordered.new_state();
         let mut out = Vec::new();

@@ -1,0 +1,168 @@
+//! Snapshots: a partition encoded and decoded at any point of a random
+//! stream shows exactly the figures it shows uninterrupted, and damaged
+//! bytes are an error, never a panic.
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+
+use super::sessions::{arriving, day, figures};
+use super::*;
+use crate::snapshot::{self, checks};
+
+/// Settings that put every part of the state to work: a cap of three
+/// users (the rest go to the sketches, and sessions are capped too),
+/// sessions that time out before the watermark passes their start, a
+/// window short enough to slide within a day's stream.
+fn settings() -> impl Strategy<Value = AnalyticsConfig> {
+    (
+        prop_oneof![Just(3usize), Just(1_000)],
+        prop_oneof![Just(20u64), Just(1_800)],
+        prop_oneof![Just(600u64), Just(3_600)],
+    )
+        .prop_map(|(cap, timeout, window)| AnalyticsConfig {
+            max_users_per_partition: cap,
+            session_timeout: Duration::from_secs(timeout),
+            window: Duration::from_secs(window),
+            site_domains: vec!["shop.example.com".into()],
+            ..AnalyticsConfig::default()
+        })
+}
+
+/// What a run shows: the report at the end, the partition's window figures
+/// after every event, and the session figures a fleet adds up.
+type Shown = (AnalyticsReport, Vec<WindowFigures>, Vec<(String, i64)>);
+
+/// What `events` show, the partition replaced by its snapshot before each
+/// event of `cuts`.
+fn shown(config: &AnalyticsConfig, events: &[Spec], cuts: &[usize]) -> Shown {
+    let mut p = AnalyticsProcessor::new(config.clone());
+    let mut state = p.new_state();
+    let mut after_each = Vec::new();
+    for (i, s) in events.iter().enumerate() {
+        if cuts.contains(&i) {
+            state = snapshot::decode(&snapshot::encode(&state)).expect("a snapshot decodes");
+        }
+        p.process(&mut state, &s.event(i), Mode::Live, &mut Vec::new());
+        after_each.push(p.window_figures(&state));
+    }
+    let report = p.report(std::iter::once(&state));
+    (report, after_each, figures(&p.totals().sessions))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn a_snapshot_anywhere_changes_no_figure(
+        config in settings(),
+        events in day(),
+        delays in prop::collection::vec(0..30i64, 80),
+        cuts in prop::collection::vec(any::<Index>(), 1..4),
+    ) {
+        let events = arriving(&events, &delays);
+        let cuts: Vec<usize> = cuts.iter().map(|c| c.index(events.len() + 1)).collect();
+        let (report, after_each, sessions) = shown(&config, &events, &[]);
+        let (snapshotted, snapshotted_after_each, snapshotted_sessions) = shown(&config, &events, &cuts);
+        prop_assert_eq!(after_each, snapshotted_after_each, "restored before events {:?}", cuts);
+        prop_assert_eq!(report, snapshotted);
+        prop_assert_eq!(sessions, snapshotted_sessions);
+    }
+
+    #[test]
+    fn damaged_snapshots_are_errors_not_panics(
+        config in settings(),
+        events in day(),
+        at in any::<Index>(),
+        cut in any::<Index>(),
+        flips in prop::collection::vec((any::<Index>(), 1..=255u8), 1..6),
+    ) {
+        let mut p = AnalyticsProcessor::new(config);
+        let mut state = p.new_state();
+        run(&mut p, &mut state, &events[..at.index(events.len() + 1)], Mode::Live);
+        let bytes = snapshot::encode(&state);
+        checks::damaged_copies_fail_cleanly::<AnalyticsPartition>(&bytes, cut, &flips)?;
+    }
+
+    #[test]
+    fn random_bytes_are_errors_not_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let _ = snapshot::decode::<AnalyticsPartition>(&bytes);
+    }
+}
+
+/// The ids a snapshot's labels are read back with are those they had: a
+/// label interned again would take a second id, and a place under
+/// `MAX_LABELS`.
+#[test]
+fn labels_read_back_keep_their_ids() {
+    use crate::analytics::sessions::Labels;
+    let names = ["direct", "google", "", bounded::OTHER, "/products/lamp"];
+    let mut labels = Labels::default();
+    let ids = names.map(|name| labels.id(name));
+    let mut back: Labels = snapshot::decode(&snapshot::encode(&labels)).expect("labels decode");
+    assert_eq!(names.map(|name| back.id(name)), ids);
+    assert_eq!(back.id("new"), labels.id("new"));
+}
+
+/// The encoded size and speed of a partition of 100,000 users (run with
+/// `cargo test --release -p activity-tracker-core -- --ignored --nocapture
+/// snapshot_cost`).
+#[test]
+#[ignore = "a measurement: run in release"]
+fn snapshot_cost_of_a_hundred_thousand_users() {
+    const N: usize = 100_000;
+    const PAGES: [&str; 6] = [
+        "https://shop.example.com/",
+        "https://shop.example.com/products/lamp",
+        "https://shop.example.com/products/chair",
+        "https://shop.example.com/cart",
+        "https://shop.example.com/checkout",
+        "https://shop.example.com/blog/spring-sale",
+    ];
+    const REFERRERS: [Option<&str>; 4] = [
+        None,
+        Some("https://www.google.com/"),
+        Some("https://l.facebook.com/"),
+        Some("https://news.example.org/"),
+    ];
+    let mut p = AnalyticsProcessor::new(AnalyticsConfig {
+        site_domains: vec!["shop.example.com".into()],
+        ..AnalyticsConfig::default()
+    });
+    let mut state = p.new_state();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    // Each user: one session of 2 to 7 events within the last hour (the
+    // window), landing from one of four sources, browsing pages, some
+    // carts and purchases.
+    let mut events: Vec<(i64, usize, Spec)> = Vec::new();
+    for user in 0..N {
+        let start = next(3_300) as i64;
+        let referrer = REFERRERS[next(4) as usize];
+        for k in 0..2 + next(6) {
+            let kind = [View, View, View, Click, Search, Cart, Buy][next(7) as usize];
+            let at = start + k as i64 * (1 + next(60)) as i64;
+            let mut s = spec("", at, kind).page(PAGES[next(6) as usize]);
+            if kind == Buy {
+                s = s.product("p1", "Lamp", 5.0 + next(300) as f64);
+            }
+            if let (0, Some(r)) = (k, referrer) {
+                s = s.referred(r);
+            }
+            events.push((at, user, s));
+        }
+    }
+    events.sort_by_key(|&(at, user, _)| (at, user));
+    let names: Vec<String> = (0..N).map(|u| format!("user-{u:06}")).collect();
+    for (n, (_, user, s)) in events.iter().enumerate() {
+        let mut event = s.event(n);
+        event.user_id = Cow::Borrowed(&names[*user]);
+        p.process(&mut state, &event, Mode::Live, &mut Vec::new());
+    }
+    assert_eq!(state.tracked_users(), N);
+    checks::measure("analytics partition", &state, N);
+}
