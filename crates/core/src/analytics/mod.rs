@@ -413,17 +413,25 @@ impl AnalyticsProcessor {
             live: mode.counts(),
             site_domains: &self.config.site_domains,
         };
+        // Those not counted yet are counted in the order they started, as
+        // the watermark counts them, not in the map's order: that depends
+        // on the map's history (a partition rebuilt or restored from a
+        // snapshot has another), and the order decides which labels get
+        // the last places under a cap.
         let idle_ms = i64::from(session_cutoff) * 1000;
-        sessions.retain(|id, session| {
-            if session.latest_ms >= idle_ms {
-                return true;
-            }
-            if uncounted.remove(&(session.start_ms, *id)) {
+        let closing: Vec<(i64, u64)> = uncounted
+            .iter()
+            .filter(|(_, id)| sessions.get(id).is_some_and(|s| s.latest_ms < idle_ms))
+            .copied()
+            .collect();
+        for key in closing {
+            uncounted.remove(&key);
+            if let Some(session) = sessions.get_mut(&key.1) {
                 let returning = users.get(&session.user).is_some_and(|u| u.returning(session));
                 session.count(returning, &mut ctx);
             }
-            false
-        });
+        }
+        sessions.retain(|_, session| session.latest_ms >= idle_ms);
         state.users.retain(|_, user| {
             if user.session_start != 0 && user.session_last < session_cutoff {
                 if mode.counts() {

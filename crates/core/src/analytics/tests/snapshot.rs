@@ -103,6 +103,61 @@ fn labels_read_back_keep_their_ids() {
     assert_eq!(back.id("new"), labels.id("new"));
 }
 
+/// Sessions that close in one sweep before the watermark passed their
+/// start are counted there, in the order they started — not in the order
+/// of the sessions' hash map, which a partition read back from a snapshot
+/// does not share (its map is sized for what it holds, the original for
+/// the most it ever held): which sources get the last places under the cap
+/// must not depend on it.
+#[test]
+fn sessions_closing_together_are_counted_in_the_order_they_started() {
+    let config = AnalyticsConfig {
+        session_timeout: Duration::from_secs(10),
+        allowed_lateness: Duration::from_secs(600),
+        ..AnalyticsConfig::default()
+    };
+    let (crowd, sources) = (400, MAX_SOURCES + 50);
+    let users: Vec<String> = (0..crowd + sources).map(|i| format!("v{i:03}")).collect();
+    let pages: Vec<String> = (0..sources)
+        .map(|i| format!("https://shop.example.com/?utm_source=s{i:03}"))
+        .collect();
+    let visit = |user: usize, at_s: i64, source: Option<usize>| {
+        let mut e = spec("", at_s, View).event(user);
+        e.user_id = Cow::Borrowed(&users[user]);
+        if let Some(source) = source {
+            e.page_url = Some(Cow::Borrowed(&pages[source]));
+        }
+        e
+    };
+    // A crowd of direct visits, whose sessions close when event time moves
+    // ten minutes on, then visits from many sources, closed the same way:
+    // each time every session has timed out and none has had the
+    // watermark pass its start.
+    let mut events: Vec<Event<'_>> = (0..crowd).map(|i| visit(i, i as i64, None)).collect();
+    events.extend(["x", "y", "z"].map(|u| spec(u, 1_000, View).event(0)));
+    let later = events.len();
+    events.extend((0..sources).map(|i| visit(crowd + i, 2_000 + i as i64, Some(i))));
+    events.extend(["x2", "y2", "z2"].map(|u| spec(u, 3_000, View).event(0)));
+    let counted = |cut: usize| {
+        let mut p = AnalyticsProcessor::new(config.clone());
+        let mut state = p.new_state();
+        for (i, e) in events.iter().enumerate() {
+            if i == cut {
+                state = snapshot::decode(&snapshot::encode(&state)).expect("a snapshot decodes");
+            }
+            p.process(&mut state, e, Mode::Live, &mut Vec::new());
+        }
+        let sources = &p.totals().sessions.sources;
+        sources.iter().map(|(k, v)| (k.to_string(), v)).collect::<Vec<_>>()
+    };
+    // x, y and z's sessions started first and are direct, like the crowd.
+    let mut expected = vec![("direct".to_string(), crowd as u64 + 3)];
+    expected.extend((0..MAX_SOURCES - 1).map(|i| (format!("s{i:03}"), 1)));
+    expected.push((bounded::OTHER.to_string(), 51));
+    assert_eq!(counted(usize::MAX), expected);
+    assert_eq!(counted(later), expected, "restored before the second sweep");
+}
+
 /// The encoded size and speed of a partition of 100,000 users (run with
 /// `cargo test --release -p activity-tracker-core -- --ignored --nocapture
 /// snapshot_cost`).
