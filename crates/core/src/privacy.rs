@@ -79,8 +79,9 @@ pub fn ip_from_key(key: u64) -> IpAddr {
     }
 }
 
-/// Renders addresses according to `IP_PRIVACY`.
-#[derive(Clone)]
+/// Renders addresses according to `IP_PRIVACY`. (`Debug` shows the mode,
+/// never a hashing key.)
+#[derive(Clone, Debug)]
 pub struct IpRenderer {
     mode: IpPrivacy,
 }

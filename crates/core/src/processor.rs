@@ -8,11 +8,14 @@
 //! replay produces the same state because the processor is a function of the
 //! events alone.
 //!
-//! The whole contract is five things: a fresh state for a newly owned
+//! The whole contract is six things: a fresh state for a newly owned
 //! partition, `process`, the partition's event time, the event-time window a
-//! rebuild must replay back from it, and the
-//! [`Mode`] flag that says whether effects are wanted (live) or only state
-//! (warm-up during a rebuild).
+//! rebuild must replay back from it, the [`Mode`] flag that says whether
+//! effects are wanted (live) or only state (warm-up during a rebuild), and
+//! the state as bytes: it encodes and decodes with serde
+//! ([`crate::snapshot`]), so a rebuild can start from a snapshot and replay
+//! only what came after it — if the snapshot was made under the same
+//! [`Processor::state_fingerprint`].
 
 use crate::event::Event;
 
@@ -46,8 +49,10 @@ impl Mode {
 
 /// A pure, per-partition stream processor.
 pub trait Processor: Send + 'static {
-    /// Everything the processor remembers about one partition.
-    type State: Send + 'static;
+    /// Everything the processor remembers about one partition. It encodes
+    /// to a snapshot and decodes back ([`crate::snapshot`]): processing
+    /// goes on from the decoded state exactly as from the original.
+    type State: Send + 'static + serde::Serialize + serde::de::DeserializeOwned;
     /// What the processor emits (alerts for fraud; nothing for analytics).
     type Output: Send + 'static;
 
@@ -64,6 +69,13 @@ pub trait Processor: Send + 'static {
     /// back from. It must be such that every event at or after
     /// `event_time − rebuild_window` rebuilds it.
     fn event_time_ms(&self, state: &Self::State) -> i64;
+
+    /// A fingerprint of every setting that changes what a state means
+    /// (windows, thresholds, lateness, caps, IP privacy…), with the snapshot
+    /// [`FORMAT_VERSION`](crate::snapshot::FORMAT_VERSION) and this crate's
+    /// version (`CARGO_PKG_VERSION`). A snapshot made under another
+    /// fingerprint is not used: the partition is rebuilt by replay.
+    fn state_fingerprint(&self) -> u64;
 
     /// Processes one valid event of the partition whose state is `state`.
     fn process(&mut self, state: &mut Self::State, event: &Event<'_>, mode: Mode, out: &mut Vec<Self::Output>);

@@ -68,6 +68,25 @@ pub fn fingerprint(text: &str) -> u64 {
         .fold(OFFSET_BASIS, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
 }
 
+/// A processor's state fingerprint, from its `kind`, its `settings` (their
+/// `Debug` form: every field, never a secret's value), the value its table
+/// hasher gives a fixed probe (user ids are kept by that hash, so a hasher
+/// that changed would give users other keys), the format version and this
+/// crate's version. `Debug` output is not promised stable across Rust
+/// versions: where it changes, the fingerprint changes, which costs a
+/// replay, never a wrong state.
+pub(crate) fn state_fingerprint(
+    kind: &str,
+    settings: &dyn std::fmt::Debug,
+    hasher: &impl std::hash::BuildHasher,
+) -> u64 {
+    let probe = hasher.hash_one(b"activity-tracker snapshot probe".as_slice());
+    fingerprint(&format!(
+        "{kind} state, snapshot format {FORMAT_VERSION}, activity-tracker-core {}, hasher probe {probe:016x}: {settings:?}",
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
 /// A cheap validation for a field read from a snapshot: `check` holds, or
 /// the field is rejected as `what`.
 pub(crate) fn require<E: serde::de::Error>(check: bool, what: &str) -> Result<(), E> {
@@ -148,6 +167,88 @@ mod tests {
         assert_eq!(fingerprint(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fingerprint("a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fingerprint("foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn fingerprints_follow_the_settings_that_change_a_state() {
+        use std::time::Duration;
+
+        use crate::analytics::{AnalyticsConfig, AnalyticsProcessor};
+        use crate::fraud::{FraudConfig, FraudDetector, FraudRules};
+        use crate::privacy::{IpPrivacy, IpRenderer, Secret};
+        use crate::processor::Processor;
+
+        let fraud = |config: FraudConfig, privacy: IpPrivacy| {
+            FraudDetector::new(FraudRules::from_config(&config), IpRenderer::new(privacy)).state_fingerprint()
+        };
+        let base = FraudConfig::default;
+        let fingerprint = fraud(base(), IpPrivacy::None);
+        assert_eq!(
+            fingerprint,
+            fraud(base(), IpPrivacy::None),
+            "a function of the settings"
+        );
+        for other in [
+            FraudConfig {
+                allowed_lateness: Duration::from_secs(900),
+                ..base()
+            },
+            FraudConfig {
+                velocity_threshold: 6,
+                ..base()
+            },
+            FraudConfig {
+                multiple_ip_threshold: 4,
+                ..base()
+            },
+            FraudConfig {
+                rapid_location_change: Duration::from_secs(300),
+                ..base()
+            },
+            FraudConfig {
+                cooldown: Some(Duration::from_secs(60)),
+                ..base()
+            },
+            FraudConfig {
+                high_value_threshold: 750.0,
+                ..base()
+            },
+        ] {
+            assert_ne!(fraud(other.clone(), IpPrivacy::None), fingerprint, "{other:?}");
+        }
+        assert_ne!(fraud(base(), IpPrivacy::Truncate), fingerprint);
+        // The mode, never the key: a fingerprint is written next to the state.
+        let hashed = |key: &str| fraud(base(), IpPrivacy::Hash(Secret::new(key)));
+        assert_eq!(hashed("a key of sixteen bytes"), hashed("another key, as long"));
+
+        let analytics = |config: AnalyticsConfig| AnalyticsProcessor::new(config).state_fingerprint();
+        let base = AnalyticsConfig::default;
+        let fingerprint = analytics(base());
+        assert_eq!(fingerprint, analytics(base()));
+        for other in [
+            AnalyticsConfig {
+                window: Duration::from_secs(1800),
+                ..base()
+            },
+            AnalyticsConfig {
+                session_timeout: Duration::from_secs(900),
+                ..base()
+            },
+            AnalyticsConfig {
+                max_users_per_partition: 1_000,
+                ..base()
+            },
+            AnalyticsConfig {
+                allowed_lateness: Duration::from_secs(900),
+                ..base()
+            },
+            AnalyticsConfig {
+                site_domains: vec!["shop.example.com".into()],
+                ..base()
+            },
+        ] {
+            assert_ne!(analytics(other.clone()), fingerprint, "{other:?}");
+        }
     }
 
     #[test]

@@ -526,6 +526,15 @@ impl Processor for AnalyticsProcessor {
         }
     }
 
+    /// Every analytics setting: the window, the session timeout, the cap,
+    /// the lateness, the site's domains (which decide a session's source)
+    /// — and REPORT_USER_IDS, which changes no state but is not worth a
+    /// second list — and the cap of labels.
+    fn state_fingerprint(&self) -> u64 {
+        let settings = (&self.config, sessions::MAX_LABELS);
+        crate::snapshot::state_fingerprint("analytics", &settings, &self.hasher)
+    }
+
     /// The distinct-user window and one count bucket more: replaying it
     /// rebuilds the funnel, active users and events per user exactly.
     /// Volume counters need no rebuild.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
 use super::evidence::Evidence;
-use super::partition::{FraudPartition, UNSETTLED_CAP};
+use super::partition::{FraudPartition, LOCATION_NAMES_CAP, PENDING_PURCHASES_CAP, UNSETTLED_CAP};
 use super::state::{Layout, PURCHASE_SLOTS, PrehashedMap, Times, UserTable};
 use super::{Alert, FraudRules, FraudTotals, Rule, rule_time};
 use crate::event::{Event, EventType};
@@ -85,6 +85,16 @@ impl Processor for FraudDetector {
 
     fn event_time_ms(&self, state: &FraudPartition) -> i64 {
         state.clock.time()
+    }
+
+    /// The rules (windows, thresholds, cooldowns, lateness: what a record
+    /// holds and until when), the partition's caps, and IP privacy. The
+    /// state keeps addresses whole whatever IP_PRIVACY says, so a change of
+    /// it discards snapshots that would have been right: one replay, for
+    /// not having to prove it never matters.
+    fn state_fingerprint(&self) -> u64 {
+        let caps = [LOCATION_NAMES_CAP, PENDING_PURCHASES_CAP, UNSETTLED_CAP];
+        crate::snapshot::state_fingerprint("fraud", &(&self.rules, caps, &self.ips), &self.hasher)
     }
 
     fn rebuild_window_ms(&self) -> i64 {
