@@ -24,7 +24,7 @@ pub(super) const UNSETTLED_CAP: usize = 200_000;
 /// The fraud state of one partition.
 ///
 /// A snapshot holds the fields that are not derived from others
-/// ([`SavedPartition`]); the others are rebuilt when it is read back.
+/// (`SavedPartition`); the others are rebuilt when it is read back.
 #[derive(Serialize, Deserialize)]
 #[serde(from = "SavedPartition")]
 pub struct FraudPartition {

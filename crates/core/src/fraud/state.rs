@@ -148,7 +148,7 @@ pub use crate::prehashed::{PrehashedKey, PrehashedMap};
 /// All tracked users of one partition.
 ///
 /// A snapshot holds the layout and each tracked user's key and record
-/// ([`UserRecords`]); free and never-used slots are left out, and the table
+/// (`UserRecords`); free and never-used slots are left out, and the table
 /// read back allocates its slots afresh (which slot holds a user changes
 /// nothing any reader sees).
 #[derive(Deserialize)]
