@@ -124,8 +124,9 @@ pub(crate) mod checks {
     }
 
     /// Prints the encoded bytes per user and the encoding and decoding
-    /// rates (median of five runs) of `state`, which tracks `users` users.
-    pub(crate) fn measure<S: Serialize + DeserializeOwned>(name: &str, state: &S, users: usize) {
+    /// rates (median of five runs) of `state`, which tracks `users` users in
+    /// `heap_bytes`.
+    pub(crate) fn measure<S: Serialize + DeserializeOwned>(name: &str, state: &S, users: usize, heap_bytes: usize) {
         use std::time::Instant;
         let bytes = encode(state);
         let mut encoding = Vec::new();
@@ -146,7 +147,8 @@ pub(crate) mod checks {
         };
         let rate = |seconds: f64| bytes.len() as f64 / seconds / 1e6;
         println!(
-            "{name}: {users} users, {} bytes, {:.1} bytes per user; encode {:.0} MB/s ({:.1} ms), decode {:.0} MB/s ({:.1} ms)",
+            "{name}: {users} users, {:.0} heap bytes per user; snapshot {} bytes, {:.1} per user; encode {:.0} MB/s ({:.1} ms), decode {:.0} MB/s ({:.1} ms)",
+            heap_bytes as f64 / users as f64,
             bytes.len(),
             bytes.len() as f64 / users as f64,
             rate(median(encoding.clone())),

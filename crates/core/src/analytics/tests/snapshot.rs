@@ -219,5 +219,5 @@ fn snapshot_cost_of_a_hundred_thousand_users() {
         p.process(&mut state, &event, Mode::Live, &mut Vec::new());
     }
     assert_eq!(state.tracked_users(), N);
-    checks::measure("analytics partition", &state, N);
+    checks::measure("analytics partition", &state, N, state.heap_bytes());
 }

@@ -191,5 +191,5 @@ fn snapshot_cost_of_a_hundred_thousand_users() {
         d.process(&mut state, &event, Mode::Live, &mut out);
     }
     assert!(state.tracked_users() >= N * 99 / 100, "{} users", state.tracked_users());
-    checks::measure("fraud partition", &state, state.tracked_users());
+    checks::measure("fraud partition", &state, state.tracked_users(), state.heap_bytes());
 }
