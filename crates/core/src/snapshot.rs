@@ -123,6 +123,18 @@ pub(crate) mod checks {
         Ok(())
     }
 
+    /// Pseudo-random numbers below `n`, the same on every run
+    /// (xorshift64), for the measurements' traffic.
+    pub(crate) fn numbers() -> impl FnMut(u64) -> u64 {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        move |n| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        }
+    }
+
     /// Prints the encoded bytes per user and the encoding and decoding
     /// rates (median of five runs) of `state`, which tracks `users` users in
     /// `heap_bytes`.
@@ -250,6 +262,16 @@ mod tests {
             },
         ] {
             assert_ne!(analytics(other.clone()), fingerprint, "{other:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn random_bytes_are_errors_not_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = decode::<crate::fraud::FraudPartition>(&bytes);
+            let _ = decode::<crate::analytics::AnalyticsPartition>(&bytes);
         }
     }
 
