@@ -439,6 +439,14 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_clock_of_more_than_three_users_is_an_error() {
+        use crate::snapshot::{decode, encode};
+        let top = [(1u64, 30i64), (2, 20), (3, 10)];
+        assert_eq!(decode::<EventClock>(&encode(&(top, 3usize))).map(|c| c.time()), Ok(10));
+        assert!(decode::<EventClock>(&encode(&(top, 4usize))).is_err());
+    }
+
+    #[test]
     fn hour_of_day_is_utc() {
         assert_eq!(hour_of_day(parse_rfc3339_ms("2024-01-15T23:59:59Z").unwrap()), 23);
         assert_eq!(hour_of_day(parse_rfc3339_ms("2024-01-15T00:30:00+01:00").unwrap()), 23);

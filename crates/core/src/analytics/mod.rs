@@ -190,6 +190,7 @@ impl Default for AnalyticsTotals {
 /// The windowed distinct-user state of one partition.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct AnalyticsPartition {
+    #[serde(deserialize_with = "users::consistent_users")]
     users: PrehashedMap<UserActivity>,
     /// The partition's event time (shared definition with fraud).
     clock: EventClock,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hll::HyperLogLog;
 use super::sessions::{Ctx, Session};
+use crate::prehashed::PrehashedMap;
 
 /// Quarter-window buckets of a user's event count: the window's four and
 /// the one it is sliding into.
@@ -84,6 +85,17 @@ impl UserActivity {
             .map(|b| u32::from(self.counts[(b as usize) % COUNT_BUCKETS]))
             .sum()
     }
+}
+
+/// A snapshot's users: none with a session ending before it starts (session
+/// durations subtract the one from the other).
+pub(super) fn consistent_users<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PrehashedMap<UserActivity>, D::Error> {
+    let users = PrehashedMap::<UserActivity>::deserialize(d)?;
+    crate::snapshot::require(
+        users.values().all(|u| u.session_start <= u.session_last),
+        "a user whose session ends before it starts",
+    )?;
+    Ok(users)
 }
 
 /// Distinct users beyond the exact cap, in time buckets of a quarter window,

@@ -301,8 +301,16 @@ impl TryFrom<UserRecords> for UserTable {
             if table.slots.insert(key, slot).is_some() {
                 return Err("a user table with a user twice");
             }
-            for (word, &saved) in table.words_mut(slot).iter_mut().zip(record) {
+            let words = table.words_mut(slot);
+            for (word, &saved) in words.iter_mut().zip(record) {
                 *word = saved.wrapping_sub(1);
+            }
+            // `touch_ip` clamps times between an address's first and last.
+            let ips_in_order = words[records.layout.ips..]
+                .chunks_exact(4)
+                .all(|ip| ip[2] == NEVER || ip[3] == NEVER || ip[2] >= ip[3]);
+            if !ips_in_order {
+                return Err("a user table with an address last seen before it was first seen");
             }
         }
         Ok(table)

@@ -98,6 +98,56 @@ fn labels_read_back_keep_their_ids() {
     assert_eq!(back.id("new"), labels.id("new"));
 }
 
+/// What processing relies on is checked when a snapshot is read: sketches
+/// of 4,096 registers, at most five buckets of them in order, sessions of
+/// one of the nine channels, the two reserved label ids, and users whose
+/// session does not end before it starts.
+#[test]
+fn inconsistent_parts_are_errors() {
+    use crate::analytics::hll::HyperLogLog;
+    use crate::analytics::sessions::{Labels, Session};
+    use crate::analytics::users::{OverflowSketch, UserActivity, consistent_users};
+
+    assert!(snapshot::decode::<HyperLogLog>(&snapshot::encode(&vec![0u8; 4096])).is_ok());
+    assert!(snapshot::decode::<HyperLogLog>(&snapshot::encode(&vec![0u8; 4095])).is_err());
+
+    let buckets = |numbers: &[u32]| {
+        let buckets: Vec<(u32, Box<[HyperLogLog; 6]>)> = numbers.iter().map(|&b| (b, Box::default())).collect();
+        snapshot::decode::<OverflowSketch>(&snapshot::encode(&buckets)).map(|o| o.buckets.len())
+    };
+    assert_eq!(buckets(&[1, 2, 3, 4, 5]), Ok(5));
+    assert!(buckets(&[1, 2, 3, 4, 5, 6]).is_err(), "more than are kept");
+    assert!(buckets(&[2, 1]).is_err(), "out of order");
+
+    // A default session is five one-byte varints, then its channel's byte.
+    let mut session = snapshot::encode(&Session::default());
+    session[5] = 8;
+    assert!(snapshot::decode::<Session>(&session).is_ok());
+    session[5] = 9;
+    assert!(snapshot::decode::<Session>(&session).is_err());
+
+    let labels = |names: &[&str]| snapshot::decode::<Labels>(&snapshot::encode(&names));
+    assert!(labels(&[]).is_ok());
+    assert!(labels(&["", bounded::OTHER, "google"]).is_ok());
+    assert!(labels(&["google", bounded::OTHER]).is_err());
+    assert!(labels(&[""]).is_err());
+
+    let users = |start: u32, last: u32| {
+        let mut users = crate::prehashed::PrehashedMap::default();
+        users.insert(
+            1,
+            UserActivity {
+                session_start: start,
+                session_last: last,
+                ..UserActivity::default()
+            },
+        );
+        consistent_users(&mut postcard::Deserializer::from_bytes(&snapshot::encode(&users))).map(|u| u.len())
+    };
+    assert_eq!(users(10, 20), Ok(1));
+    assert!(users(20, 10).is_err());
+}
+
 /// Sessions that close in one sweep before the watermark passed their
 /// start are counted there, in the order they started — not in the order
 /// of the sessions' hash map, which a partition read back from a snapshot

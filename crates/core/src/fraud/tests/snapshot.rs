@@ -112,29 +112,6 @@ proptest! {
     }
 }
 
-/// A user table whose records do not match its keys, or that names a
-/// user twice, is not a table.
-#[test]
-fn an_inconsistent_user_table_is_an_error() {
-    let events = [
-        e("ann", 0.0, Cart),
-        e("bob", 1.0, View),
-        e("cat", 2.0, Buy).amount(10.0),
-    ];
-    let bytes = snapshot::encode(&state_after(&events, 3));
-    // The layout's two varints, then the key count: 3 users.
-    assert_eq!(&bytes[..3], &[4, 3, 3]);
-    let mut four_keys = bytes.clone();
-    four_keys[2] = 4;
-    assert!(snapshot::decode::<FraudPartition>(&four_keys).is_err());
-    let mut wide = bytes.clone();
-    wide[1] = 4;
-    assert!(
-        snapshot::decode::<FraudPartition>(&wide).is_err(),
-        "records of another stride"
-    );
-}
-
 /// The encoded size and speed of a partition of 100,000 users (run with
 /// `cargo test --release -p activity-tracker-core -- --ignored --nocapture
 /// snapshot_cost`).

@@ -161,3 +161,57 @@ fn eviction_frees_slots_for_reuse() {
     let r = table.entry(0, 9_000, i64::MIN);
     assert_eq!(r.count_between(Times::Settled, i64::MIN, i64::MAX), 0);
 }
+
+/// The table of one user seen from two addresses, as a snapshot holds it.
+fn saved_table() -> UserRecords {
+    let mut table = UserTable::new(Layout::new(5, 3));
+    let mut r = table.entry(7, 0, i64::MIN);
+    r.touch_ip(1, 0, HOUR);
+    r.advance_to(5_000);
+    r.touch_ip(2, 5_000, HOUR);
+    r.touch_ip(1, 5_000, HOUR);
+    crate::snapshot::decode(&crate::snapshot::encode(&table)).expect("a table decodes")
+}
+
+#[test]
+fn a_table_read_back_holds_the_same_records() {
+    let mut back = UserTable::try_from(saved_table()).expect("a consistent table");
+    assert_eq!(back.len(), 1);
+    let mut r = back.entry(7, 5_000, i64::MIN);
+    assert_eq!(r.last_ms(), 5_000);
+    assert_eq!(
+        r.touch_ip(3, 5_000, HOUR),
+        vec![3, 1, 2],
+        "both addresses, at their times"
+    );
+}
+
+/// What `touch_ip` and the slab's indexing rely on is checked when a
+/// snapshot's table is read: records of the layout's stride, one per key,
+/// each key once, each address first seen no later than last seen; and a
+/// layout a record can be made of.
+#[test]
+fn an_inconsistent_table_is_an_error() {
+    let mut short = saved_table();
+    short.words.pop();
+    assert!(UserTable::try_from(short).is_err(), "a word short");
+    let mut twice = saved_table();
+    twice.keys.push(7);
+    twice.words.extend_from_within(..);
+    assert!(UserTable::try_from(twice).is_err(), "a user twice");
+    let mut swapped = saved_table();
+    let (ips, slots) = (swapped.layout.ips, swapped.layout.ip_slots);
+    for ip in swapped.words[ips..].chunks_exact_mut(4).take(slots) {
+        ip.swap(2, 3);
+    }
+    assert!(
+        UserTable::try_from(swapped).is_err(),
+        "an address last seen before first seen"
+    );
+
+    let layout =
+        |settled: usize, ips: usize| crate::snapshot::decode::<Layout>(&crate::snapshot::encode(&(settled, ips)));
+    assert_eq!(layout(4, 3), Ok(Layout::new(5, 3)));
+    assert!(layout(1, 3).is_err(), "fewer than two settled slots");
+    assert!(layout(4, MAX_SLOTS + 1).is_err(), "a record of megabytes");
+}
