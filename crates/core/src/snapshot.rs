@@ -13,10 +13,10 @@
 //! preallocates no more than serde's cautious size hints (at most 1 MiB per
 //! collection whatever a length prefix claims; postcard reports a sequence
 //! longer than the bytes left as having no hint at all), and the state types
-//! rebuild their derived indexes themselves and reject the structural
-//! inconsistencies that would make processing index out of bounds. It does
-//! not prove that a well-formed state is the one that was written: the
-//! runtime's checksum does that.
+//! rebuild their derived indexes themselves and reject the inconsistencies
+//! that would make processing panic (an index out of bounds, a clamp or a
+//! subtraction the wrong way round). It does not prove that a well-formed
+//! state is the one that was written: the runtime's checksum does that.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -88,7 +88,9 @@ pub(crate) fn state_fingerprint(
 }
 
 /// A cheap validation for a field read from a snapshot: `check` holds, or
-/// the field is rejected as `what`.
+/// the field is rejected as `what`. (postcard keeps that an error was
+/// raised, not its text: [`decode`] then says "Serde Deserialization
+/// Error".)
 pub(crate) fn require<E: serde::de::Error>(check: bool, what: &str) -> Result<(), E> {
     if check { Ok(()) } else { Err(E::custom(what)) }
 }
