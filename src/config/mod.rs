@@ -213,6 +213,7 @@ impl Config {
             )?),
             stats_interval: given("STATS_INTERVAL", r.whole("STATS_INTERVAL")?)?,
             state_rebuild: given("STATE_REBUILD", r.flag("STATE_REBUILD")?)?,
+            snapshot_interval: given("STATE_SNAPSHOT_INTERVAL", r.duration("STATE_SNAPSHOT_INTERVAL")?)?,
             shutdown_timeout: given("SHUTDOWN_TIMEOUT", r.duration("SHUTDOWN_TIMEOUT")?)?,
             drain_timeout: given("DRAIN_TIMEOUT", r.duration("DRAIN_TIMEOUT")?)?,
             audit_log: r.path("AUDIT_LOG"),

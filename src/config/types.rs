@@ -136,6 +136,8 @@ pub struct ConsumerConfig {
     pub commit_interval: Duration,
     pub stats_interval: u64,
     pub state_rebuild: bool,
+    /// Between two snapshots of a partition's state; zero: no snapshots.
+    pub snapshot_interval: Duration,
     pub shutdown_timeout: Duration,
     pub drain_timeout: Duration,
     pub audit_log: Option<PathBuf>,

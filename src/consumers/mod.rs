@@ -90,6 +90,11 @@ pub fn spawn<A: ConsumerApp>(
         consumer: config.consumer.clone(),
         limits: config.limits.clone(),
         trace: config.log.tracing(),
+        snapshots: (!config.consumer.snapshot_interval.is_zero()).then(|| runtime::snapshots::SnapshotOptions {
+            topic: runtime::snapshots::SnapshotOptions::topic_for(&config.topics.activities, &group),
+            interval: config.consumer.snapshot_interval,
+            replication_factor: config.topics.replication_factor,
+        }),
     };
     let metrics = telemetry.consumer(name, &group);
     let kafka = config.kafka.clone();

@@ -20,7 +20,9 @@
 //!   state. With cooperative-sticky assignment only the moving partitions
 //!   pause; the others keep processing.
 //! - **Assignment rebuilds.** A newly assigned partition with a committed
-//!   offset `c` is started *earlier*, at the offset where its processor's
+//!   offset `c` is restored from its newest usable snapshot at an offset
+//!   `s ≤ c` ([`snapshots`]) and started at `s`; without one it is started
+//!   *earlier*, at the offset where its processor's
 //!   window begins (from the commit metadata, or `offsets_for_times` on
 //!   brokers that support it). Events before `c` are replayed in warm-up
 //!   mode — state updated, nothing emitted, nothing counted — and processing
@@ -40,7 +42,7 @@
 //! each concern has its own file: `batch` (what one iteration polls, decoded
 //! in parallel), `handling` (one message), `rebalance`
 //! (revocation, hand-over commits, assignment and where replay starts),
-//! [`effects`] (records awaiting acknowledgement), [`tracker`] (which
+//! [`snapshots`] (partition states in the group's state topic), [`effects`] (records awaiting acknowledgement), [`tracker`] (which
 //! offsets may be committed), `dead_letter` (the copy of a rejected
 //! message), `status` (`/report` and the console report) and `ffi` (the one
 //! unsafe call, with its SAFETY note).
@@ -51,6 +53,7 @@ pub mod effects;
 mod ffi;
 mod handling;
 mod rebalance;
+pub mod snapshots;
 mod status;
 mod stop;
 pub mod tracker;
@@ -110,6 +113,9 @@ pub const DLQ_MAX_KEY_BYTES: usize = 16 * 1024;
 /// Longest a new owner waits for the previous owner's handoff commit (also
 /// capped by `DRAIN_TIMEOUT`).
 const HANDOFF_WAIT: Duration = Duration::from_secs(5);
+/// Longest a revocation waits for its partitions' snapshots to be written
+/// (also capped by what is left of a stop's budget).
+const HANDOVER_SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
 /// Repetitive warnings (rejected messages, poll errors) logged per second.
 const REPEATED_WARNINGS_PER_SECOND: u32 = 5;
 /// How stale the loop heartbeat may be before `/healthz` and `/readyz` fail.
@@ -158,6 +164,9 @@ pub struct RuntimeOptions {
     pub limits: DecodeLimits,
     /// Record a span per live event, continuing the trace in its headers.
     pub trace: bool,
+    /// Write partition snapshots and restore from them (`None`: rebuilds
+    /// replay the window).
+    pub snapshots: Option<snapshots::SnapshotOptions>,
 }
 
 /// What `GET /report` serves for one consumer (and `--report-file` holds):
@@ -257,6 +266,9 @@ struct Slot<S> {
     count_from: i64,
     rebuild: Option<Rebuild>,
     replayed_total: u64,
+    /// Where this partition's next snapshot goes, and when it is due.
+    snapshot: snapshots::Cursor,
+    snapshot_due: Instant,
 }
 
 /// Counters batched locally and flushed to Prometheus a few times a second.
@@ -311,6 +323,8 @@ struct RuntimeContext<A: ConsumerApp> {
     /// by then (the work they repeat was already done within the budget).
     stop_deadline: Mutex<Option<Instant>>,
     metrics: ConsumerMetrics,
+    /// The state topic's writer and reader, when snapshots are on.
+    snapshots: Option<snapshots::Snapshots>,
     topic: String,
     rebuild: bool,
     window_ms: i64,
@@ -351,6 +365,14 @@ pub fn run<A: ConsumerApp>(
     shutdown: Shutdown,
 ) -> Result<RunOutcome, RuntimeError> {
     let window_ms = app.processor().rebuild_window_ms();
+    let snapshots = options
+        .snapshots
+        .clone()
+        .filter(|_| options.consumer.state_rebuild && window_ms > 0)
+        .and_then(|s| {
+            let fingerprint = snapshots::fingerprint(app.processor().state_fingerprint(), &options.limits, window_ms);
+            snapshots::Snapshots::connect(kafka, s, &options.topic, &options.client_id, fingerprint, &metrics)
+        });
     let effects = Effects::new(
         &crate::kafka::effects_producer(kafka, &format!("{}-effects", options.client_id)),
         metrics.e2e_alert.clone(),
@@ -400,6 +422,7 @@ pub fn run<A: ConsumerApp>(
         handoff_wait: options.consumer.drain_timeout.min(HANDOFF_WAIT),
         stop_deadline: Mutex::new(None),
         metrics: metrics.clone(),
+        snapshots,
         topic: options.topic.clone(),
         rebuild: options.consumer.state_rebuild,
         window_ms,
@@ -521,6 +544,9 @@ pub fn run<A: ConsumerApp>(
         }
         shared.handled.fetch_add(polled.len() as u64, Ordering::Relaxed);
         polled.clear();
+        if let Some(snapshots) = &ctx.snapshots {
+            core.write_due_snapshots(snapshots, Instant::now());
+        }
         let interval = core.options.consumer.stats_interval;
         if core.live_since_report >= interval && core.last_report.elapsed() >= Duration::from_secs(1) {
             core.live_since_report = 0;

@@ -306,6 +306,7 @@ impl<A: ConsumerApp> RuntimeContext<A> {
     /// Chooses each newly assigned partition's start offset (earlier than the
     /// committed one when its state must be rebuilt) and creates its state.
     fn prepare_assignment(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let assigned_at = Instant::now();
         let ids = partition_ids(tpl, &self.topic);
         self.metrics.rebalance_assign.inc();
         if ids.is_empty() {
@@ -332,39 +333,65 @@ impl<A: ConsumerApp> RuntimeContext<A> {
                 },
                 None => (None, None),
             };
-            let plan = self.plan_start(consumer, p, committed_offset, metadata);
+            let mut plan = self.plan_start(consumer, p, committed_offset, metadata);
+            // A snapshot from within the replay bounds the replay to its tail.
+            let (restored, cursor) = match (&self.snapshots, plan.start) {
+                (Some(snapshots), Some(from)) if from < plan.live_from => {
+                    self.restore(snapshots, p, from, plan.live_from)
+                }
+                _ => (None, snapshots::Cursor::default()),
+            };
+            if let Some(r) = &restored {
+                plan.start = Some(r.offset);
+                plan.via = ReplayFrom::Snapshot;
+            }
             if let Some(start) = plan.start
                 && let Err(e) = tpl.set_partition_offset(&self.topic, p, Offset::Offset(start))
             {
                 tracing::warn!(partition = p, error = %e, "cannot set start offset");
             }
-            plans.push((p, plan));
+            plans.push((p, plan, restored, cursor));
         }
 
         let mut core = self.lock();
-        for (p, plan) in plans {
+        let snapshot_interval = self.snapshots.as_ref().map_or(Duration::ZERO, |s| s.options.interval);
+        for (p, plan, restored, cursor) in plans {
             let epoch = core.next_epoch;
             core.next_epoch += 1;
-            let state = core.app.processor().new_state();
+            let (state, tracker) = match restored {
+                Some(r) => (r.state, r.tracker),
+                None => (core.app.processor().new_state(), OffsetTracker::new(self.window_ms)),
+            };
             let rebuilding = plan.start.is_some_and(|s| s < plan.live_from);
             core.slots.insert(
                 p,
                 Slot {
                     state,
-                    tracker: OffsetTracker::new(self.window_ms),
+                    tracker,
                     epoch,
                     live_from: plan.live_from,
                     count_from: plan.count_from,
-                    rebuild: rebuilding.then(|| Rebuild {
-                        started: Instant::now(),
+                    rebuild: rebuilding.then_some(Rebuild {
+                        started: assigned_at,
                         replayed: 0,
                     }),
                     replayed_total: 0,
+                    snapshot: cursor,
+                    snapshot_due: Instant::now() + snapshot_interval,
                 },
             );
             self.metrics.partition_assigned(&self.topic, p);
+            if plan.via == ReplayFrom::Snapshot && !rebuilding {
+                // Restored exactly at the committed offset (a graceful
+                // hand-over's snapshot): live at once, nothing to replay.
+                self.metrics.rebuilds_by_snapshot.inc();
+                self.metrics
+                    .rebuild_seconds
+                    .observe(assigned_at.elapsed().as_secs_f64());
+            }
             if rebuilding {
                 match plan.via {
+                    ReplayFrom::Snapshot => self.metrics.rebuilds_by_snapshot.inc(),
                     ReplayFrom::CommitMetadata => self.metrics.rebuilds_by_commit_metadata.inc(),
                     _ => self.metrics.rebuilds_by_timestamp.inc(),
                 }
@@ -553,6 +580,13 @@ impl<A: ConsumerApp> RuntimeContext<A> {
                     tracing::warn!(error = %e, "commit on revoke failed; the next owner re-processes from the last commit");
                 }
             }
+            // The state now stands at the hand-over commit: its snapshot
+            // lets the next owner go live without replaying anything.
+            if let Some(snapshots) = &self.snapshots {
+                let until = Instant::now() + bound(HANDOVER_SNAPSHOT_WAIT);
+                core.write_snapshots(snapshots, &ids, until);
+                snapshots.flush(until.saturating_duration_since(Instant::now()));
+            }
         }
         for p in &ids {
             core.slots.remove(p);
@@ -598,6 +632,8 @@ enum ReplayFrom {
     /// The previous owner's commit metadata alone: the broker could not
     /// answer by timestamp (librdkafka's mock cluster cannot).
     CommitMetadata,
+    /// A partition snapshot: only the events since it are replayed.
+    Snapshot,
 }
 
 impl ReplayFrom {
@@ -607,6 +643,7 @@ impl ReplayFrom {
             ReplayFrom::Timestamp => "offsets_for_times",
             ReplayFrom::TimestampAndMetadata => "offsets_for_times+metadata",
             ReplayFrom::CommitMetadata => "commit metadata",
+            ReplayFrom::Snapshot => "snapshot",
         }
     }
 }

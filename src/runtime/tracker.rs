@@ -85,6 +85,15 @@ impl CommitMetadata {
     }
 }
 
+/// The part of an [`OffsetTracker`] a partition snapshot carries: the
+/// watermarks and the checkpoints a later replay start is found from.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedTracker {
+    watermark_ms: i64,
+    event_time_ms: i64,
+    checkpoints: Vec<(i64, i64)>,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
     offset: i64,
@@ -220,6 +229,27 @@ impl OffsetTracker {
 
     pub fn next_offset(&self) -> Option<i64> {
         self.last_processed.map(|o| o + 1)
+    }
+
+    /// What a snapshot keeps of this bookkeeping: enough for the owner that
+    /// restores it to write the same commit metadata as this one would.
+    pub fn saved(&self) -> SavedTracker {
+        SavedTracker {
+            watermark_ms: self.watermark_ms,
+            event_time_ms: self.event_time_ms,
+            checkpoints: self.checkpoints.iter().copied().collect(),
+        }
+    }
+
+    /// The bookkeeping of a partition restored from a snapshot taken when
+    /// every event before `next_offset` had been processed.
+    pub fn restored(window_ms: i64, next_offset: i64, saved: SavedTracker) -> OffsetTracker {
+        let mut tracker = OffsetTracker::new(window_ms);
+        tracker.watermark_ms = saved.watermark_ms;
+        tracker.event_time_ms = saved.event_time_ms;
+        tracker.checkpoints = saved.checkpoints.into();
+        tracker.last_processed = Some(next_offset - 1);
+        tracker
     }
 
     /// Keeps the checkpoints a replay could still need: everything newer than
