@@ -13,13 +13,13 @@ use serde_json::{Value, json};
 use super::{Replica, alert_ids, big_purchases, cart, in_process_fraud, owns, report, scratch};
 
 /// The velocity window of one user is split by a partition move: three cart
-/// additions before, two after. With rebuild the new owner raises
+/// additions before, two after. With rebuild — by replay, or from the
+/// snapshot the first owner wrote at the hand-over — the new owner raises
 /// HIGH_VELOCITY at the fifth, as a single replica would; without, it
 /// cannot (the negative control shows the test can fail).
-fn velocity_across_a_move(rebuild: bool) -> (Vec<String>, u64) {
+fn velocity_across_a_move(setting: [(&str, &str); 2]) -> (Vec<String>, u64) {
     let broker = kafka(1);
     let bootstrap = broker.bootstrap_servers().to_string();
-    let setting = [("STATE_REBUILD", if rebuild { "true" } else { "false" })];
     produce(&bootstrap, ACTIVITIES, &[cart(1, 0), cart(2, 5), cart(3, 10)]);
     let first_stop = Shutdown::new();
     let first = in_process_fraud(&bootstrap, &setting, &first_stop);
@@ -58,14 +58,18 @@ fn wait_committed_one(bootstrap: &str) {
 fn rebuild_carries_a_velocity_window_across_a_partition_move() {
     // The fifth cart is the fifth record of the only partition.
     let single_replica_alert = alert_id(Rule::HighVelocity, "bot-7", "cart-5", Some((0, 4)));
-    let (alerts, replayed) = velocity_across_a_move(true);
+    let (alerts, replayed) = velocity_across_a_move([("STATE_REBUILD", "true"), ("STATE_SNAPSHOT_INTERVAL", "0")]);
     assert_eq!(
         alerts,
-        vec![single_replica_alert],
+        vec![single_replica_alert.clone()],
         "raised at the same event as one replica would"
     );
     assert!(replayed >= 3, "the three earlier carts were replayed: {replayed}");
-    let (alerts, replayed) = velocity_across_a_move(false);
+    // The hand-over snapshot carries the three carts: nothing is replayed.
+    let (alerts, replayed) = velocity_across_a_move([("STATE_REBUILD", "true"), ("STATE_SNAPSHOT_INTERVAL", "5m")]);
+    assert_eq!(alerts, vec![single_replica_alert], "raised from the restored state");
+    assert_eq!(replayed, 0, "restored from the hand-over snapshot, nothing replayed");
+    let (alerts, replayed) = velocity_across_a_move([("STATE_REBUILD", "false"), ("STATE_SNAPSHOT_INTERVAL", "5m")]);
     assert!(
         alerts.is_empty(),
         "without rebuild the new owner sees only two carts: {alerts:?}"

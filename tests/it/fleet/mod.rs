@@ -9,7 +9,8 @@
 //! stored, so "every event processed at least once" is observed, not assumed.
 //!
 //! The suites: `scaling` (a fleet scaled and crashed), `handover` (a
-//! partition moving between owners), `membership` (leaving, eviction,
+//! partition moving between owners), `snapshots` (rebuilds from partition
+//! snapshots and their fallbacks), `membership` (leaving, eviction,
 //! static membership, back-pressure) and `edges` (one consumer's offsets,
 //! lag and a missing alerts topic). The helpers they share are here.
 
@@ -17,6 +18,7 @@ mod edges;
 mod handover;
 mod membership;
 mod scaling;
+mod snapshots;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -67,18 +69,19 @@ fn start(kind: &str, bootstrap: &str, dir: &Path, n: usize) -> Replica {
 
 /// Replica `n` of `kind` under group `protocol` (classic or consumer).
 fn start_with(kind: &str, bootstrap: &str, dir: &Path, n: usize, protocol: &str) -> Replica {
-    ConsumerProcess::start(
-        kind,
-        bootstrap,
-        dir,
-        n,
-        &[
-            ("KAFKA_GROUP_PROTOCOL", protocol),
-            ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
-            ("DRAIN_TIMEOUT", "3s"),
-            ("KAFKA_COMMIT_INTERVAL_MS", "200"),
-        ],
-    )
+    start_env(kind, bootstrap, dir, n, protocol, &[])
+}
+
+/// [`start_with`], with `extra` settings.
+fn start_env(kind: &str, bootstrap: &str, dir: &Path, n: usize, protocol: &str, extra: &[(&str, &str)]) -> Replica {
+    let mut env = vec![
+        ("KAFKA_GROUP_PROTOCOL", protocol),
+        ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+        ("DRAIN_TIMEOUT", "3s"),
+        ("KAFKA_COMMIT_INTERVAL_MS", "200"),
+    ];
+    env.extend_from_slice(extra);
+    ConsumerProcess::start(kind, bootstrap, dir, n, &env)
 }
 
 fn stop(r: &mut Replica) {

@@ -11,23 +11,47 @@ use activity_tracker::shutdown::Shutdown;
 use serde_json::{Value, json};
 
 use super::{
-    CHUNK, PARTITIONS, Replica, alert_ids, in_process_fraud, owns, report, scratch, start, start_with, stop, stream,
+    CHUNK, PARTITIONS, Replica, alert_ids, in_process_fraud, owns, report, scratch, start, start_env, stop, stream,
     wait_committed, wait_settled,
 };
 
+/// Rebuilds by replay alone: snapshots off.
 #[test]
 fn scaling_and_crashing_the_fraud_fleet_changes_no_alert_classic_protocol() {
-    fraud_fleet("classic");
+    fraud_fleet("classic", Rebuilds::Replay);
 }
 
+/// Rebuilds from partition snapshots: written at every graceful hand-over
+/// and every second mid-stream, restored with the tail since them.
 #[test]
 fn scaling_and_crashing_the_fraud_fleet_changes_no_alert_kip848_protocol() {
-    fraud_fleet("consumer");
+    fraud_fleet("consumer", Rebuilds::Snapshots);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rebuilds {
+    Replay,
+    Snapshots,
 }
 
 /// One replica against a fleet that scales 1 → 3 → 2 → 4 with a graceful
-/// stop and a kill -9, on real Kafka under group `protocol`.
-fn fraud_fleet(protocol: &str) {
+/// stop and a kill -9, on real Kafka under group `protocol`, rebuilding
+/// moved partitions as `rebuilds` says.
+fn fraud_fleet(protocol: &str, rebuilds_by: Rebuilds) {
+    let interval = match rebuilds_by {
+        Rebuilds::Replay => "0",
+        Rebuilds::Snapshots => "1s",
+    };
+    let start_with = |kind: &str, bootstrap: &str, dir: &std::path::Path, n: usize, protocol: &str| {
+        start_env(
+            kind,
+            bootstrap,
+            dir,
+            n,
+            protocol,
+            &[("STATE_SNAPSHOT_INTERVAL", interval)],
+        )
+    };
     let events = stream();
 
     // (a) one replica, start to end.
@@ -96,7 +120,26 @@ fn fraud_fleet(protocol: &str) {
         .iter()
         .map(|r| metric_sum(r.http, "activity_consumer_commits_total", &[("result", "error")]))
         .sum();
-    assert!(by_time > 0.0, "moved partitions were rebuilt by timestamp");
+    let by_snapshot: f64 = [&r1, &r4, &r5, &r6].iter().map(|r| rebuilds(r, "snapshot")).sum();
+    let unusable: f64 = [&r1, &r4, &r5, &r6]
+        .iter()
+        .map(|r| metric_sum(r.http, "activity_state_restores_total", &[("outcome", "unusable")]))
+        .sum();
+    match rebuilds_by {
+        Rebuilds::Replay => {
+            assert!(by_time > 0.0, "moved partitions were rebuilt by timestamp");
+            assert_eq!(
+                by_snapshot, 0.0,
+                "no snapshot is written or restored with snapshots off"
+            );
+        }
+        Rebuilds::Snapshots => {
+            assert!(by_snapshot > 0.0, "moved partitions were restored from snapshots");
+            println!(
+                "{by_snapshot} rebuilds from snapshots, {by_time} by timestamp, {unusable} lookups found only unusable snapshots"
+            );
+        }
+    }
     assert_eq!(by_metadata, 0.0, "no rebuild fell back to commit metadata");
     for mut r in [r1, r4, r5, r6] {
         stop(&mut r);
@@ -173,6 +216,13 @@ fn analytics_totals_of_a_graceful_fleet_add_up_to_one_replicas() {
     }
     let active: u64 = windowed.iter().map(|v| v["active_users"].as_u64().unwrap()).sum();
     assert_eq!(json!(active), windowed_a["active_users"]);
+    // The moved partitions were restored from the hand-over snapshots the
+    // graceful owners wrote (snapshots are on by default).
+    let restored: f64 = [&r1, &r2, &r4, &r5].iter().map(|r| rebuilds(r, "snapshot")).sum();
+    assert!(
+        restored > 0.0,
+        "moved analytics partitions were restored from snapshots"
+    );
     // Users by the source of their latest session, over the same window.
     let users_by_source = |reports: &[&Value]| -> BTreeMap<String, u64> {
         let mut merged = BTreeMap::new();
