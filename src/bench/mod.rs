@@ -57,7 +57,7 @@ use crate::telemetry::Telemetry;
 use latency::latency;
 use memory::memory;
 use processing::per_core;
-use rebalance::{rebalance_pause, rebuild_time};
+use rebalance::{Rebuild, rebalance_pause, rebuild_time};
 use targets::Figures;
 use throughput::throughput;
 
@@ -237,28 +237,37 @@ fn run(mut config: Config, options: &BenchOptions) -> anyhow::Result<()> {
             .rebuild_window_ms();
             window_ms.max(0) as u64 * targets::REBUILD_RATE / 1000
         });
-        let volumes = options
-            .rebuild_volumes
-            .iter()
-            .map(|&v| (v, false))
-            .chain(at_target_rate.map(|v| (v, true)));
-        for (volume, at_rate) in volumes {
+        for &volume in &options.rebuild_volumes {
+            let (row, _) = rebuild_time(broker.as_ref(), &config, volume, &run_id, Rebuild::Replay)?;
+            rows.push(row);
+        }
+        // Snapshots: restored after a graceful hand-over, and after a crash
+        // with the traffic of one snapshot interval to replay since.
+        let (volume, tail) = match at_target_rate {
+            Some(v) => (v, targets::REBUILD_RATE * config.consumer.snapshot_interval.as_secs()),
+            None => {
+                let v = options.rebuild_volumes.iter().copied().max().unwrap_or(5_000);
+                (v, v / 5)
+            }
+        };
+        let mut volumes = vec![(volume, Rebuild::HandOver), (volume, Rebuild::Crash { tail })];
+        if at_target_rate.is_some() {
+            volumes.insert(0, (volume, Rebuild::Replay));
+        }
+        for (volume, how) in volumes {
             if broker.is_some() && volume > EVENTS_PER_PARTITION {
                 rows.push(Row {
-                    what: format!("state rebuild, {} events to replay", thousands(volume as f64)),
+                    what: format!("state rebuild ({how:?}), {} events", thousands(volume as f64)),
                     value: "–".into(),
                     note: "not measurable on the embedded broker (it keeps a few MB per partition)".into(),
                 });
                 continue;
             }
-            rows.push(rebuild_time(
-                broker.as_ref(),
-                &config,
-                volume,
-                &run_id,
-                &mut figures,
-                at_rate,
-            )?);
+            let (row, seconds) = rebuild_time(broker.as_ref(), &config, volume, &run_id, how)?;
+            if matches!(how, Rebuild::Crash { .. }) && at_target_rate.is_some() {
+                figures.rebuild_at_rate = Some(seconds);
+            }
+            rows.push(row);
         }
     }
     // 6 and 7. The pure processors: memory, and speed on one core.

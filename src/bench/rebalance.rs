@@ -133,68 +133,129 @@ pub(super) fn rebalance_pause(
         .collect())
 }
 
-/// Rebuild time against replay volume: one partition holding `volume`
-/// events within the fraud window is processed and committed by one owner,
-/// which then leaves; a fresh owner rebuilds the state by replaying them.
-/// The time is the runtime's own, from assignment to live.
+/// How the owner whose rebuild is measured gets its partition's state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Rebuild {
+    /// Snapshots off: the window is replayed.
+    Replay,
+    /// From the snapshot the previous owner wrote when it handed the
+    /// partition over gracefully: nothing to replay.
+    HandOver,
+    /// After a crash: from the last snapshot, `tail` events before the
+    /// committed offset (at most a snapshot interval of traffic), and a
+    /// replay of that tail.
+    Crash { tail: u64 },
+}
+
+/// Rebuild time of one partition holding `volume` events within the fraud
+/// window, processed and committed by one owner before a fresh owner takes
+/// it over, `how` says from what. The time is the runtime's own, from
+/// assignment to live.
 pub(super) fn rebuild_time(
     broker: Option<&EmbeddedBroker>,
     config: &Config,
     volume: u64,
     run_id: &str,
-    figures: &mut Figures,
-    at_target_rate: bool,
-) -> anyhow::Result<Row> {
-    let name = format!("rebuild-{volume}");
+    how: Rebuild,
+) -> anyhow::Result<(Row, f64)> {
+    let name = match how {
+        Rebuild::Replay => format!("rebuild-{volume}"),
+        Rebuild::HandOver => format!("restore-{volume}"),
+        Rebuild::Crash { tail } => format!("restore-{volume}-{tail}"),
+    };
     let mut c = phase_config(broker, config, &name, run_id, 1)?;
     c.consumer.session_timeout = Duration::from_secs(6);
-    let (n, _) = produce(&c, volume, 0.0)?;
+    if how == Rebuild::Replay {
+        c.consumer.snapshot_interval = Duration::ZERO;
+    }
+    let tail = match how {
+        Rebuild::Crash { tail } => tail.min(volume),
+        _ => 0,
+    };
     let group = format!("bench-{name}-{run_id}");
+    // The first owner processes all but the tail and hands over (with a
+    // snapshot, unless they are off).
+    let (mut n, _) = produce(&c, volume - tail, 0.0)?;
     let first_stop = Shutdown::new();
     let first = start(&c, consumers::Kind::Fraud, &group, &first_stop)?;
     wait_handled(&[&first], n)?;
     stop(&first_stop, vec![first])?;
+    if tail > 0 {
+        // The tail goes to an owner that neither rebuilds nor snapshots: the
+        // group commits past the snapshot, as after a crash between two.
+        let (more, _) = produce(&c, tail, 0.0)?;
+        let mut bare = c.clone();
+        bare.consumer.state_rebuild = false;
+        bare.consumer.snapshot_interval = Duration::ZERO;
+        let second_stop = Shutdown::new();
+        let second = start(&bare, consumers::Kind::Fraud, &group, &second_stop)?;
+        wait_handled(&[&second], more)?;
+        stop(&second_stop, vec![second])?;
+        n += more;
+    }
     let telemetry = Telemetry::new();
-    let second_stop = Shutdown::new();
-    let second = consumers::spawn(
+    let last_stop = Shutdown::new();
+    let last = consumers::spawn(
         consumers::fraud_app(&c).quiet(),
         &c,
         group,
         &telemetry,
-        second_stop.clone(),
+        last_stop.clone(),
     )?;
     let deadline = Instant::now() + STALL;
     let rebuilt = loop {
-        let (count, seconds, replayed, by_time) = rebuild_metrics(&telemetry);
-        if count >= 1.0 {
-            break (seconds, replayed, by_time);
+        let m = rebuild_metrics(&telemetry);
+        if m.count >= 1.0 {
+            break m;
         }
-        if Instant::now() > deadline || second.thread.is_finished() {
+        if Instant::now() > deadline || last.thread.is_finished() {
             bail!("the partition of {volume} events was not rebuilt");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    stop(&second_stop, vec![second])?;
-    let (seconds, replayed, by_time) = rebuilt;
-    if at_target_rate {
-        figures.rebuild_at_rate = Some(seconds);
-    }
-    Ok(Row {
-        what: format!("state rebuild, {} events to replay", thousands(n as f64)),
-        value: format!("{:.2} s", seconds),
-        note: format!(
-            "{} events replayed ({} events/s), start found by {}; fraud consumer, one partition",
-            thousands(replayed),
-            thousands(replayed / seconds.max(1e-9)),
-            if by_time { "timestamp" } else { "commit metadata" }
+    stop(&last_stop, vec![last])?;
+    let what = match how {
+        Rebuild::Replay => format!("state rebuild by replay, {} events", thousands(n as f64)),
+        Rebuild::HandOver => format!(
+            "state restore from a hand-over snapshot, {} events in the window",
+            thousands(n as f64)
         ),
-    })
+        Rebuild::Crash { tail } => format!(
+            "state rebuild from a snapshot + {} events since, {} in the window",
+            thousands(tail as f64),
+            thousands(n as f64)
+        ),
+    };
+    let row = Row {
+        what,
+        value: format!("{:.2} s", rebuilt.seconds),
+        note: format!(
+            "{} events replayed ({} events/s), started from {}; {} snapshot bytes restored; fraud consumer, one partition",
+            thousands(rebuilt.replayed),
+            thousands(rebuilt.replayed / rebuilt.seconds.max(1e-9)),
+            rebuilt.method,
+            thousands(rebuilt.snapshot_bytes),
+        ),
+    };
+    Ok((row, rebuilt.seconds))
 }
 
-/// (rebuilds finished, their seconds, events replayed, whether one found
-/// its start by timestamp) from a consumer's telemetry.
-fn rebuild_metrics(telemetry: &Telemetry) -> (f64, f64, f64, bool) {
-    let mut out = (0.0, 0.0, 0.0, false);
+/// A rebuild as a consumer's telemetry tells it.
+#[derive(Default)]
+struct Rebuilt {
+    /// Rebuilds finished.
+    count: f64,
+    seconds: f64,
+    replayed: f64,
+    /// Where they started (the `method` label).
+    method: String,
+    /// Bytes of the snapshots restored.
+    snapshot_bytes: f64,
+}
+
+/// The rebuild a consumer's telemetry reports.
+fn rebuild_metrics(telemetry: &Telemetry) -> Rebuilt {
+    let mut out = Rebuilt::default();
     for line in telemetry.render().lines() {
         let value = || {
             line.rsplit(' ')
@@ -203,13 +264,18 @@ fn rebuild_metrics(telemetry: &Telemetry) -> (f64, f64, f64, bool) {
                 .unwrap_or(0.0)
         };
         if line.starts_with("activity_state_rebuild_seconds_count") {
-            out.0 += value();
+            out.count += value();
         } else if line.starts_with("activity_state_rebuild_seconds_sum") {
-            out.1 += value();
+            out.seconds += value();
         } else if line.starts_with("activity_state_rebuild_events_total") {
-            out.2 += value();
-        } else if line.starts_with("activity_state_rebuilds_total") && line.contains("method=\"timestamp\"") {
-            out.3 |= value() > 0.0;
+            out.replayed += value();
+        } else if line.starts_with("activity_state_restored_bytes_total") {
+            out.snapshot_bytes += value();
+        } else if line.starts_with("activity_state_rebuilds_total")
+            && value() > 0.0
+            && let Some(method) = line.split("method=\"").nth(1).and_then(|m| m.split('"').next())
+        {
+            out.method = method.to_string();
         }
     }
     out
