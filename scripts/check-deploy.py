@@ -218,9 +218,26 @@ def check_strimzi(directory, rendered):
         }
         if not groups:
             problems.append("no consumer group found in the rendered workloads")
+        prefixes = [
+            a["resource"]["name"]
+            for a in user["spec"]["authorization"]["acls"]
+            if a["resource"].get("type") == "topic" and a["resource"].get("patternType") == "prefix"
+        ]
+        snapshots = config.get("STATE_SNAPSHOT_INTERVAL", "0s") not in ("0s", "0")
         for group in sorted(groups):
             if group not in acl_names:
                 problems.append(f"KafkaUser has no ACL for consumer group {group}")
+            # Each group's partition snapshots (src/runtime/snapshots.rs).
+            state = f"{config['KAFKA_ACTIVITIES_TOPIC']}-state-{group}"
+            if not snapshots:
+                continue
+            spec = topics.get(state)
+            if spec is None:
+                problems.append(f"snapshots are on but {state} has no KafkaTopic")
+            elif spec.get("config", {}).get("cleanup.policy") != "compact" or spec.get("partitions") != activities.get("partitions"):
+                problems.append(f"{state} must be compacted with the activities topic's partitions")
+            if state not in acl_names and not any(state.startswith(p) for p in prefixes):
+                problems.append(f"KafkaUser has no ACL for {state}")
     if not problems:
         print(f"{directory}: {len(docs)} Strimzi objects agree with the chart values (cluster {cluster})")
     return problems

@@ -130,6 +130,7 @@ KAFKA_COMMIT_INTERVAL_MS: {{ .Values.config.commitIntervalMs | int64 | quote }}
 KAFKA_GROUP_PROTOCOL: {{ .Values.config.groupProtocol | quote }}
 KAFKA_ASSIGNMENT_STRATEGY: {{ .Values.config.assignmentStrategy | quote }}
 STATE_REBUILD: {{ .Values.config.stateRebuild | quote }}
+STATE_SNAPSHOT_INTERVAL: {{ printf "%ds" (int .Values.config.stateSnapshotIntervalSeconds) | quote }}
 ALLOWED_LATENESS: {{ printf "%ds" (int .Values.config.allowedLatenessSeconds) | quote }}
 STATS_INTERVAL: {{ .Values.config.statsInterval | int64 | quote }}
 REPORT_USER_IDS: {{ .Values.config.reportUserIds | quote }}
