@@ -31,6 +31,16 @@ pub async fn run_command(mut config: Config, shutdown: Shutdown) -> anyhow::Resu
         None
     } else {
         let broker = EmbeddedBroker::start(1, &config.topics)?;
+        // It answers no CreateTopics: the consumers' state topics are made here.
+        if !config.consumer.snapshot_interval.is_zero() {
+            for kind in [Kind::Analytics, Kind::Fraud] {
+                let topic = crate::runtime::snapshots::SnapshotOptions::topic_for(
+                    &config.topics.activities,
+                    &kind.group(&config),
+                );
+                broker.create_topic(&topic, config.topics.partitions)?;
+            }
+        }
         config.kafka.bootstrap_servers = broker.bootstrap_servers().to_string();
         config.consumer.fetch_wait_max = Some(crate::broker::FETCH_WAIT_MAX);
         println!(
