@@ -184,8 +184,12 @@ impl Snapshots {
         let producer = producer.create_with_context(Deliveries {
             failed: metrics.snapshots_failed.clone(),
         });
-        let reader = crate::kafka::reader(kafka, &format!("{client_id}-snapshots"))
-            .create_with_context(crate::kafka::BaseContext);
+        let mut reader = crate::kafka::reader(kafka, &format!("{client_id}-snapshots"));
+        // A restore reads to the end of a partition while the partition's
+        // new owner waits: a fetch at the end must answer at once, not after
+        // the default 500 ms wait for more data.
+        crate::kafka::set_unless_passed_through(&mut reader, kafka, "fetch.wait.max.ms", "5");
+        let reader = reader.create_with_context(crate::kafka::BaseContext);
         match (producer, reader) {
             (Ok(producer), Ok(reader)) => Some(Snapshots {
                 options,
@@ -290,7 +294,7 @@ impl Snapshots {
             return Ok(records);
         }
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
+        tpl.add_partition_offset(topic, partition, Offset::Offset(low))?;
         self.reader.assign(&tpl)?;
         let result = (|| {
             loop {
