@@ -105,6 +105,13 @@ with no replica, is absent by design. */}}
   "description" (printf "Every offset commit has failed for %s; a restart would re-process everything since the last commit." (include "at.words" .for))) }}
 {{- end }}{{ end }}
 
+{{- with $r.snapshotsFailing }}{{ if .enabled }}
+{{- $rules = append $rules (dict "key" "snapshotsFailing" "alert" "ActivitySnapshotsFailing"
+  "expr" (printf "sum by (namespace, group) (increase(activity_state_snapshots_total{%sresult=\"failed\"}[15m])) > 0\nor\nsum by (namespace, group) (increase(activity_state_restores_total{%soutcome=\"unusable\"}[15m])) > 0\n" $ns_ $ns_)
+  "summary" `Partition snapshots of {{ $labels.group }} are failing`
+  "description" (printf "For %s, snapshots were not written to the group's state topic or new owners found only unusable ones. Moved partitions are still rebuilt correctly, by replaying the whole window: rebalances take longer as traffic grows." (include "at.words" .for))) }}
+{{- end }}{{ end }}
+
 {{- with $r.collectorRejecting }}{{ if .enabled }}
 {{- $rules = append $rules (dict "key" "collectorRejecting" "alert" "ActivityCollectorRejecting"
   "expr" (printf "(sum by (namespace) (rate(activity_collector_events_rejected_total{%s}[5m]))\n  / (sum by (namespace) (rate(activity_collector_events_accepted_total{%s}[5m]))\n     + sum by (namespace) (rate(activity_collector_events_rejected_total{%s}[5m]))) > %v)\nand\n(sum by (namespace) (rate(activity_collector_events_rejected_total{%s}[5m])) * 60 > %v)\n" $ns $ns $ns .ratio $ns .minPerMinute)
