@@ -418,14 +418,20 @@ fn fresh_reports(bootstrap: &str, replicas: &[&Replica]) -> Vec<Value> {
     wait_until("reports that include every event", Duration::from_secs(30), || {
         let views: Option<Vec<Value>> = replicas.iter().map(|r| report(r)).collect();
         let Some(views) = views else { return false };
-        let complete = views.iter().all(|v| {
-            v["consumer"]["partitions"].as_array().is_some_and(|parts| {
-                parts.iter().all(|p| {
-                    let partition = p["partition"].as_i64().unwrap_or(-1) as i32;
-                    p["position"].as_i64() == ends.get(&partition).copied()
-                })
-            })
-        });
+        // Every partition in some report, at its end: a report published
+        // before its replica's assignment lists no partition, and must not
+        // count as complete.
+        let mut at_end = BTreeSet::new();
+        for v in &views {
+            for p in v["consumer"]["partitions"].as_array().into_iter().flatten() {
+                let partition = p["partition"].as_i64().unwrap_or(-1) as i32;
+                let end = ends.get(&partition).copied();
+                if p["position"].as_i64() == end || end == Some(0) {
+                    at_end.insert(partition);
+                }
+            }
+        }
+        let complete = at_end.len() == PARTITIONS as usize;
         reports = views;
         complete
     });
